@@ -1,0 +1,1 @@
+"""ckite: Raft consensus for Python applications (a port of CKite)."""

@@ -1,0 +1,47 @@
+"""The durable store behind the log: what a member must find again after a crash.
+
+Implementations: :class:`~ckite.log.memory_storage.MemoryStorage` (tests, simulation)
+and :class:`~ckite.log.sqlite_storage.SQLiteStorage` (the default). The consensus core
+keeps its own in-memory view of the log (:class:`~ckite.log.raft_log.RaftLog`) and
+calls a storage only to make things durable, so reads never touch the disk.
+
+Every method returns only once its effect is durable (fsynced): Raft's safety rests on
+term, vote and acknowledged entries surviving a crash.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ckite.log.entry import LogEntry
+
+
+@dataclass(slots=True)
+class StoredState:
+    """Everything :meth:`LogStorage.load` recovers: term, vote and the entries, oldest first."""
+
+    term: int = 0
+    voted_for: str | None = None
+    entries: list[LogEntry] = field(default_factory=list)
+
+
+class LogStorage(ABC):
+    """Durable term, vote and log entries of one member."""
+
+    @abstractmethod
+    def load(self) -> StoredState:
+        """Read back what was stored (an empty :class:`StoredState` for a new member)."""
+
+    @abstractmethod
+    def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
+        """Durably record the current term and the candidate voted for in it (None: no vote)."""
+
+    @abstractmethod
+    def append(self, entries: Sequence[LogEntry], truncate_from: int | None = None) -> None:
+        """In one durable transaction: delete every entry with index >= ``truncate_from``
+        (when given), then add ``entries`` (consecutive indexes, continuing the log)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release files; further calls are errors."""
