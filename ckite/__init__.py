@@ -1,1 +1,17 @@
-"""ckite: Raft consensus for Python applications (a port of CKite)."""
+"""ckite: Raft consensus for Python applications, a port of CKite.
+
+Typical use::
+
+    from ckite import CKiteBuilder
+    member = (CKiteBuilder().with_local_binding("localhost:9091")
+              .with_members_bindings(["localhost:9092", "localhost:9093"])
+              .with_data_dir("/tmp/ckite/member1").with_state_machine(KVStore()).build())
+    member.start()
+    member.write(Put("k", "v")); member.read(Get("k"))
+"""
+from ckite.api import CKite
+from ckite.builder import CKiteBuilder
+from ckite.commands import Command, ReadCommand, WriteCommand
+from ckite.statemachine import StateMachine
+
+__all__ = ["CKite", "CKiteBuilder", "Command", "ReadCommand", "StateMachine", "WriteCommand"]

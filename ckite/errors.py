@@ -80,4 +80,12 @@ class StoppedError(CKiteError):
 
 
 class RpcError(CKiteError):
-    """A call to another member failed (connection refused, timeout, malformed reply)."""
+    """A call to another member failed (timeout, broken connection, malformed reply).
+
+    The request may or may not have been processed by the remote member.
+    """
+
+
+class UnreachableError(RpcError):
+    """The member could not be reached at all (connection refused or timed out while
+    connecting): the request was certainly not delivered, so it is safe to retry."""

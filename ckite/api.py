@@ -1,0 +1,84 @@
+"""CKite: the blocking API an application uses (CKite's ``CKite`` trait, in snake_case)."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from ckite.commands import ReadCommand, WriteCommand
+from ckite.errors import MembershipChangeError
+from ckite.log.storage import LogStorage
+from ckite.runtime.node import RaftNode
+
+
+class CKite:
+    """One member of a Raft cluster. Build it with :class:`~ckite.CKiteBuilder`.
+
+    Every blocking call takes an optional ``timeout`` in seconds (default: the builder's)
+    and raises a :mod:`ckite.errors` exception instead of hanging.
+    """
+
+    def __init__(self, node: RaftNode, storage: LogStorage) -> None:
+        self._node = node
+        self._storage = storage
+
+    @property
+    def id(self) -> str:
+        """This member's binding, its identity in the cluster."""
+        return self._node.id
+
+    def start(self) -> None:
+        """Start serving peers and take part in elections; returns at once."""
+        self._node.start()
+
+    def stop(self) -> None:
+        """Stop every thread and close the storage; idempotent. A stopped member cannot restart:
+        build a new one on the same data dir."""
+        self._node.stop()
+        self._storage.close()
+
+    def write(self, command: WriteCommand, timeout: float | None = None) -> Any:
+        """Replicate ``command`` (forwarded to the leader if need be) and return what the state
+        machine's ``apply`` returned on the leader.
+
+        Raises WriteTimeoutError (outcome unknown), LostLeadershipError, CommandError.
+        """
+        return self._node.write(command, timeout)
+
+    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
+        """Submit ``command`` and return a future of its result, so that many writes can be in
+        flight at once (they are appended to the log in batches)."""
+        return self._node.write_async(command, timeout)
+
+    def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
+        """Linearizable read: sees every write acknowledged before it was called."""
+        return self._node.read(command, timeout)
+
+    def read_local(self, command: ReadCommand) -> Any:
+        """Read this member's state machine now: no network, possibly stale."""
+        return self._node.read_local(command)
+
+    def is_leader(self, timeout: float | None = None) -> bool:
+        """Waits for an election to settle, then says whether this member leads (confirmed by a quorum)."""
+        return self._node.is_leader(timeout)
+
+    def add_member(self, binding: str, timeout: float | None = None) -> bool:
+        """Add a member to the cluster (not yet supported: see the membership issue)."""
+        raise MembershipChangeError("membership changes are not implemented yet")
+
+    def remove_member(self, binding: str, timeout: float | None = None) -> bool:
+        """Remove a member from the cluster (not yet supported: see the membership issue)."""
+        raise MembershipChangeError("membership changes are not implemented yet")
+
+    @property
+    def members(self) -> frozenset[str]:
+        """Every member of the current configuration, this one included."""
+        return self._node.consensus.configuration.members
+
+    @property
+    def leader(self) -> str | None:
+        """The binding of the member this one believes leads, if any."""
+        return self._node.consensus.leader_id
+
+    def status(self) -> dict:
+        """Term, role, leader, configuration and log indexes, as the admin console shows them."""
+        return self._node.status()

@@ -1,0 +1,158 @@
+"""CKiteBuilder: the fluent way to configure a member, as in CKite's README."""
+from __future__ import annotations
+
+import os
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from ckite.api import CKite
+from ckite.config import (DATABASE_FILE, DEFAULT_HEARTBEATS_INTERVAL_MS, DEFAULT_MAX_ELECTION_TIMEOUT_MS,
+                          DEFAULT_MIN_ELECTION_TIMEOUT_MS, MemberConfig)
+from ckite.consensus.consensus import Consensus
+from ckite.consensus.membership import Configuration
+from ckite.consensus.settings import RaftSettings
+from ckite.log.memory_storage import MemoryStorage
+from ckite.log.storage import LogStorage
+from ckite.rpc.transport import Transport
+from ckite.runtime.node import RaftNode
+from ckite.statemachine import StateMachine
+
+
+def parse_binding(binding: str) -> str:
+    """Check a "host:port" binding and return it stripped; raise ValueError with the reason."""
+    binding = binding.strip()
+    host, sep, port = binding.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad binding {binding!r}: expected host:port with a port in 1..65535")
+    return binding
+
+
+class CKiteBuilder:
+    """Collects options; :meth:`build` validates them and returns a :class:`~ckite.CKite`.
+
+    Times are in milliseconds, as in CKite. Required: a local binding, a state machine,
+    and either a data dir (SQLite storage) or in-memory storage.
+    """
+
+    def __init__(self) -> None:
+        self._binding: str | None = None
+        self._members: list[str] = []
+        self._state_machine: StateMachine | None = None
+        self._min_election_ms = DEFAULT_MIN_ELECTION_TIMEOUT_MS
+        self._max_election_ms = DEFAULT_MAX_ELECTION_TIMEOUT_MS
+        self._heartbeats_ms = DEFAULT_HEARTBEATS_INTERVAL_MS
+        self._data_dir: Path | None = None
+        self._storage: LogStorage | None = None
+        self._transport: Transport | None = None
+        self._listen_address: str | None = None
+        self._timeouts: dict[str, int] = {}
+
+    def with_local_binding(self, binding: str) -> "CKiteBuilder":
+        """This member's "host:port": its identity in the cluster and where peers reach it."""
+        self._binding = parse_binding(binding)
+        return self
+
+    def with_members_bindings(self, bindings: Sequence[str]) -> "CKiteBuilder":
+        """The other members of the initial cluster."""
+        self._members = [parse_binding(b) for b in bindings]
+        return self
+
+    def with_min_election_timeout(self, ms: int) -> "CKiteBuilder":
+        self._min_election_ms = int(ms)
+        return self
+
+    def with_max_election_timeout(self, ms: int) -> "CKiteBuilder":
+        self._max_election_ms = int(ms)
+        return self
+
+    def with_heartbeats_interval(self, ms: int) -> "CKiteBuilder":
+        self._heartbeats_ms = int(ms)
+        return self
+
+    def with_data_dir(self, path: str | os.PathLike) -> "CKiteBuilder":
+        """Where term, vote, log and snapshots live (SQLite file ``ckite.db`` inside it)."""
+        self._data_dir = Path(path)
+        return self
+
+    def with_in_memory_storage(self) -> "CKiteBuilder":
+        """Keep term, vote and log in memory only (tests; a restart forgets everything)."""
+        self._storage = MemoryStorage()
+        return self
+
+    def with_storage(self, storage: LogStorage) -> "CKiteBuilder":
+        """Use a storage object of your own (e.g. a MemoryStorage kept across a test restart)."""
+        self._storage = storage
+        return self
+
+    def with_state_machine(self, state_machine: StateMachine) -> "CKiteBuilder":
+        self._state_machine = state_machine
+        return self
+
+    def with_transport(self, transport: Transport) -> "CKiteBuilder":
+        """Replace the Thrift transport (tests use the in-process one)."""
+        self._transport = transport
+        return self
+
+    def with_listen_address(self, address: str) -> "CKiteBuilder":
+        """Bind the RPC server here (e.g. 0.0.0.0:9091) while peers use the local binding."""
+        self._listen_address = parse_binding(address)
+        return self
+
+    def with_leader_timeout(self, ms: int) -> "CKiteBuilder":
+        """How long a call waits for an election to produce a leader."""
+        self._timeouts["leader_timeout_ms"] = int(ms)
+        return self
+
+    def with_write_timeout(self, ms: int) -> "CKiteBuilder":
+        """Default timeout of ``write`` (a call may pass its own)."""
+        self._timeouts["write_timeout_ms"] = int(ms)
+        return self
+
+    def with_read_timeout(self, ms: int) -> "CKiteBuilder":
+        """Default timeout of ``read`` (a call may pass its own)."""
+        self._timeouts["read_timeout_ms"] = int(ms)
+        return self
+
+    def config(self) -> MemberConfig:
+        """Validate and resolve the options (raises ValueError naming the bad one)."""
+        if self._binding is None:
+            raise ValueError("with_local_binding(...) is required")
+        if self._state_machine is None:
+            raise ValueError("with_state_machine(...) is required")
+        if self._storage is None and self._data_dir is None:
+            raise ValueError("choose storage: with_data_dir(path) for SQLite, or with_in_memory_storage()")
+        settings = RaftSettings(min_election_timeout=self._min_election_ms / 1000,
+                                max_election_timeout=self._max_election_ms / 1000,
+                                heartbeat_interval=self._heartbeats_ms / 1000)
+        for name, value in self._timeouts.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive")
+        members = [m for m in self._members if m != self._binding]
+        config = MemberConfig(self._binding, members, self._state_machine, settings, self._data_dir,
+                              self._storage, self._transport, self._listen_address)
+        return replace(config, **self._timeouts)
+
+    def build(self) -> CKite:
+        return build_member(self.config())
+
+
+def build_member(config: MemberConfig) -> CKite:
+    """Assemble storage, consensus core, transport and runtime for one member."""
+    storage = config.storage
+    if storage is None:
+        from ckite.log.sqlite_storage import SQLiteStorage
+        storage = SQLiteStorage(config.data_dir / DATABASE_FILE)
+    transport = config.transport
+    if transport is None:
+        from ckite.rpc.thrift_transport import ThriftTransport
+        transport = ThriftTransport()
+    initial = Configuration.of([config.local_binding, *config.members_bindings])
+    consensus = Consensus(config.local_binding, storage, initial, config.settings, clock=time.monotonic,
+                          rng=random.Random())
+    node = RaftNode(consensus, transport, config.state_machine,
+                    leader_timeout=config.leader_timeout_ms / 1000, write_timeout=config.write_timeout_ms / 1000,
+                    read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address)
+    return CKite(node, storage)

@@ -1,0 +1,394 @@
+"""The consensus object: Raft's persistent and volatile state, and every role transition.
+
+This is the deterministic core. It never sleeps, spawns a thread or touches the network:
+messages and timeouts come in through its methods, and what must be sent comes out of
+:meth:`Consensus.next_request`. The threaded runtime (:mod:`ckite.runtime`) and the
+simulation (``tests/simulation``) drive the very same object; only the clock differs.
+
+All public methods take :attr:`Consensus.lock`. The :class:`ConsensusListener` callbacks run
+with that lock held and must only wake other threads.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from concurrent.futures import Future
+from typing import Any, Callable, Protocol, Sequence
+
+from ckite.consensus.candidate import Candidate
+from ckite.consensus.election import candidate_log_is_up_to_date, random_election_timeout
+from ckite.consensus.follower import Follower, Joiner
+from ckite.consensus.leader import Leader
+from ckite.consensus.lifecycle import Starter, Stopped
+from ckite.consensus.membership import Configuration
+from ckite.consensus.role import Role
+from ckite.consensus.settings import RaftSettings
+from ckite.errors import NotLeaderError, StoppedError
+from ckite.log.entry import EntryKind, LogEntry
+from ckite.log.raft_log import RaftLog
+from ckite.log.storage import LogStorage
+from ckite.messages import (AppendEntries, AppendEntriesResponse, Request, RequestVote, RequestVoteResponse,
+                            TimeoutNow, TimeoutNowResponse)
+
+logger = logging.getLogger(__name__)
+
+
+class ConsensusListener(Protocol):
+    """How the core tells its driver that something happened (called with the lock held)."""
+
+    def entries_appended(self) -> None:
+        """New entries, or a new read round: peer senders may have something to send."""
+
+    def committed(self, commit_index: int) -> None:
+        """The commit index moved: the applier has work."""
+
+    def truncated(self, from_index: int) -> None:
+        """Entries from ``from_index`` on were removed: their clients must hear so."""
+
+    def role_changed(self, role: Role) -> None:
+        """A new role (or leader) is in place: timers and senders must re-read their deadlines."""
+
+    def peers_changed(self, peers: frozenset[str]) -> None:
+        """The configuration changed who this member talks to."""
+
+
+class NullListener:
+    """A listener that ignores everything (the simulation polls instead)."""
+
+    def entries_appended(self) -> None: ...
+    def committed(self, commit_index: int) -> None: ...
+    def truncated(self, from_index: int) -> None: ...
+    def role_changed(self, role: Role) -> None: ...
+    def peers_changed(self, peers: frozenset[str]) -> None: ...
+
+
+class Consensus:
+    """One member's Raft state machine (Figure 2), with pre-vote, check-quorum and ReadIndex."""
+
+    def __init__(self, member_id: str, storage: LogStorage, initial_configuration: Configuration,
+                 settings: RaftSettings = RaftSettings(), *, clock: Callable[[], float],
+                 rng: random.Random | None = None, listener: ConsensusListener | None = None,
+                 join: bool = False) -> None:
+        self.lock = threading.RLock()
+        self.member_id = member_id
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.listener: ConsensusListener = listener or NullListener()
+        self.join = join
+        self._storage = storage
+        stored = storage.load()
+        self.term = stored.term
+        self.voted_for = stored.voted_for
+        self.log = RaftLog(storage, stored.entries)
+        self.commit_index = 0
+        self.applied_index = 0
+        self.leader_id: str | None = None
+        self.last_leader_contact: float | None = None
+        self.election_deadline = 0.0
+        self._base_configuration = initial_configuration
+        self._configurations: list[tuple[int, Configuration]] = [
+            (entry.index, Configuration.decode(entry.data))
+            for entry in stored.entries if entry.kind == EntryKind.CONFIGURATION]
+        self.role: Role = Starter(self)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self.lock:
+            now = self.clock()
+            joining = self.join and self.member_id not in self.configuration.members
+            self._set_role(Joiner(self) if joining else Follower(self), now)
+            if self.configuration.voters == {self.member_id} and not self.configuration.is_joint:
+                self.become_candidate(now, transfer=False)   # a one-member cluster need not wait
+
+    def stop(self) -> None:
+        with self.lock:
+            self._set_role(Stopped(self), self.clock())
+
+    @property
+    def configuration(self) -> Configuration:
+        """The latest configuration in the log, committed or not: it takes effect on append (§6)."""
+        return self._configurations[-1][1] if self._configurations else self._base_configuration
+
+    @property
+    def peers(self) -> frozenset[str]:
+        return self.configuration.members - {self.member_id}
+
+    @property
+    def is_leader(self) -> bool:
+        return isinstance(self.role, Leader)
+
+    # --- inbound requests ---------------------------------------------------------------------
+
+    def handle_request(self, request: Request) -> Any:
+        """Answer a peer's RequestVote / AppendEntries / TimeoutNow (InstallSnapshot: see snapshots)."""
+        with self.lock:
+            if not self.role.accepts_rpcs:
+                raise StoppedError(f"{self.member_id} is {self.role.name}")
+            now = self.clock()
+            if isinstance(request, AppendEntries):
+                return self._on_append_entries(request, now)
+            if isinstance(request, RequestVote):
+                return self._on_request_vote(request, now)
+            if isinstance(request, TimeoutNow):
+                return self._on_timeout_now(request, now)
+            raise TypeError(f"consensus does not handle {type(request).__name__}")
+
+    def _on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
+        if request.term < self.term:
+            return AppendEntriesResponse(self.term, False)
+        if request.term > self.term:
+            self._adopt_term(request.term, now)
+        if isinstance(self.role, Leader):
+            logger.error("%s: AppendEntries from %s in my own term %d", self.member_id, request.leader_id,
+                         self.term)
+        return self.role.on_append_entries(request, now)
+
+    def _on_request_vote(self, request: RequestVote, now: float) -> RequestVoteResponse:
+        if request.term > self.term and not request.transfer and self._in_leader_lease(now):
+            # A current leader is alive: a candidate that lost contact must not depose it (thesis §4.2.3).
+            return RequestVoteResponse(self.term, False)
+        up_to_date = candidate_log_is_up_to_date(request.last_log_term, request.last_log_index,
+                                                 self.log.last_term, self.log.last_index)
+        if request.pre_vote:
+            granted = request.term > self.term and up_to_date
+            return RequestVoteResponse(request.term if granted else self.term, granted)
+        if request.term > self.term:
+            self._adopt_term(request.term, now)
+        if request.term < self.term:
+            return RequestVoteResponse(self.term, False)
+        granted = up_to_date and self.voted_for in (None, request.candidate_id)
+        if granted and self.voted_for is None:
+            self.voted_for = request.candidate_id
+            self._persist_term_and_vote()
+        if granted:
+            self.reset_election_deadline(now)
+        return RequestVoteResponse(self.term, granted)
+
+    def _on_timeout_now(self, request: TimeoutNow, now: float) -> TimeoutNowResponse:
+        if request.term < self.term:
+            return TimeoutNowResponse(self.term, False)
+        if request.term > self.term:
+            self._adopt_term(request.term, now)
+        return TimeoutNowResponse(self.term, self.role.on_timeout_now(request, now))
+
+    def _in_leader_lease(self, now: float) -> bool:
+        if not self.settings.check_quorum:
+            return False
+        if isinstance(self.role, Leader):
+            return True
+        return (self.leader_id is not None and self.last_leader_contact is not None
+                and now - self.last_leader_contact < self.settings.min_election_timeout)
+
+    # --- outbound requests and their replies -------------------------------------------------
+
+    def next_request(self, peer: str) -> tuple[Request, Any] | None:
+        """What to send to ``peer`` now (and a context to pass back with the reply), if anything."""
+        with self.lock:
+            return self.role.next_request(peer, self.clock())
+
+    def peer_deadline(self, peer: str) -> float | None:
+        """The clock time at which :meth:`next_request` for ``peer`` should be asked again."""
+        with self.lock:
+            return self.role.peer_deadline(peer)
+
+    def handle_response(self, peer: str, request: Request, context: Any, response: Any) -> None:
+        with self.lock:
+            now = self.clock()
+            term = getattr(response, "term", 0)
+            if term > self.term and not (isinstance(request, RequestVote) and request.pre_vote
+                                         and getattr(response, "granted", False)):
+                self.observe_term(term, now)
+                return
+            if term == self.term or isinstance(request, RequestVote):
+                self.role.on_response(peer, request, context, response, now)
+
+    def handle_failure(self, peer: str, request: Request, context: Any) -> None:
+        with self.lock:
+            self.role.on_failure(peer, request, context, self.clock())
+
+    # --- time ---------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Run whatever deadline has passed (election timeout, check-quorum)."""
+        with self.lock:
+            self.role.on_tick(self.clock())
+
+    def deadline(self) -> float | None:
+        with self.lock:
+            return self.role.deadline()
+
+    def reset_election_deadline(self, now: float) -> None:
+        self.election_deadline = now + random_election_timeout(
+            self.rng, self.settings.min_election_timeout, self.settings.max_election_timeout)
+
+    def heard_from_leader(self, leader_id: str, now: float) -> None:
+        self.last_leader_contact = now
+        self.reset_election_deadline(now)
+        if self.leader_id != leader_id:
+            self.leader_id = leader_id
+            self.listener.role_changed(self.role)
+
+    # --- client requests ----------------------------------------------------------------------
+
+    def propose(self, items: Sequence[tuple[EntryKind, bytes]]) -> tuple[int, int]:
+        """Append entries as leader (one durable write for the whole batch).
+
+        Returns (first index, term). Raises :class:`NotLeaderError` on any other member.
+        """
+        with self.lock:
+            if not isinstance(self.role, Leader):
+                raise NotLeaderError(leader=self.leader_id)
+            first = self.log.last_index + 1
+            entries = [LogEntry(first + offset, self.term, data, kind) for offset, (kind, data) in enumerate(items)]
+            self.log.append(entries)
+            self.on_entries_stored(entries)
+            self.advance_commit_as_leader()
+            self.listener.entries_appended()
+            return first, self.term
+
+    def request_read(self) -> Future:
+        """Start a ReadIndex read: the future yields the index the state machine must reach."""
+        with self.lock:
+            if not isinstance(self.role, Leader):
+                raise NotLeaderError(leader=self.leader_id)
+            future: Future = Future()
+            self.role.add_read(future)
+            self.listener.entries_appended()
+            return future
+
+    def set_applied(self, index: int) -> None:
+        with self.lock:
+            self.applied_index = max(self.applied_index, index)
+
+    # --- transitions --------------------------------------------------------------------------
+
+    def _set_role(self, role: Role, now: float) -> None:
+        previous = self.role
+        previous.end()
+        self.role = role
+        if not isinstance(role, (Follower, Stopped)):
+            self.leader_id = self.member_id if isinstance(role, Leader) else None
+        logger.info("%s: %r -> %r", self.member_id, previous, role)
+        role.begin(now)
+        self.listener.role_changed(role)
+
+    def become_follower(self, now: float) -> None:
+        self._set_role(Follower(self), now)
+
+    def become_candidate(self, now: float, transfer: bool) -> None:
+        if not self.settings.pre_vote or transfer:
+            self.start_real_election(now, transfer)
+        else:
+            self._campaign(Candidate(self, pre_vote=True, transfer=False), now)
+
+    def start_real_election(self, now: float, transfer: bool) -> None:
+        self.term += 1
+        self.voted_for = self.member_id
+        self.leader_id = None
+        self._persist_term_and_vote()
+        self._campaign(Candidate(self, pre_vote=False, transfer=transfer), now)
+
+    def _campaign(self, candidate: Candidate, now: float) -> None:
+        self._set_role(candidate, now)
+        candidate.check_won(now)   # a one-voter cluster wins on its own vote
+
+    def become_leader(self, now: float) -> None:
+        self._set_role(Leader(self), now)
+
+    def step_down(self, now: float, reason: str) -> None:
+        logger.warning("%s: stepping down in term %d: %s", self.member_id, self.term, reason)
+        self.leader_id = None
+        self.become_follower(now)
+
+    def observe_term(self, term: int, now: float) -> None:
+        """A reply carried a newer term: we are out of date (§5.1)."""
+        if term > self.term:
+            self._adopt_term(term, now)
+
+    def _adopt_term(self, term: int, now: float) -> None:
+        self.term = term
+        self.voted_for = None
+        self.leader_id = None
+        self._persist_term_and_vote()
+        if isinstance(self.role, (Leader, Candidate)):
+            self.become_follower(now)
+
+    def _persist_term_and_vote(self) -> None:
+        self._storage.save_term_and_vote(self.term, self.voted_for)
+
+    # --- log bookkeeping ----------------------------------------------------------------------
+
+    def append_leader_marker(self) -> int:
+        """A new leader's first entry: the configuration if the log has none yet, else a no-op."""
+        if not self._configurations:
+            item = (EntryKind.CONFIGURATION, self._base_configuration.encode())
+        else:
+            item = (EntryKind.NOOP, b"")
+        first = self.log.last_index + 1
+        entry = LogEntry(first, self.term, item[1], item[0])
+        self.log.append([entry])
+        self.on_entries_stored([entry])
+        self.listener.entries_appended()
+        return first
+
+    def on_entries_stored(self, entries: Sequence[LogEntry]) -> None:
+        """Configurations take effect as soon as they are in the log (§6)."""
+        changed = False
+        for entry in entries:
+            if entry.kind == EntryKind.CONFIGURATION:
+                self._configurations.append((entry.index, Configuration.decode(entry.data)))
+                changed = True
+        if changed:
+            self._configuration_changed()
+
+    def on_truncated(self, from_index: int) -> None:
+        """A conflicting suffix was removed: roll back configurations it held, tell the clients."""
+        if from_index <= self.commit_index:
+            raise AssertionError(f"{self.member_id}: truncating committed entry {from_index} "
+                                 f"(commit index {self.commit_index})")
+        before = len(self._configurations)
+        self._configurations = [(index, config) for index, config in self._configurations if index < from_index]
+        if len(self._configurations) != before:
+            self._configuration_changed()
+        self.listener.truncated(from_index)
+
+    def _configuration_changed(self) -> None:
+        if isinstance(self.role, Leader):
+            self.role.sync_progress(self.clock())
+        self.listener.peers_changed(self.peers)
+
+    def advance_commit(self, index: int) -> None:
+        if index > self.commit_index:
+            self.commit_index = min(index, self.log.last_index)
+            self.listener.committed(self.commit_index)
+
+    def advance_commit_as_leader(self) -> None:
+        """§5.3/§5.4.2: commit the highest index a quorum holds, if it is of the current term."""
+        leader = self.role
+        assert isinstance(leader, Leader)
+        candidate = self.configuration.quorum_value(leader.match_indexes())
+        if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
+            self.advance_commit(candidate)
+            leader.on_commit()
+
+    # --- inspection ---------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        with self.lock:
+            now = self.clock()
+            last = self.log.last_index
+            return {
+                "id": self.member_id,
+                "term": self.term,
+                "state": self.role.name,
+                "leader": self.leader_id,
+                "votedFor": self.voted_for,
+                "stateInfo": self.role.status(now),
+                "configuration": self.configuration.describe(),
+                "log": {"length": len(self.log), "firstIndex": self.log.first_index, "lastIndex": last,
+                        "lastTerm": self.log.last_term, "commitIndex": self.commit_index,
+                        "lastApplied": self.applied_index},
+            }

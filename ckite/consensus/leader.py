@@ -1,0 +1,188 @@
+"""Leader: replicate the log to every peer, advance the commit index, confirm reads."""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from ckite.consensus.progress import Progress
+from ckite.consensus.read_index import ReadIndexTracker
+from ckite.consensus.role import Role
+from ckite.messages import AppendEntries, AppendEntriesResponse, Request
+
+
+class _AppendContext:
+    """What the leader remembers about one AppendEntries it sent, to judge the reply."""
+
+    __slots__ = ("leader", "round", "prev_index", "last_index")
+
+    def __init__(self, leader: "Leader", round_: int, prev_index: int, last_index: int) -> None:
+        self.leader = leader
+        self.round = round_
+        self.prev_index = prev_index
+        self.last_index = last_index
+
+
+class Leader(Role):
+    """§5.3 log replication with batching, pipelining, fast backtracking and check-quorum."""
+
+    name = "Leader"
+
+    def __init__(self, consensus) -> None:
+        super().__init__(consensus)
+        self.progress: dict[str, Progress] = {}
+        self.reads = ReadIndexTracker()
+        self.started_at = 0.0
+        self.term_start_index = 0
+        self.quorum_check_at = 0.0
+
+    def begin(self, now: float) -> None:
+        consensus = self.consensus
+        self.started_at = now
+        self.quorum_check_at = now + consensus.settings.max_election_timeout
+        self.sync_progress(now)
+        # §5.4.2 / §8: an entry of our own term lets us commit (and read) at once.
+        self.term_start_index = consensus.append_leader_marker()
+        consensus.advance_commit_as_leader()
+
+    def end(self) -> None:
+        self.reads.fail_all("leadership lost before the read was confirmed")
+
+    def sync_progress(self, now: float) -> None:
+        """Track exactly the members of the current configuration (it changes on append)."""
+        consensus = self.consensus
+        peers = consensus.configuration.members - {consensus.member_id}
+        for peer in peers - self.progress.keys():
+            self.progress[peer] = Progress(next_index=consensus.log.last_index + 1, last_ack=now)
+        for peer in self.progress.keys() - peers:
+            del self.progress[peer]
+
+    # --- replication -------------------------------------------------------------------------
+
+    def next_request(self, peer: str, now: float) -> tuple[Request, Any] | None:
+        progress = self.progress.get(peer)
+        if progress is None:
+            return None
+        consensus = self.consensus
+        settings = consensus.settings
+        if progress.inflight >= progress.window(settings.max_inflight_appends):
+            return None
+        log = consensus.log
+        has_entries = progress.next_index <= log.last_index
+        heartbeat_due = now - progress.last_sent >= settings.heartbeat_interval
+        read_waiting = self.reads.current_round > progress.sent_round
+        if not (has_entries or heartbeat_due or read_waiting):
+            return None
+        prev_index = progress.next_index - 1
+        prev_term = log.term_at(prev_index)
+        if prev_term is None:
+            return None   # the entries this peer needs were compacted: the snapshot path serves it
+        entries = (log.batch_from(progress.next_index, settings.max_entries_per_append,
+                                  settings.max_bytes_per_append) if has_entries else [])
+        last_index = prev_index + len(entries)
+        round_ = self.reads.round_to_send()
+        progress.sent_round = round_
+        progress.inflight += 1
+        progress.last_sent = now
+        if entries and not progress.probing:
+            progress.next_index = last_index + 1
+        request = AppendEntries(consensus.term, consensus.member_id, prev_index, prev_term, entries,
+                                min(consensus.commit_index, last_index))
+        return request, _AppendContext(self, round_, prev_index, last_index)
+
+    def peer_deadline(self, peer: str) -> float | None:
+        progress = self.progress.get(peer)
+        if progress is None:
+            return None
+        return progress.last_sent + self.consensus.settings.heartbeat_interval
+
+    def on_response(self, peer: str, request: Request, context: Any, response: Any, now: float) -> None:
+        progress = self.progress.get(peer)
+        if progress is None or not isinstance(context, _AppendContext) or context.leader is not self:
+            return
+        assert isinstance(response, AppendEntriesResponse)
+        progress.inflight = max(progress.inflight - 1, 0)
+        progress.last_ack = now
+        if context.round > progress.acked_round:
+            progress.acked_round = context.round
+            self._confirm_reads()
+        if response.success:
+            progress.acknowledge(response.match_index)
+            self.consensus.advance_commit_as_leader()
+        elif context.prev_index >= progress.match_index:
+            progress.restart_from(self._next_index_after_rejection(context.prev_index, response))
+
+    def on_failure(self, peer: str, request: Request, context: Any, now: float) -> None:
+        progress = self.progress.get(peer)
+        if progress is None or not isinstance(context, _AppendContext) or context.leader is not self:
+            return
+        progress.inflight = max(progress.inflight - 1, 0)
+        if not progress.probing:
+            progress.restart_from(progress.match_index + 1)   # the lost request may have carried entries
+
+    def _next_index_after_rejection(self, prev_index: int, response: AppendEntriesResponse) -> int:
+        """Skip a whole conflicting term per round trip (thesis §5.3's optimisation)."""
+        if response.conflict_term > 0:
+            last_of_term = self.consensus.log.last_index_of_term(response.conflict_term, prev_index)
+            if last_of_term is not None:
+                return last_of_term + 1
+        return max(1, min(response.conflict_index, prev_index))
+
+    def match_indexes(self) -> dict[str, int]:
+        matches = {peer: progress.match_index for peer, progress in self.progress.items()}
+        matches[self.consensus.member_id] = self.consensus.log.last_index
+        return matches
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def add_read(self, future: Future) -> None:
+        consensus = self.consensus
+        if consensus.commit_index < self.term_start_index:
+            self.reads.before_first_commit.append(future)
+            return
+        self.reads.add(consensus.commit_index, future)
+        self._confirm_reads()
+
+    def on_commit(self) -> None:
+        """Reads that arrived before our first commit can now take a read index."""
+        if self.reads.before_first_commit and self.consensus.commit_index >= self.term_start_index:
+            waiting, self.reads.before_first_commit = self.reads.before_first_commit, []
+            for future in waiting:
+                self.add_read(future)
+
+    def _confirm_reads(self) -> None:
+        if not self.reads.waiting:
+            return
+        rounds = {peer: progress.acked_round for peer, progress in self.progress.items()}
+        rounds[self.consensus.member_id] = self.reads.current_round
+        self.reads.confirm(self.consensus.configuration.quorum_value(rounds))
+
+    # --- check-quorum -------------------------------------------------------------------------
+
+    def deadline(self) -> float | None:
+        return self.quorum_check_at if self.consensus.settings.check_quorum else None
+
+    def on_tick(self, now: float) -> None:
+        consensus = self.consensus
+        if not consensus.settings.check_quorum or now < self.quorum_check_at:
+            return
+        window = consensus.settings.max_election_timeout
+        active = {peer for peer, progress in self.progress.items() if now - progress.last_ack < window}
+        active.add(consensus.member_id)
+        if not consensus.configuration.has_quorum(active):
+            consensus.step_down(now, "check-quorum: no majority heard from within the election timeout")
+            return
+        self.quorum_check_at = now + consensus.settings.min_election_timeout / 2
+
+    def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
+        # Two leaders in one term would break Election Safety; refuse and say so.
+        return AppendEntriesResponse(self.consensus.term, False, conflict_index=0)
+
+    def status(self, now: float) -> dict:
+        return {
+            "leaderUptimeMs": round((now - self.started_at) * 1000),
+            "followers": {peer: {"matchIndex": p.match_index, "nextIndex": p.next_index,
+                                 "inflight": p.inflight,
+                                 "lastAckMs": None if p.last_ack == float("-inf")
+                                 else round((now - p.last_ack) * 1000)}
+                          for peer, p in sorted(self.progress.items())},
+        }

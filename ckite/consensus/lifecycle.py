@@ -1,0 +1,32 @@
+"""The roles a member has before it runs and after it stops: they answer nothing."""
+from __future__ import annotations
+
+from ckite.consensus.role import Role
+from ckite.errors import StoppedError
+from ckite.messages import AppendEntries, AppendEntriesResponse
+
+
+class Starter(Role):
+    """Built but not started: peers that reach it early get a clear error, not a vote."""
+
+    name = "Starter"
+
+    @property
+    def accepts_rpcs(self) -> bool:
+        return False
+
+    def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
+        raise StoppedError("member is not started yet")
+
+
+class Stopped(Role):
+    """Stopped for good: takes part in nothing, and a stopped member cannot be restarted."""
+
+    name = "Stopped"
+
+    @property
+    def accepts_rpcs(self) -> bool:
+        return False
+
+    def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
+        raise StoppedError("member is stopped")

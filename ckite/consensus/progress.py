@@ -1,0 +1,39 @@
+"""What the leader knows about one follower's log (Raft's nextIndex/matchIndex, plus flow control)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Progress:
+    """Replication state of one peer, owned by the leader and guarded by the consensus lock.
+
+    A peer starts *probing*: one AppendEntries in flight until a success says where its log
+    matches ours. Then the leader *pipelines*: up to ``max_inflight`` requests, each moving
+    ``next_index`` forward optimistically. A rejection or a lost request sends it back to probing.
+    """
+
+    next_index: int
+    match_index: int = 0
+    inflight: int = 0
+    probing: bool = True
+    last_sent: float = float("-inf")
+    last_ack: float = float("-inf")
+    acked_round: int = 0
+    sent_round: int = 0
+
+    def window(self, max_inflight: int) -> int:
+        return 1 if self.probing else max_inflight
+
+    def acknowledge(self, match_index: int) -> None:
+        """A success: the peer's log matches ours up to ``match_index``."""
+        if match_index > self.match_index:
+            self.match_index = match_index
+        if self.next_index <= self.match_index:
+            self.next_index = self.match_index + 1
+        self.probing = False
+
+    def restart_from(self, next_index: int) -> None:
+        """Back to probing from ``next_index`` (never below what is known to match)."""
+        self.next_index = max(self.match_index + 1, next_index)
+        self.probing = True

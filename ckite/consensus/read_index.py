@@ -1,0 +1,59 @@
+"""ReadIndex (thesis §6.4): linearizable reads without writing to the log.
+
+The leader records its commit index for a read, then confirms it is still the leader by
+hearing from a quorum in a heartbeat *round* started after the read arrived. Every read
+that arrives before the round's first heartbeat leaves shares that round, so a burst of
+reads costs one quorum round trip, not one each.
+"""
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ckite.errors import LostLeadershipError
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    round: int
+    read_index: int
+    future: Future
+
+
+@dataclass
+class ReadIndexTracker:
+    """Rounds and the reads waiting on them; guarded by the consensus lock."""
+
+    current_round: int = 0
+    sent_round: int = 0
+    waiting: list[_PendingRead] = field(default_factory=list)
+    before_first_commit: list[Future] = field(default_factory=list)
+
+    def add(self, commit_index: int, future: Future) -> None:
+        """Register a read at ``commit_index``; opens a new round unless the open one is unsent."""
+        if self.current_round <= self.sent_round:
+            self.current_round += 1
+        self.waiting.append(_PendingRead(self.current_round, commit_index, future))
+
+    def round_to_send(self) -> int:
+        """The round a heartbeat sent now will confirm."""
+        self.sent_round = self.current_round
+        return self.current_round
+
+    def confirm(self, confirmed_round: int) -> None:
+        """A quorum acknowledged every round up to ``confirmed_round``: release those reads."""
+        still_waiting = []
+        for read in self.waiting:
+            if read.round <= confirmed_round:
+                if not read.future.done():
+                    read.future.set_result(read.read_index)
+            else:
+                still_waiting.append(read)
+        self.waiting = still_waiting
+
+    def fail_all(self, reason: str) -> None:
+        for future in [read.future for read in self.waiting] + self.before_first_commit:
+            if not future.done():
+                future.set_exception(LostLeadershipError(reason))
+        self.waiting = []
+        self.before_first_commit = []

@@ -1,0 +1,36 @@
+"""The timing and batching knobs the consensus core obeys (seconds, counts, bytes)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RaftSettings:
+    """Defaults live here and nowhere else; :class:`ckite.CKiteBuilder` overrides them.
+
+    The election timeout is drawn from [min, max) each time a member starts waiting for
+    a leader; heartbeats must come several times within the minimum so one lost message
+    does not start an election.
+    """
+
+    min_election_timeout: float = 1.0
+    max_election_timeout: float = 1.5
+    heartbeat_interval: float = 0.25
+    max_entries_per_append: int = 2000
+    max_bytes_per_append: int = 4 * 1024 * 1024
+    max_inflight_appends: int = 4
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_election_timeout < self.max_election_timeout:
+            raise ValueError("need 0 < min_election_timeout < max_election_timeout")
+        if not 0 < self.heartbeat_interval < self.min_election_timeout:
+            raise ValueError("heartbeat_interval must be positive and below min_election_timeout")
+        if self.max_entries_per_append < 1 or self.max_bytes_per_append < 1 or self.max_inflight_appends < 1:
+            raise ValueError("batch and window limits must be at least 1")
+
+    @property
+    def rpc_timeout(self) -> float:
+        """How long one call to a peer may take before it counts as lost."""
+        return self.min_election_timeout / 2

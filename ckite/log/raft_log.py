@@ -1,0 +1,120 @@
+"""The replicated log as the consensus core sees it: entries in memory, durability delegated.
+
+Every mutation goes to the :class:`~ckite.log.storage.LogStorage` first and changes the
+in-memory view only once the storage returned, so the view never holds an entry that a
+crash could lose. Reads (term lookups, slices to send) never touch the disk.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from ckite.log.entry import LogEntry
+from ckite.log.storage import LogStorage
+
+
+class RaftLog:
+    """Entries ``first_index .. last_index``; index 0 (term 0) is the empty log's sentinel."""
+
+    def __init__(self, storage: LogStorage, entries: Sequence[LogEntry] = ()) -> None:
+        self._storage = storage
+        self._entries: list[LogEntry] = list(entries)
+        self._base_index = 0   # index of the entry just before _entries[0]
+        self._base_term = 0
+        if self._entries:
+            self._base_index = self._entries[0].index - 1
+
+    @property
+    def last_index(self) -> int:
+        return self._base_index + len(self._entries)
+
+    @property
+    def last_term(self) -> int:
+        return self._entries[-1].term if self._entries else self._base_term
+
+    @property
+    def first_index(self) -> int:
+        return self._base_index + 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def term_at(self, index: int) -> int | None:
+        """The term of the entry at ``index``; None when the log does not hold it."""
+        if index == self._base_index:
+            return self._base_term
+        position = index - self._base_index - 1
+        if 0 <= position < len(self._entries):
+            return self._entries[position].term
+        return None
+
+    def entry(self, index: int) -> LogEntry:
+        return self._entries[index - self._base_index - 1]
+
+    def slice(self, start: int, stop: int) -> list[LogEntry]:
+        """Entries with ``start <= index < stop``."""
+        offset = self._base_index + 1
+        return self._entries[max(start - offset, 0):max(stop - offset, 0)]
+
+    def batch_from(self, start: int, max_count: int, max_bytes: int) -> list[LogEntry]:
+        """Up to ``max_count`` entries from ``start`` whose data totals at most ``max_bytes``
+        (always at least one entry, so an entry larger than the limit still moves)."""
+        candidates = self.slice(start, start + max_count)
+        total = 0
+        for position, entry in enumerate(candidates):
+            total += len(entry.data)
+            if total > max_bytes and position > 0:
+                return candidates[:position]
+        return candidates
+
+    def first_index_of_term(self, term: int, at_or_before: int) -> int:
+        """The first index of the run of ``term`` that contains ``at_or_before``."""
+        index = at_or_before
+        while index > self.first_index and self.term_at(index - 1) == term:
+            index -= 1
+        return index
+
+    def last_index_of_term(self, term: int, at_or_before: int) -> int | None:
+        """The highest index <= ``at_or_before`` whose entry has ``term``, or None."""
+        index = min(at_or_before, self.last_index)
+        while index >= self.first_index:
+            entry_term = self.term_at(index)
+            if entry_term == term:
+                return index
+            if entry_term is not None and entry_term < term:
+                return None
+            index -= 1
+        return None
+
+    def append(self, entries: Sequence[LogEntry], truncate_from: int | None = None) -> None:
+        """Durably drop entries from ``truncate_from`` on (if given), then add ``entries``."""
+        self._storage.append(entries, truncate_from)
+        if truncate_from is not None and truncate_from <= self.last_index:
+            del self._entries[max(truncate_from - self._base_index - 1, 0):]
+        self._entries.extend(entries)
+
+    def merge_from_leader(self, prev_index: int,
+                          entries: Sequence[LogEntry]) -> tuple[int | None, Sequence[LogEntry]]:
+        """Add a leader's entries that follow ``prev_index`` (already checked to match).
+
+        Only a real conflict (same index, different term) truncates: a delayed or duplicated
+        AppendEntries carrying entries we already hold must not cut off newer ones (§5.3).
+        Returns the index truncation started at (or None) and the entries actually added.
+        """
+        skip = 0
+        for entry in entries:
+            existing = self.term_at(entry.index)
+            if existing is None or entry.index <= self._base_index:
+                if entry.index <= self._base_index:
+                    skip += 1
+                    continue
+                break
+            if existing != entry.term:
+                break
+            skip += 1
+        new_entries = entries[skip:]
+        if not new_entries:
+            return None, new_entries
+        first_new = new_entries[0].index
+        truncate_from = first_new if first_new <= self.last_index else None
+        self.append(new_entries, truncate_from)
+        return truncate_from, new_entries

@@ -1,0 +1,295 @@
+"""A running member: the consensus core wired to threads, a transport and a state machine.
+
+Threads (all named ``ckite-<port>-...``, all stopped and joined by :meth:`RaftNode.stop`):
+``election`` (timer), ``replicate-<peer>`` (one sender per peer), ``apply`` (applier),
+``forward_N`` (a small pool for forwarded async calls), plus the transport's server threads.
+See docs/architecture.md for the locks and the path of a write.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, Callable
+
+from ckite.codec import decode_command, decode_value, encode_command, encode_value
+from ckite.commands import ReadCommand, WriteCommand
+from ckite.consensus.consensus import Consensus
+from ckite.consensus.role import Role
+from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, NotLeaderError,
+                          ReadTimeoutError, RpcError, StoppedError, UnreachableError, WriteTimeoutError)
+from ckite.log.entry import EntryKind
+from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, Request
+from ckite.rpc.transport import Transport
+from ckite.runtime.applier import Applier
+from ckite.runtime.election_timer import election_timer_step
+from ckite.runtime.pending import PendingWrites
+from ckite.runtime.replicator import replicator_step
+from ckite.runtime.worker import Worker
+from ckite.statemachine import StateMachine
+
+logger = logging.getLogger(__name__)
+
+#: How long a caller waits before retrying a request that found no leader or a stale one.
+RETRY_PAUSE = 0.02
+
+#: Failures after which a write certainly was not appended anywhere, so retrying cannot apply it twice.
+_CERTAINLY_NOT_APPLIED: tuple[type[CKiteError], ...] = (NotLeaderError, UnreachableError, LeaderTimeoutError,
+                                                         StoppedError)
+
+
+class RaftNode:
+    """Implements the transport's handler and the consensus listener for one member."""
+
+    def __init__(self, consensus: Consensus, transport: Transport, state_machine: StateMachine,
+                 *, leader_timeout: float, write_timeout: float, read_timeout: float,
+                 listen_address: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.consensus = consensus
+        self.listen_address = listen_address or consensus.member_id
+        self.transport = transport
+        self.clock = clock
+        self.leader_timeout = leader_timeout
+        self.write_timeout = write_timeout
+        self.read_timeout = read_timeout
+        self.pending = PendingWrites()
+        self.applier = Applier(consensus, state_machine, self.pending)
+        self.id = consensus.member_id
+        tag = self.id.rsplit(":", 1)[-1]
+        self._tag = tag
+        self._leader_signal = self.applier.commit_signal   # any condition on the consensus lock will do
+        self._submissions: deque[tuple[EntryKind, bytes, Future]] = deque()
+        self._election = Worker(f"ckite-{tag}-election", election_timer_step(consensus, clock))
+        self._apply = Worker(f"ckite-{tag}-apply", self.applier.step)
+        self._replicators: dict[str, Worker] = {}
+        self._retired: list[Worker] = []
+        self._forwarders = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"ckite-{tag}-forward")
+        self._started = False
+        self._stopped = False
+        consensus.listener = self
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            raise StoppedError("a member can be started only once")
+        self._started = True
+        self.transport.serve(self.listen_address, self)
+        self._apply.start()
+        with self.consensus.lock:
+            self.consensus.start()
+            self.peers_changed(self.consensus.peers)
+        self._election.start()
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.consensus.stop()
+        workers = [self._election, self._apply, *self._replicators.values(), *self._retired]
+        for worker in workers:
+            worker.signal_stop()
+        self.applier.notify_stop()
+        for worker in workers:
+            worker.join()
+        self.transport.close()
+        self._forwarders.shutdown(wait=True, cancel_futures=True)
+        self.pending.fail_all(StoppedError(f"{self.id} stopped"))
+
+    # --- ConsensusListener (called with the consensus lock held: only wake threads) -----------
+
+    def entries_appended(self) -> None:
+        for worker in self._replicators.values():
+            worker.wake()
+
+    def committed(self, commit_index: int) -> None:
+        self.applier.commit_signal.notify_all()
+
+    def truncated(self, from_index: int) -> None:
+        self.pending.fail_from(from_index, LostLeadershipError(
+            f"entries from {from_index} were overwritten by a newer leader; they were not applied"))
+
+    def role_changed(self, role: Role) -> None:
+        self._election.wake()
+        self.entries_appended()
+        self._leader_signal.notify_all()
+
+    def peers_changed(self, peers: frozenset[str]) -> None:
+        if self._stopped:
+            return
+        for peer in peers - self._replicators.keys():
+            worker = Worker(f"ckite-{self._tag}-replicate-{peer.rsplit(':', 1)[-1]}",
+                            replicator_step(self.consensus, self.transport, peer, self.clock))
+            self._replicators[peer] = worker
+            if self._started:
+                worker.start()
+        for peer in self._replicators.keys() - peers:
+            worker = self._replicators.pop(peer)
+            worker.signal_stop()
+            self._retired.append(worker)
+
+    # --- RpcHandler ---------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> Any:
+        if isinstance(request, ForwardRequest):
+            return self._handle_forward(request)
+        return self.consensus.handle_request(request)
+
+    def _handle_forward(self, request: ForwardRequest) -> ForwardResponse:
+        timeout = max(request.timeout_ms, 1) / 1000
+        if request.kind is ForwardKind.WRITE:
+            command = decode_command(request.payload)
+            if not isinstance(command, WriteCommand):
+                raise CommandError("forwarded write is not a WriteCommand", "TypeError")
+            return ForwardResponse(encode_value(self._write_here(command, timeout)))
+        if request.kind is ForwardKind.READ:
+            command = decode_command(request.payload)
+            if not isinstance(command, ReadCommand):
+                raise CommandError("forwarded read is not a ReadCommand", "TypeError")
+            return ForwardResponse(encode_value(self._read_here(command, self.clock() + timeout)))
+        raise CommandError(f"{request.kind.value} is not supported by this member", "NotImplementedError")
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def write(self, command: WriteCommand, timeout: float | None = None) -> Any:
+        """Replicate ``command`` and return its result once applied on the leader."""
+        data = encode_command(command)
+        deadline = self.clock() + (self.write_timeout if timeout is None else timeout)
+        return self._until_deadline(deadline, lambda remaining: self._write_once(data, command, remaining),
+                                    WriteTimeoutError, _CERTAINLY_NOT_APPLIED)
+
+    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
+        """Like :meth:`write`, but returns at once with a future of the result."""
+        self._check_running()
+        if self.consensus.is_leader:
+            return self._submit(EntryKind.COMMAND, encode_command(command))
+        return self._forwarders.submit(self.write, command, timeout)
+
+    def _write_once(self, data: bytes, command: WriteCommand, remaining: float) -> Any:
+        if self.consensus.is_leader:
+            return self._wait(self._submit(EntryKind.COMMAND, data), remaining, WriteTimeoutError,
+                              f"write of {type(command).__name__} not applied within the timeout")
+        leader = self._known_leader(remaining)
+        return self._forward(leader, ForwardKind.WRITE, data, remaining)
+
+    def _write_here(self, command: WriteCommand, timeout: float) -> Any:
+        """A forwarded write: only the leader accepts it (no second hop, so no forwarding loops)."""
+        future = self._submit(EntryKind.COMMAND, encode_command(command))
+        return self._wait(future, timeout, WriteTimeoutError, "forwarded write not applied within the timeout")
+
+    def _submit(self, kind: EntryKind, data: bytes) -> Future:
+        """Group commit: whoever takes the lock appends every queued submission in one batch."""
+        future: Future = Future()
+        self._submissions.append((kind, data, future))
+        with self.consensus.lock:
+            batch = []
+            while self._submissions:
+                batch.append(self._submissions.popleft())
+            if not batch:
+                return future   # another thread appended ours with its batch
+            try:
+                first, term = self.consensus.propose([(k, d) for k, d, _ in batch])
+            except CKiteError as exc:
+                for _, _, waiting in batch:
+                    waiting.set_exception(exc)
+                return future
+            self.pending.register(first, term, [f for _, _, f in batch])
+        return future
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
+        """Linearizable read: ReadIndex on the leader (forwarded there from other members)."""
+        data = encode_command(command)
+        deadline = self.clock() + (self.read_timeout if timeout is None else timeout)
+        return self._until_deadline(deadline, lambda remaining: self._read_once(data, command, deadline),
+                                    ReadTimeoutError, _CERTAINLY_NOT_APPLIED + (LostLeadershipError, RpcError))
+
+    def _read_once(self, data: bytes, command: ReadCommand, deadline: float) -> Any:
+        if self.consensus.is_leader:
+            return self._read_here(command, deadline)
+        leader = self._known_leader(deadline - self.clock())
+        return self._forward(leader, ForwardKind.READ, data, deadline - self.clock())
+
+    def _read_here(self, command: ReadCommand, deadline: float) -> Any:
+        read_index = self._wait(self.consensus.request_read(), deadline - self.clock(), ReadTimeoutError,
+                                "leadership not confirmed by a quorum within the timeout")
+        if not self.applier.wait_applied(read_index, max(deadline - self.clock(), 0)):
+            raise ReadTimeoutError(f"state machine did not reach index {read_index} within the timeout")
+        return self.read_local(command)
+
+    def read_local(self, command: ReadCommand) -> Any:
+        """Run ``command`` on this member's state machine: fast, possibly stale."""
+        with self.applier.state_machine_lock:
+            try:
+                return self.applier.state_machine.apply(command)
+            except Exception as exc:
+                raise CommandError(str(exc), type(exc).__name__) from exc
+
+    # --- leadership ---------------------------------------------------------------------------
+
+    def is_leader(self, timeout: float | None = None) -> bool:
+        """Wait for a leader to be known; True only if this member leads and a quorum confirms it."""
+        remaining = self.leader_timeout if timeout is None else timeout
+        deadline = self.clock() + remaining
+        self._known_leader(remaining)
+        if not self.consensus.is_leader:
+            return False
+        try:
+            self._wait(self.consensus.request_read(), deadline - self.clock(), LeaderTimeoutError,
+                       "leadership not confirmed")
+        except (LostLeadershipError, NotLeaderError, LeaderTimeoutError):
+            return False
+        return True
+
+    def _known_leader(self, timeout: float) -> str:
+        with self._leader_signal:
+            found = self._leader_signal.wait_for(
+                lambda: self.consensus.leader_id is not None or self._stopped, max(timeout, 0))
+            self._check_running()
+            if not found:
+                raise LeaderTimeoutError(f"no leader known to {self.id} within {timeout:.3f}s")
+            return self.consensus.leader_id
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _forward(self, leader: str, kind: ForwardKind, payload: bytes, remaining: float) -> Any:
+        if leader == self.id:
+            raise NotLeaderError("leadership changed while forwarding")
+        request = ForwardRequest(kind, payload, int(remaining * 1000))
+        response = self.transport.call(leader, request, remaining)
+        return decode_value(response.result)
+
+    def _until_deadline(self, deadline: float, attempt: Callable[[float], Any], timeout_error: type,
+                        retryable: tuple[type[CKiteError], ...]) -> Any:
+        """Retry ``attempt`` while it fails with a ``retryable`` error and time remains."""
+        while True:
+            self._check_running()
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise timeout_error(f"{self.id}: no leader could complete the request within the timeout")
+            try:
+                return attempt(remaining)
+            except retryable as exc:
+                if self._stopped:
+                    raise StoppedError(f"{self.id} stopped") from exc
+                if deadline - self.clock() <= RETRY_PAUSE:
+                    if isinstance(exc, LeaderTimeoutError):
+                        raise
+                    raise timeout_error(f"{self.id}: gave up: {exc}") from exc
+                time.sleep(RETRY_PAUSE)   # a new leader is being elected; back off briefly
+
+    @staticmethod
+    def _wait(future: Future, timeout: float, timeout_error: type, message: str) -> Any:
+        try:
+            return future.result(max(timeout, 0))
+        except FutureTimeout:
+            raise timeout_error(message) from None
+
+    def _check_running(self) -> None:
+        if self._stopped or not self._started:
+            raise StoppedError(f"{self.id} is not running")
+
+    def status(self) -> dict:
+        return self.consensus.status()

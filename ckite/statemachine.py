@@ -1,0 +1,43 @@
+"""The application's side of the contract: what ckite calls to apply agreed commands."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from ckite.commands import Command
+
+
+class StateMachine(ABC):
+    """The user's replicated state.
+
+    ckite calls :meth:`apply` from one thread at a time (the applier for writes, a reader
+    under the same lock for reads), so implementations need no locking of their own. Every
+    member applies the same writes in the same order, so ``apply`` must be deterministic:
+    no clocks, random numbers or I/O whose result differs between members.
+    """
+
+    @abstractmethod
+    def apply(self, command: Command) -> Any:
+        """Apply a committed :class:`~ckite.WriteCommand`, or run a :class:`~ckite.ReadCommand`.
+
+        The return value is handed to the caller of ``write``/``read`` (and must be
+        msgpack-native to cross the wire when the caller is on another member). An
+        exception fails only that command: its caller gets :class:`~ckite.errors.CommandError`.
+        """
+
+    @abstractmethod
+    def serialize(self) -> bytes:
+        """The whole state, for a snapshot (log compaction)."""
+
+    @abstractmethod
+    def deserialize(self, snapshot: bytes) -> None:
+        """Replace the whole state with a snapshot made by :meth:`serialize`."""
+
+    @property
+    def last_applied_index(self) -> int:
+        """For a state machine that persists itself: the last log index it has applied.
+
+        ckite then skips entries up to it after a restart instead of applying them twice.
+        The default (0) suits in-memory state machines, which are rebuilt by replay.
+        """
+        return 0

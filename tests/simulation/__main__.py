@@ -1,0 +1,3 @@
+from tests.simulation.schedule import main
+
+main()

@@ -1,0 +1,283 @@
+"""A simulated cluster: real consensus cores on a simulated clock and network, plus a checker.
+
+The checker asserts Raft's safety properties (Figure 3 of the paper) after every step:
+
+* Election Safety: at most one leader per term, over the whole run.
+* Log Matching: two logs holding an entry with the same index and term are identical up to it.
+* Leader Completeness: a leader's log holds every entry committed in an earlier term.
+* State Machine Safety: no two members apply different entries at the same index.
+
+and, for clients: every acknowledged write is applied everywhere by the end, and every
+linearizable read reflects every write acknowledged before the read began.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from ckite.consensus.consensus import Consensus
+from ckite.consensus.membership import Configuration
+from ckite.consensus.settings import RaftSettings
+from ckite.errors import CKiteError
+from ckite.log.entry import EntryKind
+from ckite.log.memory_storage import MemoryStorage
+
+from tests.simulation.network import SimNetwork
+
+logger = logging.getLogger(__name__)
+
+SIM_SETTINGS = RaftSettings(min_election_timeout=0.150, max_election_timeout=0.300, heartbeat_interval=0.050,
+                            max_entries_per_append=16, max_bytes_per_append=4096, max_inflight_appends=3)
+
+
+class SafetyViolation(AssertionError):
+    """A Raft safety property failed; the message names the seed to replay."""
+
+
+@dataclass
+class SimMember:
+    """One member: its durable storage outlives crashes; the core and applied state do not."""
+
+    member_id: str
+    storage: MemoryStorage
+    consensus: Consensus | None = None
+    applied: list[bytes] = field(default_factory=list)   # the state machine: the writes applied, in order
+    applied_index: int = 0
+
+    @property
+    def up(self) -> bool:
+        return self.consensus is not None
+
+
+class SimCluster:
+    def __init__(self, seed: int, size: int = 3, settings: RaftSettings = SIM_SETTINGS) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.settings = settings
+        self.now = 0.0
+        self.network = SimNetwork(random.Random(self.rng.random()), settings.rpc_timeout)
+        self.ids = [f"n{i}:{9000 + i}" for i in range(1, size + 1)]
+        self.configuration = Configuration.of(self.ids)
+        self.members = {member_id: SimMember(member_id, MemoryStorage()) for member_id in self.ids}
+        self.leaders_by_term: dict[int, str] = {}
+        self.committed: dict[int, tuple[int, bytes]] = {}     # index -> (term, data), as applied anywhere
+        self.committed_by_term: dict[int, int] = {}           # index -> highest leader term when first applied
+        self.acknowledged: list[bytes] = []
+        self.pending_writes: dict[tuple[str, int], tuple[int, bytes]] = {}   # (leader, index) -> (term, data)
+        self.pending_reads: list[tuple[SimMember, Future, set[bytes], int]] = []
+        self.reads_checked = 0
+        self.steps = 0
+        self._write_counter = 0
+        self._leaders_seen: dict[str, object] = {}
+        for member_id in self.ids:
+            self.restart(member_id)
+
+    # --- fault control ------------------------------------------------------------------------
+
+    def crash(self, member_id: str) -> None:
+        member = self.members[member_id]
+        if member.up:
+            logger.debug("t=%.3f crash %s", self.now, member_id)
+            member.consensus = None
+            member.applied = []
+            member.applied_index = 0
+            self.pending_reads = [r for r in self.pending_reads if r[0] is not member]
+
+    def restart(self, member_id: str) -> None:
+        member = self.members[member_id]
+        if member.up:
+            return
+        logger.debug("t=%.3f start %s", self.now, member_id)
+        member.consensus = Consensus(member_id, member.storage, self.configuration, self.settings,
+                                     clock=lambda: self.now, rng=random.Random(self.rng.random()))
+        member.consensus.start()
+
+    def partition(self, *groups: set[str]) -> None:
+        """Cut every link between members of different groups (members not named are isolated)."""
+        self.network.blocked = {(a, b) for a in self.ids for b in self.ids
+                                if a != b and not any(a in g and b in g for g in groups)}
+
+    def heal(self) -> None:
+        self.network.blocked = set()
+
+    def up_members(self) -> list[SimMember]:
+        return [m for m in self.members.values() if m.up]
+
+    def leaders(self) -> list[SimMember]:
+        return [m for m in self.up_members() if m.consensus.is_leader]
+
+    # --- clients ------------------------------------------------------------------------------
+
+    def client_write(self, member_id: str) -> bool:
+        """Propose a unique value at ``member_id`` if it leads; True when it was accepted."""
+        member = self.members[member_id]
+        if not member.up or not member.consensus.is_leader:
+            return False
+        self._write_counter += 1
+        data = f"w{self._write_counter}".encode()
+        index, term = member.consensus.propose([(EntryKind.COMMAND, data)])
+        self.pending_writes[(member_id, index)] = (term, data)
+        return True
+
+    def client_read(self, member_id: str) -> bool:
+        """Start a ReadIndex read at ``member_id`` if it leads."""
+        member = self.members[member_id]
+        if not member.up or not member.consensus.is_leader:
+            return False
+        try:
+            future = member.consensus.request_read()
+        except CKiteError:
+            return False
+        self.pending_reads.append((member, future, set(self.acknowledged), self.steps))
+        return True
+
+    # --- the event loop -----------------------------------------------------------------------
+
+    def run_until(self, end: float) -> None:
+        while self.now < end:
+            self.step(end)
+
+    def step(self, limit: float) -> None:
+        self.steps += 1
+        self.now = min(self._next_event_time(), limit)
+        self.network.run_due(self.now)
+        for member in self.up_members():
+            member.consensus.tick()
+        for member in self.up_members():
+            self._send_all(member)
+        for member in self.up_members():
+            self._apply(member)
+        self._complete_reads()
+        self.check_safety()
+
+    def _next_event_time(self) -> float:
+        candidates = [self.network.next_time()]
+        for member in self.up_members():
+            consensus = member.consensus
+            candidates.append(consensus.deadline())
+            candidates.extend(consensus.peer_deadline(peer) for peer in sorted(consensus.peers))
+        later = [c for c in candidates if c is not None and c > self.now]
+        return min(later, default=self.now + 0.010)
+
+    def _send_all(self, member: SimMember) -> None:
+        consensus = member.consensus
+        for peer in sorted(consensus.peers):
+            while (item := consensus.next_request(peer)) is not None:
+                request, context = item
+                self._send(member, peer, request, context)
+
+    def _send(self, member: SimMember, peer: str, request, context) -> None:
+        sender = member.consensus
+
+        def deliver():
+            return self.members[peer].consensus.handle_request(request)
+
+        def on_reply(response) -> None:
+            if member.consensus is sender:
+                sender.handle_response(peer, request, context, response)
+
+        def on_failure() -> None:
+            if member.consensus is sender:
+                sender.handle_failure(peer, request, context)
+
+        self.network.rpc(member.member_id, peer, deliver, on_reply, on_failure,
+                         lambda node: self.members[node].up and self.members[node].consensus is not None)
+
+    def _apply(self, member: SimMember) -> None:
+        consensus = member.consensus
+        while member.applied_index < consensus.commit_index:
+            index = member.applied_index + 1
+            entry = consensus.log.entry(index)
+            self._record_commit(member, index, entry.term, entry.data, entry.kind)
+            if entry.kind == EntryKind.COMMAND:
+                member.applied.append(entry.data)
+            member.applied_index = index
+            pending = self.pending_writes.pop((member.member_id, index), None)
+            if pending is not None and pending == (entry.term, entry.data):
+                self.acknowledged.append(entry.data)
+        consensus.set_applied(member.applied_index)
+
+    def _record_commit(self, member: SimMember, index: int, term: int, data: bytes, kind: EntryKind) -> None:
+        known = self.committed.get(index)
+        if known is None:
+            self.committed[index] = (term, data)
+            self.committed_by_term[index] = max(self.leaders_by_term, default=0)
+        elif known != (term, data):
+            self.fail(f"State Machine Safety: {member.member_id} applies {(term, data)} at {index}, "
+                      f"another member applied {known}")
+
+    def _complete_reads(self) -> None:
+        still = []
+        for member, future, acknowledged_before, _ in self.pending_reads:
+            if not future.done():
+                still.append((member, future, acknowledged_before, _))
+                continue
+            if future.exception() is not None:
+                continue
+            read_index = future.result()
+            if member.applied_index < read_index:
+                still.append((member, future, acknowledged_before, _))
+                continue
+            missing = acknowledged_before - set(member.applied)
+            if missing:
+                self.fail(f"stale read at {member.member_id}: misses acknowledged writes {sorted(missing)[:5]}")
+            self.reads_checked += 1
+        self.pending_reads = still
+
+    # --- safety -------------------------------------------------------------------------------
+
+    def fail(self, message: str) -> None:
+        raise SafetyViolation(f"seed {self.seed}, step {self.steps}, t={self.now:.3f}: {message}")
+
+    def check_safety(self) -> None:
+        for member in self.leaders():
+            term = member.consensus.term
+            holder = self.leaders_by_term.setdefault(term, member.member_id)
+            if holder != member.member_id:
+                self.fail(f"Election Safety: {holder} and {member.member_id} both lead term {term}")
+            if self._leaders_seen.get(member.member_id) is not member.consensus.role:
+                self._leaders_seen[member.member_id] = member.consensus.role
+                self.check_leader_completeness(member)
+        if self.steps % 50 == 0:
+            self.check_log_matching()
+
+    def check_leader_completeness(self, member: SimMember) -> None:
+        log = member.consensus.log
+        for index, (term, data) in self.committed.items():
+            # Only entries certainly committed in an earlier term must be present (§5.4.3).
+            if self.committed_by_term[index] >= member.consensus.term or index < log.first_index:
+                continue
+            if index > log.last_index or log.entry(index).term != term or log.entry(index).data != data:
+                self.fail(f"Leader Completeness: leader {member.member_id} of term {member.consensus.term} "
+                          f"lacks committed entry {index} (term {term})")
+
+    def check_log_matching(self) -> None:
+        logs = {m.member_id: m.storage.load().entries for m in self.members.values()}
+        ids = sorted(logs)
+        for position, a in enumerate(ids):
+            for b in ids[position + 1:]:
+                by_index = {e.index: e for e in logs[b]}
+                highest_match = 0
+                for entry in logs[a]:
+                    other = by_index.get(entry.index)
+                    if other is not None and other.term == entry.term:
+                        highest_match = entry.index
+                for entry in logs[a]:
+                    if entry.index > highest_match:
+                        break
+                    other = by_index.get(entry.index)
+                    if other is not None and other != entry:
+                        self.fail(f"Log Matching: {a} and {b} agree at {highest_match} but differ at {entry.index}")
+
+    def check_convergence(self) -> None:
+        """After healing: every member applied the same writes, including every acknowledged one."""
+        states = {m.member_id: m.applied for m in self.up_members()}
+        reference = max(states.values(), key=len)
+        for member_id, applied in states.items():
+            if applied != reference:
+                self.fail(f"convergence: {member_id} applied {len(applied)} writes, expected {len(reference)}")
+        lost = set(self.acknowledged) - set(reference)
+        if lost:
+            self.fail(f"acknowledged writes lost: {sorted(lost)[:5]}")
