@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from ckite.codec import decode_command
 from ckite.consensus.consensus import Consensus
@@ -20,15 +20,18 @@ from ckite.statemachine import StateMachine
 
 logger = logging.getLogger(__name__)
 
-#: Longest the applier sleeps without a wake-up (only bounds how late it notices stop()).
-IDLE_WAIT = 1.0
+#: Longest the applier sleeps without a wake-up: bounds how late it notices stop() and how late
+#: an expired write future fails.
+IDLE_WAIT = 0.1
 
 
 class Applier:
     """Owns ``applied_index``; ``state_machine_lock`` serialises applies with reads."""
 
-    def __init__(self, consensus: Consensus, state_machine: StateMachine, pending: PendingWrites) -> None:
+    def __init__(self, consensus: Consensus, state_machine: StateMachine, pending: PendingWrites,
+                 clock: Callable[[], float]) -> None:
         self.consensus = consensus
+        self.clock = clock
         self.state_machine = state_machine
         self.pending = pending
         self.state_machine_lock = threading.Lock()
@@ -42,6 +45,7 @@ class Applier:
             if self.consensus.commit_index <= self.applied_index:
                 self.commit_signal.wait(IDLE_WAIT)
             if worker.stopping or self.consensus.commit_index <= self.applied_index:
+                self.pending.expire(self.clock())
                 return
             entries = self.consensus.log.slice(self.applied_index + 1, self.consensus.commit_index + 1)
         with self.state_machine_lock:
@@ -53,6 +57,7 @@ class Applier:
                     future.set_result(result)
                 else:
                     future.set_exception(error)
+        self.pending.expire(self.clock())
         last = entries[-1].index
         self.consensus.set_applied(last)
         with self.applied_signal:

@@ -54,12 +54,12 @@ class RaftNode:
         self.write_timeout = write_timeout
         self.read_timeout = read_timeout
         self.pending = PendingWrites()
-        self.applier = Applier(consensus, state_machine, self.pending)
+        self.applier = Applier(consensus, state_machine, self.pending, clock)
         self.id = consensus.member_id
         tag = self.id.rsplit(":", 1)[-1]
         self._tag = tag
         self._leader_signal = self.applier.commit_signal   # any condition on the consensus lock will do
-        self._submissions: deque[tuple[EntryKind, bytes, Future]] = deque()
+        self._submissions: deque[tuple[EntryKind, bytes, Future, float]] = deque()
         self._election = Worker(f"ckite-{tag}-election", election_timer_step(consensus, clock))
         self._apply = Worker(f"ckite-{tag}-apply", self.applier.step)
         self._replicators: dict[str, Worker] = {}
@@ -160,28 +160,32 @@ class RaftNode:
                                     WriteTimeoutError, _CERTAINLY_NOT_APPLIED)
 
     def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
-        """Like :meth:`write`, but returns at once with a future of the result."""
+        """Like :meth:`write`, but returns at once with a future of the result.
+
+        The future fails with WriteTimeoutError once ``timeout`` passes without the write applied.
+        """
         self._check_running()
+        timeout = self.write_timeout if timeout is None else timeout
         if self.consensus.is_leader:
-            return self._submit(EntryKind.COMMAND, encode_command(command))
+            return self._submit(EntryKind.COMMAND, encode_command(command), timeout)
         return self._forwarders.submit(self.write, command, timeout)
 
     def _write_once(self, data: bytes, command: WriteCommand, remaining: float) -> Any:
         if self.consensus.is_leader:
-            return self._wait(self._submit(EntryKind.COMMAND, data), remaining, WriteTimeoutError,
+            return self._wait(self._submit(EntryKind.COMMAND, data, remaining), remaining, WriteTimeoutError,
                               f"write of {type(command).__name__} not applied within the timeout")
         leader = self._known_leader(remaining)
         return self._forward(leader, ForwardKind.WRITE, data, remaining)
 
     def _write_here(self, command: WriteCommand, timeout: float) -> Any:
         """A forwarded write: only the leader accepts it (no second hop, so no forwarding loops)."""
-        future = self._submit(EntryKind.COMMAND, encode_command(command))
+        future = self._submit(EntryKind.COMMAND, encode_command(command), timeout)
         return self._wait(future, timeout, WriteTimeoutError, "forwarded write not applied within the timeout")
 
-    def _submit(self, kind: EntryKind, data: bytes) -> Future:
+    def _submit(self, kind: EntryKind, data: bytes, timeout: float) -> Future:
         """Group commit: whoever takes the lock appends every queued submission in one batch."""
         future: Future = Future()
-        self._submissions.append((kind, data, future))
+        self._submissions.append((kind, data, future, self.clock() + timeout))
         with self.consensus.lock:
             batch = []
             while self._submissions:
@@ -189,12 +193,13 @@ class RaftNode:
             if not batch:
                 return future   # another thread appended ours with its batch
             try:
-                first, term = self.consensus.propose([(k, d) for k, d, _ in batch])
+                first, term = self.consensus.propose([(kind, data) for kind, data, _, _ in batch])
             except CKiteError as exc:
-                for _, _, waiting in batch:
+                for _, _, waiting, _ in batch:
                     waiting.set_exception(exc)
                 return future
-            self.pending.register(first, term, [f for _, _, f in batch])
+            # One deadline for the batch: the latest, so that no write fails before its own timeout.
+            self.pending.register(first, term, [f for _, _, f, _ in batch], max(d for _, _, _, d in batch))
         return future
 
     # --- reads --------------------------------------------------------------------------------

@@ -8,23 +8,43 @@ fails with LostLeadershipError when another entry took its place.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from concurrent.futures import Future
 from typing import Iterable
 
-from ckite.errors import CKiteError, LostLeadershipError
+from ckite.errors import CKiteError, LostLeadershipError, WriteTimeoutError
 
 
 class PendingWrites:
-    """Guarded by its own lock; taken after the consensus lock when both are held."""
+    """Guarded by its own lock; taken after the consensus lock when both are held.
+
+    Each write also has a deadline, so that a future handed out by ``write_async`` fails with
+    WriteTimeoutError instead of waiting forever on a leader that lost its quorum.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_index: dict[int, tuple[int, Future]] = {}
+        self._deadlines: deque[tuple[float, Future]] = deque()   # in registration order
 
-    def register(self, first_index: int, term: int, futures: Iterable[Future]) -> None:
+    def register(self, first_index: int, term: int, futures: Iterable[Future], deadline: float) -> None:
         with self._lock:
             for offset, future in enumerate(futures):
                 self._by_index[first_index + offset] = (term, future)
+                self._deadlines.append((deadline, future))
+
+    def expire(self, now: float) -> None:
+        """Fail the futures whose deadline passed (their entries may still commit later).
+
+        Deadlines are checked in registration order, so a write registered after one with a
+        longer timeout expires no earlier than that one: a cheap bound, not an exact timer.
+        """
+        expired = []
+        with self._lock:
+            while self._deadlines and (self._deadlines[0][0] <= now or self._deadlines[0][1].done()):
+                expired.append(self._deadlines.popleft()[1])
+        for future in expired:
+            _fail(future, WriteTimeoutError("write not applied within its timeout; it may still apply"))
 
     def __len__(self) -> int:
         return len(self._by_index)
