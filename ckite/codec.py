@@ -12,7 +12,7 @@ from typing import Any
 import msgpack
 
 from ckite.commands import Command, ReadCommand, WriteCommand, command_class
-from ckite.errors import EncodingError, UnknownCommandError
+from ckite.errors import EncodingError
 
 #: Largest encoded command or result a member accepts (bounded below the RPC frame limit).
 MAX_ENCODED_SIZE = 16 * 1024 * 1024
@@ -38,10 +38,7 @@ def decode_command(data: bytes) -> Command:
             and isinstance(payload[1], dict)):
         raise EncodingError("malformed command: expected [type_name, {fields}]")
     type_name, fields = payload
-    try:
-        cls = command_class(type_name)
-    except UnknownCommandError:
-        raise
+    cls = command_class(type_name)
     if not all(isinstance(key, str) for key in fields):
         raise EncodingError(f"malformed command {type_name}: field names must be strings")
     try:
@@ -67,6 +64,6 @@ def _unpack(data: bytes, what: str) -> Any:
     if len(data) > MAX_ENCODED_SIZE:
         raise EncodingError(f"{what} of {len(data)} bytes exceeds the limit of {MAX_ENCODED_SIZE}")
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=MAX_ENCODED_SIZE)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise EncodingError(f"malformed {what}: {exc}") from exc

@@ -1,6 +1,7 @@
 """Leader: replicate the log to every peer, advance the commit index, confirm reads."""
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future
 from typing import Any
 
@@ -8,6 +9,8 @@ from ckite.consensus.progress import Progress
 from ckite.consensus.read_index import ReadIndexTracker
 from ckite.consensus.role import Role
 from ckite.messages import AppendEntries, AppendEntriesResponse, Request
+
+_log = logging.getLogger(__name__)
 
 
 class _AppendContext:
@@ -108,8 +111,15 @@ class Leader(Role):
         if response.success:
             progress.acknowledge(response.match_index)
             self.consensus.advance_commit_as_leader()
-        elif context.prev_index >= progress.match_index:
-            progress.restart_from(self._next_index_after_rejection(context.prev_index, response))
+        elif context.prev_index >= progress.match_index:   # not a stale reply to an older request
+            if 0 < response.conflict_index <= progress.match_index and response.conflict_term == 0:
+                # The peer's log is shorter than what it acknowledged before: it restarted with a
+                # wiped data dir. Replicate its log again from where it now ends (or a snapshot).
+                _log.warning("%s: %s lost its log after index %d (now ends at %d); replicating it again",
+                             self.consensus.member_id, peer, progress.match_index, response.conflict_index - 1)
+                progress.forget_beyond(response.conflict_index - 1)
+            else:
+                progress.restart_from(self._next_index_after_rejection(context.prev_index, response))
 
     def on_failure(self, peer: str, request: Request, context: Any, now: float) -> None:
         progress = self.progress.get(peer)

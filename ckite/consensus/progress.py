@@ -37,3 +37,8 @@ class Progress:
         """Back to probing from ``next_index`` (never below what is known to match)."""
         self.next_index = max(self.match_index + 1, next_index)
         self.probing = True
+
+    def forget_beyond(self, last_index: int) -> None:
+        """The peer lost its log after ``last_index`` (a wiped data dir): probe again from there."""
+        self.match_index = min(self.match_index, last_index)
+        self.restart_from(last_index + 1)

@@ -1,0 +1,108 @@
+"""ckite's own HTTP routes: status, cluster view, metrics, membership and the console page.
+
+They are a Blueprint so that the application's routes (the kvstore's ``/kv/...``) can share
+the same server; the application only adds a blueprint of its own.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable, Sequence
+
+from flask import Blueprint, Response, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+import ckite.builder as ckite_builder   # module import: the builder may import this package
+from ckite.admin.cluster import ClusterStatusFetcher
+from ckite.admin.errors import json_error
+from ckite.admin.status_view import render_status
+
+if TYPE_CHECKING:
+    from ckite.api import CKite
+
+logger = logging.getLogger(__name__)
+
+#: How often the console page polls /cluster/status.
+CONSOLE_POLL_MS = 1000
+
+#: Routes an application may add whose presence the console looks for (its put/get form).
+KEY_VALUE_ROUTE_PREFIX = "/kv/"
+
+
+def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: ClusterStatusFetcher) -> Blueprint:
+    """The Blueprint serving ``ckite``'s console; ``registry`` is this member's metrics registry."""
+    bp = Blueprint("ckite_admin", __name__, static_folder="static", static_url_path="/static")
+
+    @bp.get("/")
+    def console() -> Response:
+        return bp.send_static_file("console.html")
+
+    @bp.get("/console/config")
+    def console_config() -> Response:
+        has_kv = any(rule.rule.startswith(KEY_VALUE_ROUTE_PREFIX) for rule in current_app.url_map.iter_rules())
+        return jsonify({"member": ckite.id, "keyValueRoutes": has_kv, "pollMs": CONSOLE_POLL_MS})
+
+    @bp.get("/status")
+    def status() -> Response:
+        return jsonify(render_status(ckite.status()))
+
+    @bp.get("/cluster/status")
+    def cluster_status() -> Response:
+        return jsonify(fetcher.cluster_status())
+
+    @bp.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @bp.get("/changecluster/<bindings>")
+    def change_cluster(bindings: str) -> ResponseReturnValue:
+        """CKite's route: the new configuration is the comma list of ALL members' bindings."""
+        wanted = _parse_bindings(bindings.split(","))
+        if isinstance(wanted, tuple):
+            return wanted
+        current = set(ckite.members)
+        added = sorted(wanted - current)
+        removed = sorted(current - wanted)
+        _change(ckite.add_member, added)
+        _change(ckite.remove_member, removed)
+        return _members_response(ckite, added=added, removed=removed)
+
+    @bp.post("/members/<binding>")
+    def add_member(binding: str) -> ResponseReturnValue:
+        return _change_one(ckite, ckite.add_member, binding, "added")
+
+    @bp.delete("/members/<binding>")
+    def remove_member(binding: str) -> ResponseReturnValue:
+        return _change_one(ckite, ckite.remove_member, binding, "removed")
+
+    return bp
+
+
+def _parse_bindings(raw: Sequence[str]) -> set[str] | tuple[Response, int]:
+    """The validated set of bindings, or a 400 response naming the bad one."""
+    try:
+        wanted = {ckite_builder.parse_binding(binding) for binding in raw if binding.strip()}
+    except ValueError as exc:
+        return json_error(400, str(exc))
+    if not wanted:
+        return json_error(400, "no member bindings given: expected host:port[,host:port...]")
+    return wanted
+
+
+def _change(operation: Callable[[str], bool], bindings: list[str]) -> None:
+    """One change at a time: Raft changes membership one step after another (§6)."""
+    for binding in bindings:
+        logger.info("membership change requested: %s %s", operation.__name__, binding)
+        operation(binding)
+
+
+def _change_one(ckite: "CKite", operation: Callable[[str], bool], binding: str, verb: str) -> ResponseReturnValue:
+    wanted = _parse_bindings([binding])
+    if isinstance(wanted, tuple):
+        return wanted
+    _change(operation, sorted(wanted))
+    return _members_response(ckite, **{verb: sorted(wanted)})
+
+
+def _members_response(ckite: "CKite", added: Sequence[str] = (), removed: Sequence[str] = ()) -> Response:
+    return jsonify({"members": sorted(ckite.members), "added": list(added), "removed": list(removed)})

@@ -1,0 +1,128 @@
+"""The admin HTTP server of one member: a Flask app served by waitress on its own thread.
+
+waitress, not Flask's development server: it is threaded, keeps connections alive and is
+meant for production (about twice the requests per second here). The server is built in
+:meth:`AdminServer.start` rather than in the constructor, so the application can add its
+blueprint to :attr:`AdminServer.app` first, and tests can use ``app.test_client()``
+without opening a socket.
+"""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from flask import Flask
+from waitress import create_server, wasyncore
+from waitress.trigger import trigger as WaitressTrigger
+
+from ckite.admin.cluster import ClusterStatusFetcher, admin_url_by_convention
+from ckite.admin.errors import install_error_handlers
+from ckite.admin.metrics import new_registry
+from ckite.admin.routes import admin_blueprint
+from ckite.admin.status_view import render_status
+
+if TYPE_CHECKING:
+    from ckite.api import CKite
+
+logger = logging.getLogger(__name__)
+
+#: waitress worker threads: the console, a scraper and a few clients at once.
+DEFAULT_THREADS = 4
+
+#: How long stop() lets requests in progress finish (a write may wait for its timeout).
+STOP_TIMEOUT = 5.0
+
+
+class AdminServer:
+    """Serves ``/status``, ``/cluster/status``, ``/metrics``, membership routes and the console.
+
+    Add application routes with ``server.app.register_blueprint(...)`` before :meth:`start`.
+    """
+
+    def __init__(self, ckite: "CKite", host: str = "localhost", port: int = 0, *,
+                 peer_admin_url: Callable[[str], str] = admin_url_by_convention,
+                 threads: int = DEFAULT_THREADS) -> None:
+        self.ckite = ckite
+        self.host = host
+        self.port = port
+        self._threads = threads
+        self._tag = ckite.id.rsplit(":", 1)[-1]
+        self.fetcher = ClusterStatusFetcher(ckite.id, lambda: ckite.members, lambda: render_status(ckite.status()),
+                                            admin_url_of=peer_admin_url)
+        self.registry = new_registry(ckite.status)
+        self.app = Flask("ckite.admin", static_folder=None)
+        self.app.json.sort_keys = False      # keep CKite's order: cluster, then log
+        self.app.json.compact = False        # people read /status with curl
+        install_error_handlers(self.app, lambda: ckite.leader, peer_admin_url)
+        self.app.register_blueprint(admin_blueprint(ckite, self.registry, self.fetcher))
+        self._map: dict[int, Any] = {}
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the running server (the real port when 0 was asked for)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind the socket (raises OSError if the port is taken) and serve on ``ckite-<port>-admin``."""
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError("admin server already started")
+            listener = _listen(self.host, self.port)   # bind first: a taken port fails before any thread starts
+            try:
+                self._server = create_server(self.app, map=self._map, sockets=[listener], threads=self._threads,
+                                             ident="ckite", expose_tracebacks=False)
+            except BaseException:
+                wasyncore.close_all(self._map)
+                listener.close()
+                raise
+            self.port = listener.getsockname()[1]
+            self._thread = threading.Thread(target=self._serve, name=f"ckite-{self._tag}-admin", daemon=True)
+            self._thread.start()
+        logger.info("%s: admin console on %s", self.ckite.id, self.url)
+
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except Exception:   # the loop must not die unnoticed
+            logger.exception("%s: admin server loop failed", self.ckite.id)
+
+    def stop(self) -> None:
+        """Finish requests in progress, close every socket, join the thread; idempotent."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._thread = None
+        if server is not None and thread is not None:
+            server.task_dispatcher.shutdown(cancel_pending=True, timeout=STOP_TIMEOUT)
+            self._close_sockets(thread)
+            thread.join(STOP_TIMEOUT)
+            if thread.is_alive():
+                logger.warning("%s: admin thread did not stop within %.1fs", self.ckite.id, STOP_TIMEOUT)
+        self.fetcher.close()
+
+    def _close_sockets(self, thread: threading.Thread) -> None:
+        """Close every socket from the loop's own thread (closing under a running select() is a race);
+        the loop ends when its socket map is empty."""
+        triggers = [channel for channel in self._map.values() if isinstance(channel, WaitressTrigger)]
+        if triggers and thread.is_alive():
+            triggers[0].pull_trigger(lambda: wasyncore.close_all(self._map))
+        else:
+            wasyncore.close_all(self._map)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on the first address ``host`` resolves to (one socket, so port 0
+    means one port, not one per address family); raises OSError when the port is taken."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    return socket.create_server(address[:2], family=family)
+
+
+def build_admin(ckite: "CKite", host: str, port: int,
+                peer_admin_url: Callable[[str], str] = admin_url_by_convention) -> AdminServer:
+    """The admin server the builder attaches to a member (not started: CKite.start starts it)."""
+    return AdminServer(ckite, host, port, peer_admin_url=peer_admin_url)

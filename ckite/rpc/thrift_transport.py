@@ -1,0 +1,467 @@
+"""The default transport: standard Thrift (framed transport, binary protocol) over TCP.
+
+Any Thrift client of ``ckite.thrift`` can call a member. The client side is thriftpy2's own
+(``TClient`` over ``TSocket`` + ``TCyFramedTransport`` + ``TCyBinaryProtocol``), with a small
+pool of connections per peer. The server side is ours: thriftpy2's threaded server reads the
+4-byte frame length and mallocs whatever a peer claims (a stranger can ask for 2 GB), so
+:class:`_FrameServer` reads frames itself, refuses a length outside ``1..max_frame_bytes``,
+checks the frame's structure (:mod:`ckite.rpc.frame_check`: thriftpy2's decoder trusts the
+sizes inside a frame too), and only then lets thriftpy2's ``TProcessor`` decode the frame and
+write the reply. A peer that breaks the rules loses its connection; the others are served on.
+
+Threads (all named, all stopped and joined by :meth:`ThriftTransport.close`):
+``ckite-<port>-rpc-accept`` accepts connections, ``ckite-<port>-rpc-conn-<n>`` serves one
+connection (one request at a time, as a Thrift client sends them).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import selectors
+import socket
+import ssl
+import threading
+import time
+from typing import Any
+
+from thriftpy2.protocol.cybin import TCyBinaryProtocol
+from thriftpy2.thrift import TClient, TProcessor
+from thriftpy2.transport import TSocket, TSSLSocket, TTransportException
+from thriftpy2.transport.framed import TCyFramedTransport
+
+from ckite.errors import CKiteError, EncodingError, RpcError, StoppedError, UnreachableError
+from ckite.messages import Request, Response
+from ckite.rpc.frame_check import check_frame
+from ckite.rpc.idl import CKiteService, ckite_thrift
+from ckite.rpc.thrift_codec import (METHODS, decode_request, decode_response, encode_request, error_from_thrift,
+                                    error_to_thrift, to_thrift)
+from ckite.rpc.transport import RpcHandler, Transport
+
+logger = logging.getLogger(__name__)
+
+#: Idle connections kept per peer; more may be open while calls run concurrently.
+MAX_IDLE_PER_ADDRESS = 4
+#: Bytes asked of the kernel per recv() by the server (frames are accumulated, never preallocated).
+_RECV_SIZE = 64 * 1024
+#: How long close() waits for the server threads in total.
+_JOIN_TIMEOUT = 2.0
+#: A call never runs with a socket timeout shorter than this (0 would make the socket non-blocking).
+_MIN_TIMEOUT = 0.001
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``"host:port"`` (or ``"[v6]:port"``) -> (host, port); raises ValueError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{address!r} is not a host:port address")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+class HandlerAdapter:
+    """Answers CKiteService's methods with an :class:`RpcHandler`.
+
+    Converts the argument struct to a request dataclass, calls ``handler.handle`` and converts
+    the response back. A :class:`CKiteError` (an :class:`EncodingError` from a malformed
+    argument included) becomes the ``CKiteErrorST`` the caller re-raises; any other exception is
+    a bug: it is logged with its traceback and the caller gets ``RpcError``. Used by the Thrift
+    server and by the in-process transport, so both answer the same way.
+    """
+
+    def __init__(self, handler: RpcHandler, name: str) -> None:
+        self._handler = handler
+        self._name = name
+        for method in METHODS:   # TProcessor looks the service's methods up by name
+            setattr(self, method, functools.partial(self.dispatch, method))
+
+    def dispatch(self, method: str, argument: Any) -> Any:
+        try:
+            request = decode_request(method, argument)
+            response = self._handler.handle(request)
+            if type(response) is not METHODS[method][1]:
+                raise TypeError(f"handler answered {type(response).__name__} to {type(request).__name__}")
+            return to_thrift(response)
+        except CKiteError as exc:
+            raise error_to_thrift(exc) from exc
+        except Exception as exc:
+            logger.exception("%s: the handler failed on %s", self._name, method)
+            raise ckite_thrift.CKiteErrorST(errorClass="RpcError", message=f"{method} failed on {self._name}: "
+                                            f"{type(exc).__name__}: {exc}") from exc
+
+
+# --- server ---------------------------------------------------------------------------------------
+
+class _BadFrame(Exception):
+    """The peer broke the framing (a length out of bounds, or it closed mid-frame)."""
+
+
+class _FrameReader:
+    """Reads whole frames (4-byte big-endian length + payload) from one connection.
+
+    Memory grows with the bytes that actually arrive, never with the length a peer claims.
+    """
+
+    def __init__(self, sock: socket.socket, max_frame_bytes: int) -> None:
+        self._sock = sock
+        self._max = max_frame_bytes
+        self._buffer = bytearray()
+
+    def next_frame(self) -> bytes | None:
+        """The next frame, header included; None when the peer closed between frames."""
+        buffer = self._buffer
+        while len(buffer) < 4:
+            if not self._fill():
+                if buffer:
+                    raise _BadFrame(f"connection closed after {len(buffer)} bytes of a frame header")
+                return None
+        length = int.from_bytes(buffer[:4], "big", signed=True)
+        if length <= 0 or length > self._max:
+            raise _BadFrame(f"frame length {length} is outside 1..{self._max}")
+        end = 4 + length
+        while len(buffer) < end:
+            if not self._fill():
+                raise _BadFrame(f"connection closed after {len(buffer) - 4} of {length} frame bytes")
+        frame = bytes(buffer[:end])
+        del buffer[:end]
+        return frame
+
+    def _fill(self) -> bool:
+        chunk = self._sock.recv(_RECV_SIZE)
+        self._buffer += chunk
+        return bool(chunk)
+
+
+class _FrameSource:
+    """The transport under the decoding ``TCyFramedTransport``: one received frame, then EOF.
+
+    Why not ``TCyMemoryBuffer``: it answers a read past its end with zeros instead of failing, so
+    a list length that lies (2**31 entries in a 100-byte frame) makes the Cython protocol build
+    two billion empty structs. Ending at the frame's last byte turns every lie into END_OF_FILE.
+    """
+
+    __slots__ = ("_data", "_position")
+
+    def __init__(self) -> None:
+        self._data = b""
+        self._position = 0
+
+    def load(self, frame: bytes) -> None:
+        self._data, self._position = frame, 0
+
+    def read(self, size: int) -> bytes:
+        start = self._position
+        self._position = start + size
+        return self._data[start:start + size]
+
+
+class _Sink:
+    """The transport under the replying ``TCyFramedTransport``: its flush sends the framed reply."""
+
+    __slots__ = ("write",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.write = sock.sendall
+
+    def flush(self) -> None:
+        pass
+
+
+class _FrameServer:
+    """Listens on one binding; an accept thread and one thread per connection."""
+
+    def __init__(self, binding: str, processor: TProcessor, max_frame_bytes: int,
+                 ssl_context: ssl.SSLContext | None) -> None:
+        host, port = split_address(binding)
+        self._processor = processor
+        self._max_frame_bytes = max_frame_bytes
+        self._ssl_context = ssl_context
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._connections: dict[threading.Thread, socket.socket] = {}   # guarded by _lock
+        self._numbers = itertools.count(1)
+        self._listener = socket.socket(_family(host), socket.SOCK_STREAM)
+        try:
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind((host, port))
+            self._listener.listen(128)
+            self._listener.setblocking(False)
+        except OSError:
+            self._listener.close()
+            raise
+        self.port = self._listener.getsockname()[1]
+        self.address = f"{binding.rpartition(':')[0]}:{self.port}"
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name=f"ckite-{self.port}-rpc-accept",
+                                               daemon=True)
+        self._accept_thread.start()
+
+    def _accept_loop(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._listener, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while not self._stopping.is_set():
+                selector.select()
+                try:
+                    conn, peer = self._listener.accept()
+                except (BlockingIOError, InterruptedError):
+                    continue   # woken for close(), or another wake-up without a connection
+                except OSError as exc:
+                    if self._stopping.is_set():
+                        return
+                    logger.error("ckite-%s: accept failed: %s", self.port, exc)
+                    self._stopping.wait(0.1)   # e.g. out of file descriptors: do not spin
+                    continue
+                self._start_connection(conn, peer)
+
+    def _start_connection(self, conn: socket.socket, peer: Any) -> None:
+        conn.setblocking(True)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        name = f"ckite-{self.port}-rpc-conn-{next(self._numbers)}"
+        thread = threading.Thread(target=self._serve_connection, args=(conn, f"{peer[0]}:{peer[1]}"),
+                                  name=name, daemon=True)
+        with self._lock:
+            if self._stopping.is_set():
+                conn.close()
+                return
+            self._connections[thread] = conn
+            thread.start()   # under the lock, so close() never sees a thread it cannot join
+
+    def _serve_connection(self, conn: socket.socket, peer: str) -> None:
+        try:
+            if self._ssl_context is not None:
+                conn = self._ssl_context.wrap_socket(conn, server_side=True)
+                with self._lock:
+                    self._connections[threading.current_thread()] = conn
+            self._answer_frames(conn)
+        except _BadFrame as exc:
+            logger.warning("ckite-%s: closing the connection from %s: %s", self.port, peer, exc)
+        except OSError as exc:
+            if not self._stopping.is_set():
+                logger.debug("ckite-%s: connection from %s failed: %s", self.port, peer, exc)
+        except Exception as exc:   # refused by check_frame, or thriftpy2 could not decode it (or encode the reply)
+            logger.error("ckite-%s: closing the connection from %s after a malformed frame: %s: %s",
+                         self.port, peer, type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+        finally:
+            with self._lock:
+                self._connections.pop(threading.current_thread(), None)
+            conn.close()
+
+    def _answer_frames(self, conn: socket.socket) -> None:
+        reader = _FrameReader(conn, self._max_frame_bytes)
+        source = _FrameSource()
+        inbound = TCyFramedTransport(source)
+        iprot = TCyBinaryProtocol(inbound, strict_decode=True)
+        oprot = TCyBinaryProtocol(TCyFramedTransport(_Sink(conn)))
+        while not self._stopping.is_set():
+            frame = reader.next_frame()
+            if frame is None:
+                return
+            check_frame(frame)
+            inbound.clean()   # nothing of a previous frame may leak into this one
+            source.load(frame)
+            self._processor.process(iprot, oprot)
+
+    def close(self) -> None:
+        """Stop accepting, shut every connection down and join the threads (bounded)."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        deadline = time.monotonic() + _JOIN_TIMEOUT
+        self._wake_writer.send(b"x")
+        self._accept_thread.join(_JOIN_TIMEOUT)
+        self._listener.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+        with self._lock:
+            connections = dict(self._connections)
+        for conn in connections.values():
+            try:
+                conn.shutdown(socket.SHUT_RDWR)   # wakes the thread blocked in recv; it closes its socket
+            except OSError:
+                pass
+        for thread in [self._accept_thread, *connections]:
+            thread.join(max(deadline - time.monotonic(), 0))
+            if thread.is_alive():
+                logger.warning("ckite-%s: thread %s did not stop within %.1fs", self.port, thread.name,
+                               _JOIN_TIMEOUT)
+
+
+# --- client ---------------------------------------------------------------------------------------
+
+class _Connection:
+    """One open client connection: a TClient over a framed, binary-protocol socket."""
+
+    __slots__ = ("socket", "client")
+
+    def __init__(self, address: str, connect_timeout: float, ssl_context: ssl.SSLContext | None) -> None:
+        try:
+            host, port = split_address(address)
+        except ValueError as exc:
+            raise UnreachableError(str(exc)) from None
+        timeout_ms = connect_timeout * 1000
+        if ssl_context is None:
+            self.socket = TSocket(host, port, socket_family=_family(host), socket_timeout=timeout_ms,
+                                  connect_timeout=timeout_ms)
+        else:
+            self.socket = TSSLSocket(host, port, socket_family=_family(host), socket_timeout=timeout_ms,
+                                     connect_timeout=timeout_ms, ssl_context=ssl_context)
+        try:
+            self.socket.open()
+        except TTransportException as exc:
+            raise UnreachableError(f"cannot connect to {address}: {exc.__context__ or exc}") from exc
+        self.client = TClient(CKiteService, TCyBinaryProtocol(TCyFramedTransport(self.socket), strict_decode=True))
+
+    def is_stale(self) -> bool:
+        """True when an idle connection was closed by the peer (or holds bytes nobody asked for)."""
+        sock = self.socket.sock
+        if sock is None:
+            return True
+        try:
+            sock.setblocking(False)
+            sock.recv(1, socket.MSG_PEEK)   # b"" (closed) or unexpected bytes: either way unusable
+            return True
+        except (BlockingIOError, ValueError):   # nothing to read: healthy (ValueError: TLS cannot peek)
+            return False
+        except OSError:
+            return True
+
+    def settimeout(self, timeout: float) -> None:
+        self.socket.sock.settimeout(max(timeout, _MIN_TIMEOUT))
+
+    def shutdown(self) -> None:
+        """Wake a call blocked on this connection (it then fails and closes it)."""
+        sock = self.socket.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+class ThriftTransport(Transport):
+    """Thrift over TCP; ``call`` is safe from any number of threads.
+
+    ``max_frame_bytes`` bounds what the server accepts from a peer; ``connect_timeout`` bounds
+    a connection attempt (a refused connection fails at once with
+    :class:`~ckite.errors.UnreachableError`). The TLS contexts, when given, wrap the server's
+    and the client's sockets.
+    """
+
+    def __init__(self, *, max_frame_bytes: int = 64 * 1024 * 1024, connect_timeout: float = 1.0,
+                 ssl_context_server: ssl.SSLContext | None = None,
+                 ssl_context_client: ssl.SSLContext | None = None) -> None:
+        if not 0 < max_frame_bytes < 2 ** 31:
+            raise ValueError(f"max_frame_bytes must be in 1..2**31-1, not {max_frame_bytes}")
+        self.max_frame_bytes = max_frame_bytes
+        self.connect_timeout = connect_timeout
+        self.ssl_context_server = ssl_context_server
+        self.ssl_context_client = ssl_context_client
+        self._lock = threading.Lock()
+        self._closed = False                                # guarded by _lock, like the three below
+        self._servers: list[_FrameServer] = []
+        self._idle: dict[str, list[_Connection]] = {}       # per address, most recently used last
+        self._open: set[_Connection] = set()                # every open client connection, idle or in use
+
+    @property
+    def address(self) -> str | None:
+        """The binding the (first) server listens on, with the real port when it was bound to port 0."""
+        return self._servers[0].address if self._servers else None
+
+    def serve(self, binding: str, handler: RpcHandler) -> None:
+        processor = TProcessor(CKiteService, HandlerAdapter(handler, binding))
+        server = _FrameServer(binding, processor, self.max_frame_bytes, self.ssl_context_server)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._servers.append(server)
+        if closed:
+            server.close()
+            raise StoppedError("the transport is closed")
+
+    def call(self, address: str, request: Request, timeout: float) -> Response:
+        method, argument = encode_request(request)
+        connection = self._take(address, timeout)
+        try:
+            connection.settimeout(timeout)
+            value = getattr(connection.client, method)(argument)
+        except ckite_thrift.CKiteErrorST as error:
+            self._give_back(address, connection)
+            raise error_from_thrift(error) from None
+        except TimeoutError as exc:
+            self._discard(connection)
+            raise RpcError(f"{address}: no answer to {method} within {timeout:.3f}s") from exc
+        except Exception as exc:   # broken connection, garbage reply, closed transport...
+            self._discard(connection)
+            raise RpcError(f"{address}: {method} failed: {type(exc).__name__}: {exc}") from exc
+        self._give_back(address, connection)
+        try:
+            return decode_response(method, value)
+        except EncodingError as exc:
+            raise RpcError(f"{address} answered {method} with a malformed reply: {exc}") from exc
+
+    def _take(self, address: str, timeout: float) -> _Connection:
+        stale = []
+        with self._lock:
+            if self._closed:
+                raise RpcError(f"cannot call {address}: the transport is closed")
+            idle = self._idle.get(address)
+            connection = None
+            while idle:
+                candidate = idle.pop()
+                if not candidate.is_stale():
+                    connection = candidate
+                    break
+                self._open.discard(candidate)
+                stale.append(candidate)
+        for old in stale:
+            old.close()
+        if connection is not None:
+            return connection
+        connection = _Connection(address, max(min(self.connect_timeout, timeout), _MIN_TIMEOUT),
+                                 self.ssl_context_client)
+        with self._lock:
+            if not self._closed:
+                self._open.add(connection)
+                return connection
+        connection.close()
+        raise RpcError(f"cannot call {address}: the transport is closed")
+
+    def _give_back(self, address: str, connection: _Connection) -> None:
+        with self._lock:
+            if not self._closed and connection in self._open:
+                idle = self._idle.setdefault(address, [])
+                if len(idle) < MAX_IDLE_PER_ADDRESS:
+                    idle.append(connection)
+                    return
+                self._open.discard(connection)
+        connection.close()
+
+    def _discard(self, connection: _Connection) -> None:
+        with self._lock:
+            self._open.discard(connection)
+        connection.close()
+
+    def close(self) -> None:
+        """Stop the servers, close idle connections and wake the calls in flight; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            servers, self._servers = self._servers, []
+            idle = [connection for connections in self._idle.values() for connection in connections]
+            in_use = self._open.difference(idle)
+            self._idle.clear()
+            self._open.clear()
+        for server in servers:
+            server.close()
+        for connection in idle:
+            connection.close()
+        for connection in in_use:
+            connection.shutdown()

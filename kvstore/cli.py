@@ -1,0 +1,136 @@
+"""Command line of one kvstore member: parse flags, build the member, serve until a signal.
+
+``python -m kvstore --port 9091 --members localhost:9092,localhost:9093 --data-dir /tmp/ckite/member1``
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from ckite import CKite, CKiteBuilder
+from ckite.admin import ADMIN_PORT_OFFSET, AdminServer, build_admin
+from ckite.config import DEFAULT_HEARTBEATS_INTERVAL_MS, DEFAULT_MAX_ELECTION_TIMEOUT_MS, DEFAULT_MIN_ELECTION_TIMEOUT_MS
+from ckite.errors import CKiteError
+
+from kvstore.http import DEFAULT_MAX_VALUE_BYTES, kv_blueprint
+from kvstore.store import KVStore
+
+logger = logging.getLogger(__name__)
+
+PROG = "ckite-kvstore"
+
+#: Either stops the member cleanly (Ctrl-C, or `kill` from a supervisor).
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+class _OneLineErrors(argparse.ArgumentParser):
+    """A bad flag gets one line naming it, not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _OneLineErrors(prog=PROG, description="One member of a replicated key-value store built on ckite (Raft). "
+                       "Start one process per member; they elect a leader among themselves.")
+    p.add_argument("--host", default="localhost",
+                   help="host name other members use to reach this one (default: %(default)s)")
+    p.add_argument("--port", type=_port, required=True, help="Raft port; this member's id is HOST:PORT")
+    p.add_argument("--members", default="",
+                   help="comma-separated HOST:PORT of the other members of the initial cluster")
+    p.add_argument("--data-dir", required=True,
+                   help="directory for this member's durable state (term, vote, log); created if missing")
+    p.add_argument("--admin-host", default=None,
+                   help="interface of the HTTP console and key-value routes (default: same as --host)")
+    p.add_argument("--admin-port", type=_port, default=None,
+                   help=f"HTTP port of the console and key-value routes (default: Raft port + {ADMIN_PORT_OFFSET})")
+    p.add_argument("--min-election-timeout", type=_positive, default=DEFAULT_MIN_ELECTION_TIMEOUT_MS, metavar="MS",
+                   help="shortest wait without a leader before standing for election (default: %(default)s ms)")
+    p.add_argument("--max-election-timeout", type=_positive, default=DEFAULT_MAX_ELECTION_TIMEOUT_MS, metavar="MS",
+                   help="longest such wait; the actual wait is random in between (default: %(default)s ms)")
+    p.add_argument("--heartbeat-interval", type=_positive, default=DEFAULT_HEARTBEATS_INTERVAL_MS, metavar="MS",
+                   help="how often the leader contacts idle followers (default: %(default)s ms)")
+    p.add_argument("--max-value-bytes", type=_positive, default=DEFAULT_MAX_VALUE_BYTES, metavar="BYTES",
+                   help="largest value accepted over HTTP (default: %(default)s)")
+    p.add_argument("--log-level", default="INFO", type=str.upper,
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity (default: %(default)s)")
+    return p
+
+
+@dataclass
+class Member:
+    """A running member and its HTTP server, stopped together."""
+
+    ckite: CKite
+    admin: AdminServer
+
+    def stop(self) -> None:
+        self.admin.stop()
+        self.ckite.stop()
+
+
+def build(args: argparse.Namespace) -> Member:
+    """Build (not start) the member and its HTTP server; raises ValueError for bad settings."""
+    Path(args.data_dir).mkdir(parents=True, exist_ok=True)
+    member = (CKiteBuilder().with_local_binding(f"{args.host}:{args.port}")
+              .with_members_bindings([m for m in args.members.split(",") if m.strip()])
+              .with_min_election_timeout(args.min_election_timeout)
+              .with_max_election_timeout(args.max_election_timeout)
+              .with_heartbeats_interval(args.heartbeat_interval)
+              .with_data_dir(args.data_dir).with_state_machine(KVStore()).build())
+    admin_port = args.admin_port if args.admin_port is not None else args.port + ADMIN_PORT_OFFSET
+    admin = build_admin(member, args.admin_host or args.host, admin_port)
+    admin.app.register_blueprint(kv_blueprint(member, args.max_value_bytes))
+    return Member(member, admin)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """The process's life: serve until SIGINT/SIGTERM, stop cleanly; returns the exit status.
+
+    The stop signals are blocked before any thread exists, so every thread inherits the mask
+    and a signal waits for sigwait() below: no handler runs in the middle of stop() or under
+    a lock. They stay blocked: a second signal during shutdown (Ctrl-C and a supervisor's
+    SIGTERM together) is discarded when the process exits instead of killing it mid-stop.
+    """
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s")
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        member = build(args)
+    except (ValueError, OSError, CKiteError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        member.ckite.start()
+        member.admin.start()
+    except (OSError, CKiteError) as exc:
+        print(f"{PROG}: error: cannot start {member.ckite.id}: {exc}", file=sys.stderr)
+        member.stop()
+        return 1
+    logger.info("%s serving; console and key-value routes on %s", member.ckite.id, member.admin.url)
+    received = signal.sigwait(STOP_SIGNALS)
+    logger.info("%s stopping (%s)", member.ckite.id, signal.Signals(received).name)
+    member.stop()
+    logger.info("%s stopped", member.ckite.id)
+    return 0

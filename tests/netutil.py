@@ -1,0 +1,89 @@
+"""Helpers for the transport tests: free loopback ports, one sample of every message, a fake member."""
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Callable
+
+from ckite.log.entry import EntryKind, LogEntry
+from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, ForwardRequest, ForwardResponse,
+                            InstallSnapshot, InstallSnapshotResponse, JoinMember, JoinMemberResponse, Request,
+                            RequestVote, RequestVoteResponse, Response, TimeoutNow, TimeoutNowResponse)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now (the kernel's pick for port 0).
+
+    Another process may take it before the caller binds it; on a test machine that is rare,
+    and a test that loses the race fails with "address in use", not silently.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def entries_of_every_kind(first: int, count: int, size: int = 100) -> list[LogEntry]:
+    """``count`` entries from index ``first``, cycling through every EntryKind."""
+    kinds = list(EntryKind)
+    return [LogEntry(index, 2, bytes([index % 256]) * size, kinds[index % len(kinds)])
+            for index in range(first, first + count)]
+
+
+#: One sample of every request, including the edge cases (no entries, empty and large binaries).
+SAMPLE_REQUESTS: list[Request] = [
+    RequestVote(7, "10.0.0.1:9091", 42, 6, pre_vote=True, transfer=True),
+    RequestVote(0, "m", 0, 0),
+    AppendEntries(5, "10.0.0.1:9091", 10, 4, entries_of_every_kind(11, 9), leader_commit=9),
+    AppendEntries(5, "10.0.0.1:9091", 10, 4),                    # a heartbeat: no entries
+    AppendEntries(3, "l", 0, 0, [LogEntry(1, 3, b"")], 0),       # an entry with empty data
+    InstallSnapshot(9, "l:1", 1000, 8, b"\x01config", 4096, bytes(range(256)) * 8192, done=True),  # 2 MiB chunk
+    InstallSnapshot(9, "l:1", 1000, 8, b"", 0, b"", done=False),
+    TimeoutNow(4, "l:1"),
+    *[ForwardRequest(kind, kind.value.encode() + b"\x00\xff", 1500) for kind in ForwardKind],
+    JoinMember("new:9095", 2000),
+]
+
+#: One sample of every response.
+SAMPLE_RESPONSES: list[Response] = [
+    RequestVoteResponse(7, True),
+    AppendEntriesResponse(5, True, match_index=19),
+    AppendEntriesResponse(6, False, conflict_index=3, conflict_term=2),
+    InstallSnapshotResponse(9, True, next_offset=4096 + 2 ** 21),
+    TimeoutNowResponse(4, False),
+    ForwardResponse(b"\x93\x01\x02\x03"),
+    ForwardResponse(b""),
+    JoinMemberResponse(True),
+]
+
+
+def answer(request: Request) -> Response:
+    """What :class:`FakeHandler` answers: derived from the request, so a test can check both ways."""
+    if isinstance(request, RequestVote):
+        return RequestVoteResponse(request.term, not request.pre_vote)
+    if isinstance(request, AppendEntries):
+        return AppendEntriesResponse(request.term, True, request.prev_log_index + len(request.entries),
+                                     len(request.entries), request.leader_commit)
+    if isinstance(request, InstallSnapshot):
+        return InstallSnapshotResponse(request.term, request.done, request.offset + len(request.data))
+    if isinstance(request, TimeoutNow):
+        return TimeoutNowResponse(request.term, True)
+    if isinstance(request, ForwardRequest):
+        return ForwardResponse(request.kind.value.encode() + b"=" + request.payload)
+    if isinstance(request, JoinMember):
+        return JoinMemberResponse(request.member_id.endswith("9095"))
+    raise AssertionError(f"unexpected request {request!r}")
+
+
+class FakeHandler:
+    """A member that answers with :func:`answer`, or with ``behaviour(request)`` when set
+    (which may raise or block); it records every request it receives."""
+
+    def __init__(self, behaviour: Callable[[Request], Response] | None = None) -> None:
+        self.behaviour = behaviour or answer
+        self.received: list[Request] = []
+        self._lock = threading.Lock()
+
+    def handle(self, request: Request) -> Response:
+        with self._lock:
+            self.received.append(request)
+        return self.behaviour(request)

@@ -1,0 +1,376 @@
+"""kvstore's routes and ckite's admin routes, through Flask's test client, on real in-process
+members (the in-process transport, in-memory storage): every route, every error status."""
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+import threading
+
+import pytest
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from ckite import CKite, CKiteBuilder
+from ckite.admin import AdminServer, build_admin
+from ckite.admin.cluster import ClusterStatusFetcher, fetch_json
+from ckite.admin.errors import install_error_handlers
+from ckite.errors import CommandError, LeaderTimeoutError, NotLeaderError, WriteTimeoutError
+from ckite.rpc.local import LocalNetwork
+from kvstore.cli import parser
+from kvstore.http import MAX_KEY_BYTES, kv_blueprint
+from kvstore.store import KVStore
+
+from tests.waiting import wait_for
+
+BINDING = "localhost:9091"
+MAX_VALUE = 64   # small, so that "too large" is cheap to send
+
+
+def build_member(binding: str, others: list[str], network: LocalNetwork, timeout_ms: int = 3000) -> CKite:
+    return (CKiteBuilder().with_local_binding(binding).with_members_bindings(others)
+            .with_min_election_timeout(150).with_max_election_timeout(300).with_heartbeats_interval(50)
+            .with_leader_timeout(timeout_ms).with_write_timeout(timeout_ms).with_read_timeout(timeout_ms)
+            .with_in_memory_storage().with_transport(network.transport(binding))
+            .with_state_machine(KVStore()).build())
+
+
+def admin_for(member: CKite, **options) -> AdminServer:
+    admin = build_admin(member, "127.0.0.1", 0, **options)
+    admin.app.register_blueprint(kv_blueprint(member, max_value_bytes=MAX_VALUE))
+    return admin
+
+
+@pytest.fixture(scope="module")
+def member():
+    """A one-member cluster: it elects itself at once, so every write commits locally."""
+    member = build_member(BINDING, [], LocalNetwork())
+    member.start()
+    wait_for(lambda: member.status()["state"] == "Leader", 10, "the single member to lead")
+    yield member
+    member.stop()
+
+
+@pytest.fixture(scope="module")
+def admin(member):
+    admin = admin_for(member)
+    yield admin
+    admin.stop()
+
+
+@pytest.fixture()
+def client(admin):
+    return admin.app.test_client()
+
+
+@pytest.fixture(scope="module")
+def leaderless():
+    """A member of a two-member cluster whose peer never starts: no leader, ever."""
+    network = LocalNetwork()
+    member = build_member("localhost:9092", ["localhost:9093"], network, timeout_ms=200)
+    member.start()
+    admin = admin_for(member)
+    yield admin.app.test_client()
+    admin.stop()
+    member.stop()
+
+
+def error_of(response, status: int) -> dict:
+    assert response.status_code == status, response.data
+    assert response.is_json, response.data
+    body = response.get_json()
+    assert isinstance(body["error"], str) and body["error"]
+    return body
+
+
+# --- CKite's GET routes ---------------------------------------------------------------------------
+
+def test_put_then_get_as_in_ckite_readme(client):
+    response = client.get("/put/key1/value1")
+    assert response.status_code == 200
+    assert response.get_json() == {"key": "key1", "value": "value1"}
+    assert client.get("/get/key1").get_json() == {"key": "key1", "value": "value1"}
+    assert client.get("/get/key1?local=true").get_json() == {"key": "key1", "value": "value1"}
+
+
+def test_get_of_an_absent_key_is_404_with_the_key(client):
+    assert error_of(client.get("/get/never-written"), 404)["key"] == "never-written"
+    assert error_of(client.get("/get/never-written?local=true"), 404)["key"] == "never-written"
+
+
+def test_compare_and_set_swaps_only_the_expected_value(client):
+    client.get("/put/cas1/old")
+    assert client.get("/cas/cas1/old/new").get_json() == {"key": "cas1", "value": "new", "swapped": True}
+    body = error_of(client.get("/cas/cas1/old/newer"), 409)
+    assert (body["value"], body["expected"]) == ("new", "old")
+    assert client.get("/get/cas1").get_json()["value"] == "new"
+
+
+# --- REST routes ---------------------------------------------------------------------------------
+
+def test_rest_put_and_get_carry_any_bytes(client):
+    blob = bytes(range(256))[-MAX_VALUE:]   # not UTF-8
+    assert client.put("/kv/blob", data=blob).get_json() == {"key": "blob", "length": len(blob)}
+    response = client.get("/kv/blob")
+    assert (response.status_code, response.data, response.mimetype) == (200, blob, "application/octet-stream")
+    assert client.get("/get/blob").get_json()["value"]["base64"]
+
+
+def test_rest_text_values_come_back_as_text(client):
+    client.put("/kv/greeting", data="héllo".encode())
+    response = client.get("/kv/greeting?local=true")
+    assert response.data.decode() == "héllo" and response.mimetype == "text/plain"
+    assert client.get("/get/greeting").get_json()["value"] == "héllo"
+
+
+def test_rest_keys_may_contain_slashes(client):
+    client.put("/kv/dir/sub/key", data=b"x")
+    assert client.get("/kv/dir%2Fsub/key").data == b"x"
+
+
+def test_rest_delete_returns_the_previous_value_then_404(client):
+    client.put("/kv/gone", data=b"bye")
+    assert client.delete("/kv/gone").get_json() == {"key": "gone", "deleted": True, "previous": "bye"}
+    error_of(client.get("/kv/gone"), 404)
+    error_of(client.delete("/kv/gone"), 404)
+
+
+def test_rest_compare_and_set(client):
+    assert client.post("/cas/rest-cas", json={"expected": None, "new": "first"}).status_code == 200
+    assert client.post("/cas/rest-cas", json={"expected": "first", "new": "second"}).get_json()["swapped"] is True
+    body = error_of(client.post("/cas/rest-cas", json={"expected": None, "new": "third"}), 409)
+    assert body["value"] == "second" and body["expected"] is None
+    assert client.get("/kv/rest-cas").data == b"second"
+
+
+@pytest.mark.parametrize("body", [b"not json", b'["a"]', b'{"new": "x"}', b'{"expected": 1, "new": "x"}',
+                                  b'{"expected": "a", "new": null}'])
+def test_rest_compare_and_set_rejects_a_malformed_body(client, body):
+    error_of(client.post("/cas/rest-cas-bad", data=body, content_type="application/json"), 400)
+
+
+# --- client mistakes ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/get/"), ("GET", "/put//value"), ("GET", "/cas//a/b"), ("PUT", "/kv/"), ("GET", "/kv/"),
+    ("DELETE", "/kv/"), ("POST", "/cas/"),
+])
+def test_an_empty_key_is_400(client, method, path):
+    assert "empty key" in error_of(client.open(path, method=method, json={"expected": None, "new": "x"}), 400)["error"]
+
+
+def test_an_oversized_value_is_400(client):
+    error_of(client.put("/kv/big", data=b"x" * (MAX_VALUE + 1)), 400)
+    error_of(client.get("/put/big/" + "x" * (MAX_VALUE + 1)), 400)
+    error_of(client.get("/cas/big/a/" + "x" * (MAX_VALUE + 1)), 400)
+    error_of(client.get("/kv/big"), 404)   # nothing was written
+
+
+def test_an_oversized_body_without_a_length_is_400(client):
+    body = io.BytesIO(b"y" * (MAX_VALUE + 10))   # as waitress hands over a chunked upload
+    response = client.put("/kv/big-stream", environ_overrides={
+        "wsgi.input": body, "wsgi.input_terminated": True, "CONTENT_LENGTH": ""})
+    error_of(response, 400)
+    assert body.tell() == MAX_VALUE + 1   # read no further than needed to know
+
+
+def test_an_overlong_key_is_400(client):
+    error_of(client.get("/get/" + "k" * (MAX_KEY_BYTES + 1)), 400)
+
+
+def test_unknown_routes_and_methods_are_json(client):
+    assert error_of(client.get("/no/such/route"), 404)["error"] == "not found: no such route"
+    error_of(client.post("/status"), 405)
+
+
+# --- no leader ------------------------------------------------------------------------------------
+
+def test_without_a_leader_writes_and_reads_are_503_but_local_reads_answer(leaderless):
+    body = error_of(leaderless.get("/put/k/v"), 503)
+    assert body["leader"] is None and body["type"] == "LeaderTimeoutError"
+    error_of(leaderless.put("/kv/k", data=b"v"), 503)
+    error_of(leaderless.get("/get/k"), 503)
+    error_of(leaderless.get("/get/k?local=true"), 404)
+    assert leaderless.get("/status").get_json()["cluster"]["state"] in ("Follower", "Candidate")
+
+
+def _raising_app(error: Exception) -> Flask:
+    app = Flask("errors")
+    install_error_handlers(app, lambda: "localhost:9093", lambda binding: f"admin-of-{binding}")
+
+    @app.get("/")
+    def fail():
+        raise error
+    return app
+
+
+@pytest.mark.parametrize("error, status, leader", [
+    (NotLeaderError(leader="localhost:9092"), 503, "localhost:9092"),
+    (LeaderTimeoutError("no leader"), 503, "localhost:9093"),
+    (CommandError("boom", "ValueError"), 500, None),
+])
+def test_ckite_errors_map_to_statuses_naming_the_leader(error, status, leader):
+    body = error_of(_raising_app(error).test_client().get("/"), status)
+    assert body.get("leader") == leader
+    if leader:
+        assert body["leaderAdmin"] == f"admin-of-{leader}"
+
+
+def test_a_write_timeout_says_the_outcome_is_unknown():
+    body = error_of(_raising_app(WriteTimeoutError("slow")).test_client().get("/"), 503)
+    assert body["outcomeUnknown"] is True
+
+
+def test_a_bug_in_a_route_is_a_json_500():
+    error_of(_raising_app(RuntimeError("bug")).test_client().get("/"), 500)
+
+
+# --- membership -----------------------------------------------------------------------------------
+
+def test_membership_changes_call_the_library_and_report_its_refusal(client):
+    for response in (client.get("/changecluster/localhost:9091,localhost:9094"),
+                     client.post("/members/localhost:9094"), client.delete("/members/localhost:9091")):
+        body = error_of(response, 409)
+        assert body["type"] == "MembershipChangeError" and "not implemented" in body["error"]
+
+
+def test_changecluster_with_the_current_members_changes_nothing(client):
+    assert client.get(f"/changecluster/{BINDING}").get_json() == {"members": [BINDING], "added": [], "removed": []}
+
+
+@pytest.mark.parametrize("path", ["/changecluster/nonsense", "/changecluster/,", "/changecluster/host:99999"])
+def test_changecluster_rejects_bad_bindings(client, path):
+    error_of(client.get(path), 400)
+
+
+def test_members_route_rejects_a_bad_binding(client):
+    error_of(client.post("/members/no-port"), 400)
+
+
+# --- status, metrics, console ---------------------------------------------------------------------
+
+def test_status_has_ckites_shape(client, member):
+    client.get("/put/status-key/status-value")
+    status = client.get("/status").get_json()
+    cluster, log = status["cluster"], status["log"]
+    assert status["id"] == BINDING
+    assert cluster["state"] == "Leader" and cluster["leader"] == BINDING and cluster["term"] >= 1
+    assert cluster["members"] == [BINDING] and cluster["configuration"]["voters"] == [BINDING]
+    info = cluster["stateInfo"]
+    assert info["leaderUptime"].endswith("seconds") and isinstance(info["leaderUptimeMs"], int)
+    assert info["lastHeartbeatsACKs"] == {} and info["followers"] == {}
+    assert log["length"] >= 1 and log["commitIndex"] == log["lastApplied"] == log["lastIndex"]
+    assert log["lastLog"]["index"] == log["lastIndex"] and log["lastLog"]["term"] == cluster["term"]
+    assert list(status)[:3] == ["id", "cluster", "log"]
+
+
+def test_metrics_parse_as_prometheus_text(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200 and response.mimetype == "text/plain"
+    families = {family.name: family for family in text_string_to_metric_families(response.data.decode())}
+    assert families["ckite_term"].samples[0].value >= 1
+    roles = {sample.labels["role"]: sample.value for sample in families["ckite_role"].samples}
+    assert roles["Leader"] == 1 and roles["Follower"] == 0
+    assert families["ckite_commit_index"].samples[0].value >= 1
+
+
+def test_each_member_has_its_own_metrics_registry(admin, leaderless):
+    other = leaderless.get("/metrics").data.decode()
+    assert 'ckite_member_info{leader="",member="localhost:9092"} 1.0' in other
+    assert "localhost:9092" not in admin.app.test_client().get("/metrics").data.decode()
+
+
+def test_console_page_and_its_static_files_are_served(client):
+    with client.get("/") as page:
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        html = page.data.decode()
+    assert "/static/console.js" in html and "/static/console.css" in html and "//cdn" not in html
+    with client.get("/static/console.js") as script:
+        assert script.status_code == 200 and "/cluster/status" in script.data.decode()
+    with client.get("/static/console.css") as style:
+        assert style.mimetype == "text/css"
+    error_of(client.get("/static/missing.js"), 404)
+    assert client.get("/console/config").get_json() == {"member": BINDING, "keyValueRoutes": True, "pollMs": 1000}
+
+
+def test_cluster_status_of_a_single_member(client):
+    cluster = client.get("/cluster/status").get_json()
+    assert cluster["self"] == BINDING and cluster["leaders"] == {BINDING: 1}
+    [entry] = cluster["members"]
+    assert entry["self"] is True and entry["status"]["cluster"]["state"] == "Leader"
+    assert entry["adminUrl"] == "http://localhost:10091"
+
+
+# --- the real server ------------------------------------------------------------------------------
+
+def test_the_server_serves_on_a_named_thread_and_stop_closes_everything(member):
+    admin = admin_for(member)
+    admin.start()
+    idle = http.client.HTTPConnection("127.0.0.1", admin.port, timeout=2)   # kept alive across stop()
+    try:
+        assert any(t.name == "ckite-9091-admin" for t in threading.enumerate())
+        assert fetch_json(f"{admin.url}/status", 2)["id"] == BINDING
+        idle.request("GET", "/status")
+        assert idle.getresponse().read()
+    finally:
+        admin.stop()
+        idle.close()
+    assert not any(t.name == "ckite-9091-admin" for t in threading.enumerate())
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", admin.port), timeout=1).close()
+    admin.stop()   # idempotent
+
+
+def test_cluster_status_fetches_peers_over_http_and_reports_the_unreachable(member):
+    admin = admin_for(member)
+    admin.start()
+    closed_port = _closed_port()
+    urls = {BINDING: admin.url, "localhost:1": f"http://127.0.0.1:{closed_port}"}
+    fetcher = ClusterStatusFetcher("me:1", lambda: frozenset({BINDING, "localhost:1"}),
+                                   lambda: {"cluster": {"leader": None}}, admin_url_of=lambda b: urls.get(b, "-"))
+    try:
+        entries = {entry["id"]: entry for entry in fetcher.cluster_status()["members"]}
+    finally:
+        fetcher.close()
+        admin.stop()
+    assert entries[BINDING]["status"]["cluster"]["state"] == "Leader"
+    assert "error" in entries["localhost:1"] and "status" not in entries["localhost:1"]
+    assert entries["me:1"]["self"] is True
+
+
+def test_a_port_in_use_fails_start_with_oserror(member):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        admin = build_admin(member, "127.0.0.1", taken.getsockname()[1])
+        with pytest.raises(OSError):
+            admin.start()
+        admin.stop()
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data-dir", "/tmp/x"], "--port"),
+    (["--port", "x", "--data-dir", "/tmp/x"], "not a port"),
+    (["--port", "9091", "--data-dir", "/tmp/x", "--heartbeat-interval", "0"], "positive"),
+    (["--port", "9091", "--data-dir", "/tmp/x", "--bogus"], "unrecognized"),
+])
+def test_bad_flags_give_one_line(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parser().parse_args(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_admin_port_defaults_to_raft_port_plus_1000():
+    args = parser().parse_args(["--port", "9091", "--data-dir", "/tmp/x"])
+    assert (args.host, args.admin_port, args.members) == ("localhost", None, "")
+    assert "Raft port + 1000" in parser().format_help()
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

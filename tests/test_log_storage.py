@@ -1,0 +1,275 @@
+"""The durable stores behind the log: MemoryStorage and SQLiteStorage.
+
+Figure 2 of the Raft paper: currentTerm, votedFor and log[] are persistent state, "updated on
+stable storage before responding to RPCs". The contract tests run on both storages; the crash,
+corruption and full-disk tests are SQLite's own (crashes are real: a child process that ends
+with ``os._exit`` in the middle of, or right after, a write).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+import sqlite_utils
+
+from ckite.errors import StorageError
+from ckite.log.entry import EntryKind, LogEntry
+from ckite.log.memory_storage import MemoryStorage
+from ckite.log.sqlite_storage import SQLiteStorage
+from ckite.log.storage import LogStorage, StoredState
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def entries(first: int, last: int, term: int = 1, size: int = 8) -> list[LogEntry]:
+    """Entries ``first..last`` of ``term``; the data names the entry, the kinds cycle through all."""
+    return [LogEntry(index, term, f"{term}:{index}".encode().ljust(size, b"."), EntryKind(index % 3))
+            for index in range(first, last + 1)]
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "ckite.db"   # "data" does not exist yet: opening creates it
+
+
+@pytest.fixture
+def open_sqlite(db_path: Path) -> Iterator[Callable[[], SQLiteStorage]]:
+    """Opens a SQLiteStorage on ``db_path``; each call after a close() is a restart."""
+    opened: list[SQLiteStorage] = []
+
+    def open_storage() -> SQLiteStorage:
+        opened.append(SQLiteStorage(db_path))
+        return opened[-1]
+
+    yield open_storage
+    for storage in opened:
+        storage.close()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def open_storage(request: pytest.FixtureRequest,
+                 open_sqlite: Callable[[], SQLiteStorage]) -> Callable[[], LogStorage]:
+    """Opens the storage under test; calling it again after close() reopens the same data
+    (for MemoryStorage: the same object, as the simulation does when it restarts a member)."""
+    if request.param == "sqlite":
+        return open_sqlite
+    memory = MemoryStorage()
+    return lambda: memory
+
+
+# --- the contract, on both storages --------------------------------------------------------------
+
+def test_a_new_storage_is_empty(open_storage):
+    assert open_storage().load() == StoredState(0, None, [])
+
+
+def test_appended_entries_are_loaded_in_index_order_with_their_kinds(open_storage):
+    storage = open_storage()
+    storage.append(entries(1, 3))
+    storage.append(entries(4, 7, term=2))
+    assert storage.load().entries == entries(1, 3) + entries(4, 7, term=2)
+    assert {entry.kind for entry in storage.load().entries} == set(EntryKind)
+
+
+def test_append_with_truncate_from_replaces_the_conflicting_suffix(open_storage):
+    """§5.3: "If an existing entry conflicts with a new one (same index but different terms),
+    delete the existing entry and all that follow it" — and in the same durable write."""
+    storage = open_storage()
+    storage.append(entries(1, 6))
+    storage.append(entries(4, 5, term=2), truncate_from=4)
+    assert storage.load().entries == entries(1, 3) + entries(4, 5, term=2)
+    storage.append([], truncate_from=2)   # a truncation alone
+    assert storage.load().entries == entries(1, 1)
+
+
+def test_truncate_from_beyond_the_end_is_harmless(open_storage):
+    storage = open_storage()
+    storage.append(entries(1, 3))
+    storage.append(entries(4, 5), truncate_from=9)
+    storage.append([], truncate_from=6)
+    assert storage.load().entries == entries(1, 5)
+
+
+@pytest.mark.parametrize("batch, truncate_from", [
+    pytest.param(entries(5, 6), None, id="gap-after-the-log"),
+    pytest.param(entries(3, 4), None, id="overlap-without-truncation"),
+    pytest.param(entries(4, 4) + entries(6, 6), None, id="gap-inside-the-batch"),
+    pytest.param(entries(4, 4) + entries(4, 4), None, id="repeat-inside-the-batch"),
+    pytest.param(entries(3, 4), 2, id="gap-after-the-truncation"),
+    pytest.param(entries(1, 1), 0, id="truncating-the-sentinel"),
+])
+def test_an_append_that_does_not_continue_the_log_raises_and_changes_nothing(open_storage, batch,
+                                                                             truncate_from):
+    storage = open_storage()
+    storage.append(entries(1, 3))
+    with pytest.raises(ValueError):
+        storage.append(batch, truncate_from)
+    assert storage.load().entries == entries(1, 3)
+    storage.append(entries(4, 4))   # the storage still knows where its log ends
+    assert storage.load().entries == entries(1, 4)
+
+
+def test_term_and_vote_survive_a_restart_including_no_vote(open_storage):
+    """Figure 2: currentTerm and votedFor are persistent; a new term starts without a vote."""
+    storage = open_storage()
+    storage.save_term_and_vote(4, "n2")
+    assert (storage.load().term, storage.load().voted_for) == (4, "n2")
+    storage.save_term_and_vote(5, None)
+    storage.append(entries(1, 2, term=5))
+    storage.close()
+    reopened = open_storage()
+    assert reopened.load() == StoredState(5, None, entries(1, 2, term=5))
+    reopened.save_term_and_vote(5, "1")   # a member id that looks like a number stays a string
+    reopened.append(entries(3, 3, term=5))
+    assert reopened.load() == StoredState(5, "1", entries(1, 3, term=5))
+
+
+def test_load_returns_a_copy_that_callers_may_mutate(open_storage):
+    storage = open_storage()
+    storage.append(entries(1, 2))
+    storage.load().entries.clear()
+    assert storage.load().entries == entries(1, 2)
+
+
+# --- SQLite: durability across real crashes ------------------------------------------------------
+
+#: Runs in a child process; ends with os._exit, so nothing is closed or flushed on the way out.
+CRASHING_CHILD = """
+import os, sys
+from ckite.log.sqlite_storage import SQLiteStorage
+from tests.test_log_storage import entries, new_suffix_after_crash_point
+
+mode, path = sys.argv[1], sys.argv[2]
+storage = SQLiteStorage(path)
+if mode == "acknowledged":
+    storage.append(entries(1, 50))
+    storage.save_term_and_vote(3, "n2")
+    os._exit(0)
+conn = storage._db.conn
+conn.execute("PRAGMA cache_size = 1")   # spill uncommitted pages into the WAL before the crash
+if mode == "before-commit":
+    conn.set_trace_callback(lambda sql: os._exit(0) if sql == "COMMIT" else None)
+elif mode != "after-return":
+    calls = iter(range(int(mode)))   # crash at the N-th progress callback (every 10 VM steps)
+    conn.set_progress_handler(lambda: 0 if next(calls, None) is not None else os._exit(0), 10)
+new_suffix_after_crash_point(storage)
+os._exit(0 if mode == "after-return" else 1)   # 1: the append completed before the crash point
+"""
+
+OLD_LOG = entries(1, 200, size=512)
+
+
+def new_suffix_after_crash_point(storage: LogStorage) -> None:
+    """The write the child crashes in: replace entries 101..200 by 101..300 of term 2."""
+    storage.append(entries(101, 300, term=2, size=512), truncate_from=101)
+
+
+def run_crashing_child(mode: str, path: Path) -> int:
+    child = subprocess.run([sys.executable, "-c", CRASHING_CHILD, mode, str(path)], cwd=REPO_ROOT,
+                           capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in child.stderr, child.stderr
+    return child.returncode
+
+
+def test_acknowledged_entries_and_vote_survive_a_crash(db_path, open_sqlite):
+    """Figure 2: state is on stable storage "before responding": a crash right after the calls
+    returned (no close, no WAL checkpoint) loses nothing."""
+    assert run_crashing_child("acknowledged", db_path) == 0
+    assert Path(f"{db_path}-wal").exists()   # the data is only in the WAL: recovery is tested
+    assert open_sqlite().load() == StoredState(3, "n2", entries(1, 50))
+
+
+@pytest.mark.parametrize("mode", ["1", "100", "250", "before-commit", "after-return"])
+def test_a_crash_during_a_truncating_append_leaves_the_old_log_or_the_new_one(db_path, open_sqlite,
+                                                                               mode):
+    """The truncation and the new entries are one transaction: a crash leaves either log, never
+    a truncated log without the new entries nor a mix. Crash points: after N progress callbacks
+    (with uncommitted pages already spilled into the WAL), at COMMIT, after the call returned."""
+    storage = open_sqlite()
+    storage.append(OLD_LOG)
+    storage.close()
+    assert run_crashing_child(mode, db_path) == 0, "the child finished its append before the crash"
+    reopened = open_sqlite()
+    loaded = reopened.load().entries
+    new_log = OLD_LOG[:100] + entries(101, 300, term=2, size=512)
+    assert loaded in (OLD_LOG, new_log)
+    assert loaded == {"before-commit": OLD_LOG, "after-return": new_log}.get(mode, loaded)
+    reopened.append(entries(len(loaded) + 1, len(loaded) + 1, term=3))   # it knows where the log ends
+    assert reopened.load().entries[-1].index == len(loaded) + 1
+
+
+# --- SQLite: failures become StorageError --------------------------------------------------------
+
+def test_a_file_that_is_not_a_database_is_refused_with_its_path(db_path, open_sqlite):
+    storage = open_sqlite()
+    storage.append(entries(1, 10))
+    storage.close()
+    db_path.write_bytes(b"not a database, " * (db_path.stat().st_size // 16))
+    with pytest.raises(StorageError, match=re.escape(str(db_path))):
+        open_sqlite()
+
+
+def test_a_database_with_a_damaged_page_is_refused_with_its_path(db_path, open_sqlite):
+    storage = open_sqlite()
+    storage.append(entries(1, 400, size=200))
+    storage.close()
+    page_size = 4096   # SQLite's default
+    pages = db_path.stat().st_size // page_size
+    assert pages > 10
+    with db_path.open("r+b") as file:
+        file.seek(pages // 2 * page_size)
+        file.write(b"\xde\xad\xbe\xef" * (page_size // 4))
+    with pytest.raises(StorageError, match=re.escape(str(db_path))):
+        open_sqlite()
+
+
+def test_a_database_from_a_newer_schema_version_is_refused(db_path, open_sqlite):
+    open_sqlite().close()
+    with sqlite_utils.Database(db_path) as db:
+        db["meta"].upsert({"key": "schema_version", "value": 2}, pk="key")
+    with pytest.raises(StorageError, match="newer"):
+        open_sqlite()
+
+
+def test_a_full_disk_fails_the_append_and_leaves_log_and_storage_usable(open_sqlite):
+    storage = open_sqlite()
+    storage.append(entries(1, 10))
+    # The test's way to fill the disk: cap the database at the pages it has now.
+    conn = storage._db.conn
+    conn.execute(f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}")
+    with pytest.raises(StorageError, match=re.escape(str(storage.path)) + ".*full"):
+        storage.append(entries(5, 60, term=2, size=4096), truncate_from=5)
+    assert storage.load().entries == entries(1, 10)   # the truncation was rolled back too
+    with pytest.raises(ValueError):
+        storage.append(entries(61, 61))              # the cached last index did not move
+    conn.execute("PRAGMA max_page_count = 1073741823")   # space freed
+    storage.append(entries(11, 11))
+    assert storage.load().entries == entries(1, 11)
+
+
+def test_a_closed_storage_refuses_calls_and_closes_idempotently(open_sqlite):
+    storage = open_sqlite()
+    storage.close()
+    storage.close()
+    for call in (storage.load, lambda: storage.append(entries(1, 1)),
+                 lambda: storage.save_term_and_vote(1, None)):
+        with pytest.raises(StorageError, match="closed"):
+            call()
+
+
+# --- SQLite: what an operator sees ---------------------------------------------------------------
+
+def test_an_operator_reads_the_log_and_meta_of_a_running_member_with_sqlite_utils(db_path, open_sqlite):
+    storage = open_sqlite()
+    storage.append(entries(1, 3))
+    storage.save_term_and_vote(2, "n1")
+    db = sqlite_utils.Database(db_path)
+    assert list(db["log"].rows) == [{"idx": e.index, "term": e.term, "kind": int(e.kind), "data": e.data}
+                                    for e in entries(1, 3)]
+    assert {row["key"]: row["value"] for row in db["meta"].rows} == {
+        "schema_version": 1, "term": 2, "voted_for": "n1"}
+    db.close()
