@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.errors import MembershipChangeError
 from ckite.log.storage import LogStorage
 from ckite.runtime.node import RaftNode
+
+if TYPE_CHECKING:
+    from ckite.admin import AdminServer
 
 
 class CKite:
@@ -20,6 +23,16 @@ class CKite:
     def __init__(self, node: RaftNode, storage: LogStorage) -> None:
         self._node = node
         self._storage = storage
+        self._admin: "AdminServer | None" = None
+
+    def attach_admin(self, admin: "AdminServer") -> None:
+        """Serve ``admin`` with this member: started by :meth:`start`, stopped by :meth:`stop`."""
+        self._admin = admin
+
+    @property
+    def admin(self) -> "AdminServer | None":
+        """The admin console (a Flask app in ``admin.app`` to add routes to), or None when disabled."""
+        return self._admin
 
     @property
     def id(self) -> str:
@@ -27,12 +40,22 @@ class CKite:
         return self._node.id
 
     def start(self) -> None:
-        """Start serving peers and take part in elections; returns at once."""
+        """Start serving peers and take part in elections, and the admin console; returns at once.
+
+        Raises OSError when a port is taken (nothing is left running then)."""
         self._node.start()
+        if self._admin is not None:
+            try:
+                self._admin.start()
+            except BaseException:
+                self.stop()
+                raise
 
     def stop(self) -> None:
         """Stop every thread and close the storage; idempotent. A stopped member cannot restart:
         build a new one on the same data dir."""
+        if self._admin is not None:
+            self._admin.stop()   # first: requests in progress still reach a running node
         self._node.stop()
         self._storage.close()
 

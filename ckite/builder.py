@@ -49,6 +49,7 @@ class CKiteBuilder:
         self._transport: Transport | None = None
         self._listen_address: str | None = None
         self._timeouts: dict[str, int] = {}
+        self._admin: dict[str, object] = {}
 
     def with_local_binding(self, binding: str) -> "CKiteBuilder":
         """This member's "host:port": its identity in the cluster and where peers reach it."""
@@ -116,6 +117,23 @@ class CKiteBuilder:
         self._timeouts["read_timeout_ms"] = int(ms)
         return self
 
+    def with_admin_port(self, port: int) -> "CKiteBuilder":
+        """Serve the admin console here (default: the Raft port + 1000, as in CKite; 0: any free port)."""
+        if not 0 <= int(port) < 65536:
+            raise ValueError(f"bad admin port {port}: expected 0..65535")
+        self._admin["admin_port"] = int(port)
+        return self
+
+    def with_admin_host(self, host: str) -> "CKiteBuilder":
+        """Interface of the admin console (default 127.0.0.1: only this machine can reach it)."""
+        self._admin["admin_host"] = host
+        return self
+
+    def without_admin(self) -> "CKiteBuilder":
+        """Do not serve the admin console at all."""
+        self._admin["admin_enabled"] = False
+        return self
+
     def config(self) -> MemberConfig:
         """Validate and resolve the options (raises ValueError naming the bad one)."""
         if self._binding is None:
@@ -133,7 +151,7 @@ class CKiteBuilder:
         members = [m for m in self._members if m != self._binding]
         config = MemberConfig(self._binding, members, self._state_machine, settings, self._data_dir,
                               self._storage, self._transport, self._listen_address)
-        return replace(config, **self._timeouts)
+        return replace(config, **self._timeouts, **self._admin)
 
     def build(self) -> CKite:
         return build_member(self.config())
@@ -155,4 +173,11 @@ def build_member(config: MemberConfig) -> CKite:
     node = RaftNode(consensus, transport, config.state_machine,
                     leader_timeout=config.leader_timeout_ms / 1000, write_timeout=config.write_timeout_ms / 1000,
                     read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address)
-    return CKite(node, storage)
+    member = CKite(node, storage)
+    if config.admin_enabled:
+        from ckite.admin import ADMIN_PORT_OFFSET, build_admin   # Flask only for members that serve it
+        port = config.admin_port
+        if port is None:
+            port = int(config.local_binding.rpartition(":")[2]) + ADMIN_PORT_OFFSET
+        member.attach_admin(build_admin(member, config.admin_host, port))
+    return member

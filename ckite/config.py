@@ -18,6 +18,9 @@ DEFAULT_LEADER_TIMEOUT_MS = 10_000   # CKite's ckite.leader-timeout
 DEFAULT_WRITE_TIMEOUT_MS = 2_000     # CKite's ckite.write-timeout (which CKite never enforced)
 DEFAULT_READ_TIMEOUT_MS = 2_000
 DATABASE_FILE = "ckite.db"
+#: The admin console listens on the loopback interface unless told otherwise: its mutating
+#: routes must not be open to the network by default (see docs/security.md).
+DEFAULT_ADMIN_HOST = "127.0.0.1"
 
 
 @dataclass
@@ -35,3 +38,6 @@ class MemberConfig:
     leader_timeout_ms: int = DEFAULT_LEADER_TIMEOUT_MS
     write_timeout_ms: int = DEFAULT_WRITE_TIMEOUT_MS
     read_timeout_ms: int = DEFAULT_READ_TIMEOUT_MS
+    admin_enabled: bool = True
+    admin_host: str = DEFAULT_ADMIN_HOST
+    admin_port: int | None = None   # None: the Raft port + ADMIN_PORT_OFFSET, as in CKite; 0: any free port

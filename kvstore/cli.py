@@ -8,13 +8,13 @@ import argparse
 import logging
 import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn, Sequence
 
 from ckite import CKite, CKiteBuilder
-from ckite.admin import ADMIN_PORT_OFFSET, AdminServer, build_admin
-from ckite.config import DEFAULT_HEARTBEATS_INTERVAL_MS, DEFAULT_MAX_ELECTION_TIMEOUT_MS, DEFAULT_MIN_ELECTION_TIMEOUT_MS
+from ckite.admin import ADMIN_PORT_OFFSET
+from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_HEARTBEATS_INTERVAL_MS, DEFAULT_MAX_ELECTION_TIMEOUT_MS,
+                          DEFAULT_MIN_ELECTION_TIMEOUT_MS)
 from ckite.errors import CKiteError
 
 from kvstore.http import DEFAULT_MAX_VALUE_BYTES, kv_blueprint
@@ -57,8 +57,9 @@ def parser() -> argparse.ArgumentParser:
                    help="comma-separated HOST:PORT of the other members of the initial cluster")
     p.add_argument("--data-dir", required=True,
                    help="directory for this member's durable state (term, vote, log); created if missing")
-    p.add_argument("--admin-host", default=None,
-                   help="interface of the HTTP console and key-value routes (default: same as --host)")
+    p.add_argument("--admin-host", default=DEFAULT_ADMIN_HOST,
+                   help="interface of the HTTP console and key-value routes (default: %(default)s, this machine "
+                        "only; use 0.0.0.0 to expose them)")
     p.add_argument("--admin-port", type=_port, default=None,
                    help=f"HTTP port of the console and key-value routes (default: Raft port + {ADMIN_PORT_OFFSET})")
     p.add_argument("--min-election-timeout", type=_positive, default=DEFAULT_MIN_ELECTION_TIMEOUT_MS, metavar="MS",
@@ -74,31 +75,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-@dataclass
-class Member:
-    """A running member and its HTTP server, stopped together."""
-
-    ckite: CKite
-    admin: AdminServer
-
-    def stop(self) -> None:
-        self.admin.stop()
-        self.ckite.stop()
-
-
-def build(args: argparse.Namespace) -> Member:
-    """Build (not start) the member and its HTTP server; raises ValueError for bad settings."""
+def build(args: argparse.Namespace) -> CKite:
+    """Build (not start) the member with its HTTP server; raises ValueError for bad settings."""
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    member = (CKiteBuilder().with_local_binding(f"{args.host}:{args.port}")
-              .with_members_bindings([m for m in args.members.split(",") if m.strip()])
-              .with_min_election_timeout(args.min_election_timeout)
-              .with_max_election_timeout(args.max_election_timeout)
-              .with_heartbeats_interval(args.heartbeat_interval)
-              .with_data_dir(args.data_dir).with_state_machine(KVStore()).build())
-    admin_port = args.admin_port if args.admin_port is not None else args.port + ADMIN_PORT_OFFSET
-    admin = build_admin(member, args.admin_host or args.host, admin_port)
-    admin.app.register_blueprint(kv_blueprint(member, args.max_value_bytes))
-    return Member(member, admin)
+    builder = (CKiteBuilder().with_local_binding(f"{args.host}:{args.port}")
+               .with_members_bindings([m for m in args.members.split(",") if m.strip()])
+               .with_min_election_timeout(args.min_election_timeout)
+               .with_max_election_timeout(args.max_election_timeout)
+               .with_heartbeats_interval(args.heartbeat_interval)
+               .with_data_dir(args.data_dir).with_state_machine(KVStore())
+               .with_admin_host(args.admin_host))
+    if args.admin_port is not None:
+        builder.with_admin_port(args.admin_port)
+    member = builder.build()
+    assert member.admin is not None
+    member.admin.app.register_blueprint(kv_blueprint(member, args.max_value_bytes))
+    return member
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -122,15 +114,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        member.ckite.start()
-        member.admin.start()
+        member.start()
     except (OSError, CKiteError) as exc:
-        print(f"{PROG}: error: cannot start {member.ckite.id}: {exc}", file=sys.stderr)
-        member.stop()
+        print(f"{PROG}: error: cannot start {member.id}: {exc}", file=sys.stderr)
         return 1
-    logger.info("%s serving; console and key-value routes on %s", member.ckite.id, member.admin.url)
+    logger.info("%s serving; console and key-value routes on %s", member.id, member.admin.url)
     received = signal.sigwait(STOP_SIGNALS)
-    logger.info("%s stopping (%s)", member.ckite.id, signal.Signals(received).name)
+    logger.info("%s stopping (%s)", member.id, signal.Signals(received).name)
     member.stop()
-    logger.info("%s stopped", member.ckite.id)
+    logger.info("%s stopped", member.id)
     return 0

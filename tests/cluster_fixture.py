@@ -49,7 +49,7 @@ class TestCluster:
                   .with_heartbeats_interval(HEARTBEAT_MS)
                   .with_storage(self.storages[binding]).with_transport(transport)
                   .with_state_machine(state_machine).with_write_timeout(3000).with_read_timeout(3000)
-                  .with_leader_timeout(5000)
+                  .with_leader_timeout(5000).without_admin()
                   .build())
         member.start()
         self.members[binding] = member

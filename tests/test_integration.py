@@ -4,8 +4,11 @@ Each scenario runs over the in-process transport and over real Thrift on loopbac
 """
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -13,9 +16,11 @@ from ckite import CKiteBuilder
 from ckite.errors import (CommandError, LeaderTimeoutError, LostLeadershipError, NotLeaderError,
                           ReadTimeoutError, WriteTimeoutError)
 from ckite.log.sqlite_storage import SQLiteStorage
+from ckite.rpc.local import LocalNetwork
 
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import Fail, Get, KVStore, Put
+from tests.netutil import free_port
 from tests.waiting import wait_for
 
 TRANSPORTS = ["local", "thrift"]
@@ -51,9 +56,8 @@ def test_single_member_restart_reads_back_from_sqlite(tmp_path):
     def build():
         return (CKiteBuilder().with_local_binding("localhost:9191").with_data_dir(tmp_path)
                 .with_min_election_timeout(300).with_max_election_timeout(600).with_heartbeats_interval(50)
-                .with_transport(__import__("ckite.rpc.local", fromlist=["LocalNetwork"]).LocalNetwork()
-                                .transport("localhost:9191"))
-                .with_state_machine(KVStore()).build())
+                .with_transport(LocalNetwork().transport("localhost:9191"))
+                .with_state_machine(KVStore()).without_admin().build())
     member = build()
     member.start()
     for i in range(5):
@@ -66,6 +70,41 @@ def test_single_member_restart_reads_back_from_sqlite(tmp_path):
         assert [restarted.read(Get(f"key{i}")) for i in range(5)] == [f"value{i}" for i in range(5)]
     finally:
         restarted.stop()
+
+
+def test_the_builder_serves_the_admin_console_with_the_member(tmp_path):
+    """On by default (Raft port + 1000, as in CKite); here on a free port. It stops with the member."""
+    binding = f"127.0.0.1:{free_port()}"
+    member = (CKiteBuilder().with_local_binding(binding).with_in_memory_storage()
+              .with_state_machine(KVStore()).with_admin_port(0).build())
+    assert CKiteBuilder().with_local_binding("localhost:9191").with_in_memory_storage() \
+        .with_state_machine(KVStore()).build().admin.port == 10191
+    member.start()
+    try:
+        wait_for(member.is_leader, 10, "the single member to lead")
+        with urllib.request.urlopen(member.admin.url + "/status", timeout=5) as response:
+            assert json.load(response)["cluster"]["state"] == "Leader"
+        member.write(Put("key1", "value1"))
+        with urllib.request.urlopen(member.admin.url + "/metrics", timeout=5) as response:
+            metrics = response.read().decode()
+        assert "ckite_elections_total 1.0" in metrics
+        assert "ckite_commit_latency_seconds_count 1.0" in metrics
+    finally:
+        member.stop()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(member.admin.url + "/status", timeout=5)
+
+
+def test_a_taken_admin_port_fails_start_and_leaves_nothing_running():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = free_port()
+        member = (CKiteBuilder().with_local_binding(f"127.0.0.1:{port}").with_in_memory_storage()
+                  .with_state_machine(KVStore()).with_admin_port(taken.getsockname()[1]).build())
+        with pytest.raises(OSError):
+            member.start()
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(f"ckite-{port}-")]
 
 
 def test_state_machine_error_fails_only_that_command(make_cluster):

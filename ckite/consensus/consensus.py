@@ -30,6 +30,7 @@ from ckite.log.raft_log import RaftLog
 from ckite.log.storage import LogStorage
 from ckite.messages import (AppendEntries, AppendEntriesResponse, Request, RequestVote, RequestVoteResponse,
                             TimeoutNow, TimeoutNowResponse)
+from ckite.metrics import MemberMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,8 @@ class Consensus:
         stored = storage.load()
         self.term = stored.term
         self.voted_for = stored.voted_for
-        self.log = RaftLog(storage, stored.entries)
+        self.metrics = MemberMetrics()
+        self.log = RaftLog(storage, stored.entries, self.metrics.append_latency)
         self.commit_index = 0
         self.applied_index = 0
         self.leader_id: str | None = None
@@ -207,6 +209,7 @@ class Consensus:
 
     def handle_failure(self, peer: str, request: Request, context: Any) -> None:
         with self.lock:
+            self.metrics.rpc_errors[peer] += 1
             self.role.on_failure(peer, request, context, self.clock())
 
     # --- time ---------------------------------------------------------------------------------
@@ -286,6 +289,7 @@ class Consensus:
 
     def start_real_election(self, now: float, transfer: bool) -> None:
         self.term += 1
+        self.metrics.elections += 1
         self.voted_for = self.member_id
         self.leader_id = None
         self._persist_term_and_vote()
@@ -380,6 +384,7 @@ class Consensus:
         with self.lock:
             now = self.clock()
             last = self.log.last_index
+            last_entry = self.log.entry(last) if len(self.log) else None
             return {
                 "id": self.member_id,
                 "term": self.term,
@@ -390,5 +395,8 @@ class Consensus:
                 "configuration": self.configuration.describe(),
                 "log": {"length": len(self.log), "firstIndex": self.log.first_index, "lastIndex": last,
                         "lastTerm": self.log.last_term, "commitIndex": self.commit_index,
-                        "lastApplied": self.applied_index},
+                        "lastApplied": self.applied_index,
+                        "lastEntry": None if last_entry is None else {"kind": last_entry.kind.name,
+                                                                      "data": last_entry.data}},
+                "metrics": self.metrics.snapshot(),
             }

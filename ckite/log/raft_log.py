@@ -6,17 +6,21 @@ crash could lose. Reads (term lookups, slices to send) never touch the disk.
 """
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 from ckite.log.entry import LogEntry
 from ckite.log.storage import LogStorage
+from ckite.metrics import LatencyHistogram
 
 
 class RaftLog:
     """Entries ``first_index .. last_index``; index 0 (term 0) is the empty log's sentinel."""
 
-    def __init__(self, storage: LogStorage, entries: Sequence[LogEntry] = ()) -> None:
+    def __init__(self, storage: LogStorage, entries: Sequence[LogEntry] = (),
+                 append_latency: LatencyHistogram | None = None) -> None:
         self._storage = storage
+        self._append_latency = append_latency or LatencyHistogram()
         self._entries: list[LogEntry] = list(entries)
         self._base_index = 0   # index of the entry just before _entries[0]
         self._base_term = 0
@@ -87,7 +91,9 @@ class RaftLog:
 
     def append(self, entries: Sequence[LogEntry], truncate_from: int | None = None) -> None:
         """Durably drop entries from ``truncate_from`` on (if given), then add ``entries``."""
+        started = time.perf_counter()
         self._storage.append(entries, truncate_from)
+        self._append_latency.observe(time.perf_counter() - started)
         if truncate_from is not None and truncate_from <= self.last_index:
             del self._entries[max(truncate_from - self._base_index - 1, 0):]
         self._entries.extend(entries)

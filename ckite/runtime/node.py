@@ -53,7 +53,7 @@ class RaftNode:
         self.leader_timeout = leader_timeout
         self.write_timeout = write_timeout
         self.read_timeout = read_timeout
-        self.pending = PendingWrites()
+        self.pending = PendingWrites(consensus.metrics.commit_latency)
         self.applier = Applier(consensus, state_machine, self.pending, clock)
         self.id = consensus.member_id
         tag = self.id.rsplit(":", 1)[-1]

@@ -8,11 +8,13 @@ fails with LostLeadershipError when another entry took its place.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Iterable
 
 from ckite.errors import CKiteError, LostLeadershipError, WriteTimeoutError
+from ckite.metrics import LatencyHistogram
 
 
 class PendingWrites:
@@ -22,15 +24,17 @@ class PendingWrites:
     WriteTimeoutError instead of waiting forever on a leader that lost its quorum.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, commit_latency: LatencyHistogram | None = None) -> None:
         self._lock = threading.Lock()
-        self._by_index: dict[int, tuple[int, Future]] = {}
+        self._commit_latency = commit_latency or LatencyHistogram()
+        self._by_index: dict[int, tuple[int, Future, float]] = {}
         self._deadlines: deque[tuple[float, Future]] = deque()   # in registration order
 
     def register(self, first_index: int, term: int, futures: Iterable[Future], deadline: float) -> None:
+        now = time.monotonic()
         with self._lock:
             for offset, future in enumerate(futures):
-                self._by_index[first_index + offset] = (term, future)
+                self._by_index[first_index + offset] = (term, future, now)
                 self._deadlines.append((deadline, future))
 
     def expire(self, now: float) -> None:
@@ -55,11 +59,12 @@ class PendingWrites:
             waiting = self._by_index.pop(index, None)
         if waiting is None:
             return None
-        waiting_term, future = waiting
+        waiting_term, future, registered_at = waiting
         if waiting_term != term:
             _fail(future, LostLeadershipError(
                 f"entry {index} of term {waiting_term} was overwritten by term {term}; it was not applied"))
             return None
+        self._commit_latency.observe(time.monotonic() - registered_at)
         return future
 
     def fail_from(self, index: int, error: CKiteError) -> None:
