@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ckite.api import CKite
-from ckite.config import (DATABASE_FILE, DEFAULT_HEARTBEATS_INTERVAL_MS, DEFAULT_MAX_ELECTION_TIMEOUT_MS,
-                          DEFAULT_MIN_ELECTION_TIMEOUT_MS, MemberConfig)
+from ckite.config import (DATABASE_FILE, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
+                          DEFAULT_MAX_ELECTION_TIMEOUT_MS, DEFAULT_MIN_ELECTION_TIMEOUT_MS, MemberConfig)
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
 from ckite.consensus.settings import RaftSettings
@@ -44,6 +44,7 @@ class CKiteBuilder:
         self._min_election_ms = DEFAULT_MIN_ELECTION_TIMEOUT_MS
         self._max_election_ms = DEFAULT_MAX_ELECTION_TIMEOUT_MS
         self._heartbeats_ms = DEFAULT_HEARTBEATS_INTERVAL_MS
+        self._compaction_threshold = DEFAULT_COMPACTION_THRESHOLD
         self._data_dir: Path | None = None
         self._storage: LogStorage | None = None
         self._transport: Transport | None = None
@@ -71,6 +72,12 @@ class CKiteBuilder:
 
     def with_heartbeats_interval(self, ms: int) -> "CKiteBuilder":
         self._heartbeats_ms = int(ms)
+        return self
+
+    def with_compaction_threshold(self, entries: int) -> "CKiteBuilder":
+        """Snapshot the state machine and compact the log every ``entries`` applied entries
+        (CKite's default: 10000; 0 never compacts)."""
+        self._compaction_threshold = int(entries)
         return self
 
     def with_data_dir(self, path: str | os.PathLike) -> "CKiteBuilder":
@@ -144,7 +151,8 @@ class CKiteBuilder:
             raise ValueError("choose storage: with_data_dir(path) for SQLite, or with_in_memory_storage()")
         settings = RaftSettings(min_election_timeout=self._min_election_ms / 1000,
                                 max_election_timeout=self._max_election_ms / 1000,
-                                heartbeat_interval=self._heartbeats_ms / 1000)
+                                heartbeat_interval=self._heartbeats_ms / 1000,
+                                compaction_threshold=self._compaction_threshold)
         for name, value in self._timeouts.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")

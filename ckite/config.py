@@ -17,6 +17,7 @@ DEFAULT_HEARTBEATS_INTERVAL_MS = 250
 DEFAULT_LEADER_TIMEOUT_MS = 10_000   # CKite's ckite.leader-timeout
 DEFAULT_WRITE_TIMEOUT_MS = 2_000     # CKite's ckite.write-timeout (which CKite never enforced)
 DEFAULT_READ_TIMEOUT_MS = 2_000
+DEFAULT_COMPACTION_THRESHOLD = 10_000  # CKite's ckite.log.compaction-threshold
 DATABASE_FILE = "ckite.db"
 #: The admin console listens on the loopback interface unless told otherwise: its mutating
 #: routes must not be open to the network by default (see docs/security.md).

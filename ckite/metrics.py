@@ -44,10 +44,13 @@ class MemberMetrics:
 
     def __init__(self) -> None:
         self.elections = 0
+        self.snapshots_taken = 0       # by this member's own compaction
+        self.snapshots_installed = 0   # received from a leader
         self.rpc_errors: Counter[str] = Counter()
         self.append_latency = LatencyHistogram()   # one durable log append (a batch)
         self.commit_latency = LatencyHistogram()   # a write, from its append to its result on the leader
 
     def snapshot(self) -> dict:
-        return {"elections": self.elections, "rpcErrors": dict(self.rpc_errors),
+        return {"elections": self.elections, "snapshotsTaken": self.snapshots_taken,
+                "snapshotsInstalled": self.snapshots_installed, "rpcErrors": dict(self.rpc_errors),
                 "appendLatency": self.append_latency.snapshot(), "commitLatency": self.commit_latency.snapshot()}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Callable
 
 from ckite.commands import Command
 
@@ -32,6 +32,17 @@ class StateMachine(ABC):
     @abstractmethod
     def deserialize(self, snapshot: bytes) -> None:
         """Replace the whole state with a snapshot made by :meth:`serialize`."""
+
+    def prepare_snapshot(self) -> Callable[[], bytes]:
+        """Capture the state for a snapshot; the returned function produces its bytes later, on
+        another thread, while new commands are applied.
+
+        The default serializes at once, which holds up applying for as long as
+        :meth:`serialize` takes. Override it with a cheap copy (e.g. ``dict(self.data)``)
+        and a function that encodes the copy, so that compaction does not stall writes.
+        """
+        data = self.serialize()
+        return lambda: data
 
     @property
     def last_applied_index(self) -> int:

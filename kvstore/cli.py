@@ -13,8 +13,8 @@ from typing import NoReturn, Sequence
 
 from ckite import CKite, CKiteBuilder
 from ckite.admin import ADMIN_PORT_OFFSET
-from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_HEARTBEATS_INTERVAL_MS, DEFAULT_MAX_ELECTION_TIMEOUT_MS,
-                          DEFAULT_MIN_ELECTION_TIMEOUT_MS)
+from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
+                          DEFAULT_MAX_ELECTION_TIMEOUT_MS, DEFAULT_MIN_ELECTION_TIMEOUT_MS)
 from ckite.errors import CKiteError
 
 from kvstore.http import DEFAULT_MAX_VALUE_BYTES, kv_blueprint
@@ -38,6 +38,12 @@ class _OneLineErrors(argparse.ArgumentParser):
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return int(text)
 
 
@@ -68,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
                    help="longest such wait; the actual wait is random in between (default: %(default)s ms)")
     p.add_argument("--heartbeat-interval", type=_positive, default=DEFAULT_HEARTBEATS_INTERVAL_MS, metavar="MS",
                    help="how often the leader contacts idle followers (default: %(default)s ms)")
+    p.add_argument("--compaction-threshold", type=_non_negative, default=DEFAULT_COMPACTION_THRESHOLD,
+                   metavar="ENTRIES", help="snapshot the store and compact the log every ENTRIES applied "
+                                           "entries; 0 never compacts (default: %(default)s)")
     p.add_argument("--max-value-bytes", type=_positive, default=DEFAULT_MAX_VALUE_BYTES, metavar="BYTES",
                    help="largest value accepted over HTTP (default: %(default)s)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
@@ -83,6 +92,7 @@ def build(args: argparse.Namespace) -> CKite:
                .with_min_election_timeout(args.min_election_timeout)
                .with_max_election_timeout(args.max_election_timeout)
                .with_heartbeats_interval(args.heartbeat_interval)
+               .with_compaction_threshold(args.compaction_threshold)
                .with_data_dir(args.data_dir).with_state_machine(KVStore())
                .with_admin_host(args.admin_host))
     if args.admin_port is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import msgpack
 
@@ -78,6 +78,12 @@ class KVStore(StateMachine):
 
     def serialize(self) -> bytes:
         return msgpack.packb(self.data, use_bin_type=True)
+
+    def prepare_snapshot(self) -> Callable[[], bytes]:
+        """A shallow copy of the map (values are immutable) is taken while applying is paused;
+        encoding it happens on the compactor thread, so writes keep flowing meanwhile."""
+        copy = dict(self.data)
+        return lambda: msgpack.packb(copy, use_bin_type=True)
 
     def deserialize(self, snapshot: bytes) -> None:
         self.data = msgpack.unpackb(snapshot, raw=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ckite import CKite, CKiteBuilder
+from ckite.config import DEFAULT_COMPACTION_THRESHOLD
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
 from ckite.rpc.local import LocalNetwork
@@ -26,6 +27,7 @@ class TestCluster:
     members: dict[str, CKite] = field(default_factory=dict)
     state_machines: dict[str, KVStore] = field(default_factory=dict)
     network: LocalNetwork = field(default_factory=LocalNetwork)
+    compaction_threshold: int = DEFAULT_COMPACTION_THRESHOLD
 
     __test__ = False   # not a pytest test class
 
@@ -49,7 +51,7 @@ class TestCluster:
                   .with_heartbeats_interval(HEARTBEAT_MS)
                   .with_storage(self.storages[binding]).with_transport(transport)
                   .with_state_machine(state_machine).with_write_timeout(3000).with_read_timeout(3000)
-                  .with_leader_timeout(5000).without_admin()
+                  .with_leader_timeout(5000).with_compaction_threshold(self.compaction_threshold).without_admin()
                   .build())
         member.start()
         self.members[binding] = member

@@ -7,6 +7,7 @@ with ``os._exit`` in the middle of, or right after, a write).
 """
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import sqlite_utils
 from ckite.errors import StorageError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.memory_storage import MemoryStorage
-from ckite.log.sqlite_storage import SQLiteStorage
+from ckite.log.snapshot import Snapshot
+from ckite.log.sqlite_storage import SCHEMA_VERSION, SQLiteStorage
 from ckite.log.storage import LogStorage, StoredState
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +130,36 @@ def test_term_and_vote_survive_a_restart_including_no_vote(open_storage):
     assert reopened.load() == StoredState(5, "1", entries(1, 3, term=5))
 
 
+def test_a_snapshot_replaces_the_log_prefix_it_covers(open_storage):
+    storage = open_storage()
+    storage.append(entries(1, 10))
+    snapshot = Snapshot(6, 1, b"cfg", b"state")
+    storage.save_snapshot(snapshot, discard_through=4)   # a trailing part of the prefix is kept
+    assert open_storage().load() == StoredState(0, None, entries(5, 10), snapshot)
+    storage.append(entries(11, 12))
+    assert [e.index for e in open_storage().load().entries] == list(range(5, 13))
+
+
+def test_an_installed_snapshot_may_discard_the_whole_log_and_the_log_continues_after_it(open_storage):
+    """A follower installing a leader's snapshot past its own log keeps no entry at all."""
+    storage = open_storage()
+    storage.append(entries(1, 3))
+    snapshot = Snapshot(20, 4, b"cfg", b"state")
+    storage.save_snapshot(snapshot, discard_through=20)
+    storage.append(entries(21, 22, term=4))
+    with pytest.raises(ValueError, match="continue"):
+        storage.append(entries(4, 4))
+    assert open_storage().load() == StoredState(0, None, entries(21, 22, term=4), snapshot)
+
+
+def test_a_newer_snapshot_replaces_the_older_one(open_storage):
+    storage = open_storage()
+    storage.append(entries(1, 10))
+    storage.save_snapshot(Snapshot(3, 1, b"a", b"old"), discard_through=3)
+    storage.save_snapshot(Snapshot(8, 1, b"b", b"new"), discard_through=8)
+    assert open_storage().load() == StoredState(0, None, entries(9, 10), Snapshot(8, 1, b"b", b"new"))
+
+
 def test_load_returns_a_copy_that_callers_may_mutate(open_storage):
     storage = open_storage()
     storage.append(entries(1, 2))
@@ -141,9 +173,9 @@ def test_load_returns_a_copy_that_callers_may_mutate(open_storage):
 CRASHING_CHILD = """
 import os, sys
 from ckite.log.sqlite_storage import SQLiteStorage
-from tests.test_log_storage import entries, new_suffix_after_crash_point
+from tests.test_log_storage import CRASH_POINT_WRITES, entries
 
-mode, path = sys.argv[1], sys.argv[2]
+mode, path, write = sys.argv[1], sys.argv[2], sys.argv[3]
 storage = SQLiteStorage(path)
 if mode == "acknowledged":
     storage.append(entries(1, 50))
@@ -156,7 +188,7 @@ if mode == "before-commit":
 elif mode != "after-return":
     calls = iter(range(int(mode)))   # crash at the N-th progress callback (every 10 VM steps)
     conn.set_progress_handler(lambda: 0 if next(calls, None) is not None else os._exit(0), 10)
-new_suffix_after_crash_point(storage)
+CRASH_POINT_WRITES[write](storage)
 os._exit(0 if mode == "after-return" else 1)   # 1: the append completed before the crash point
 """
 
@@ -164,12 +196,23 @@ OLD_LOG = entries(1, 200, size=512)
 
 
 def new_suffix_after_crash_point(storage: LogStorage) -> None:
-    """The write the child crashes in: replace entries 101..200 by 101..300 of term 2."""
+    """A write the child crashes in: replace entries 101..200 by 101..300 of term 2."""
     storage.append(entries(101, 300, term=2, size=512), truncate_from=101)
 
 
-def run_crashing_child(mode: str, path: Path) -> int:
-    child = subprocess.run([sys.executable, "-c", CRASHING_CHILD, mode, str(path)], cwd=REPO_ROOT,
+SNAPSHOT = Snapshot(150, 1, b"configuration", bytes(range(256)) * 2048)   # 512 KiB: many pages
+
+
+def compaction_after_crash_point(storage: LogStorage) -> None:
+    """A write the child crashes in: store a snapshot at 150 and delete the log up to 150."""
+    storage.save_snapshot(SNAPSHOT, discard_through=150)
+
+
+CRASH_POINT_WRITES = {"append": new_suffix_after_crash_point, "snapshot": compaction_after_crash_point}
+
+
+def run_crashing_child(mode: str, path: Path, write: str = "append") -> int:
+    child = subprocess.run([sys.executable, "-c", CRASHING_CHILD, mode, str(path), write], cwd=REPO_ROOT,
                            capture_output=True, text=True, timeout=60)
     assert "Traceback" not in child.stderr, child.stderr
     return child.returncode
@@ -202,6 +245,26 @@ def test_a_crash_during_a_truncating_append_leaves_the_old_log_or_the_new_one(db
     assert reopened.load().entries[-1].index == len(loaded) + 1
 
 
+@pytest.mark.parametrize("mode", ["1", "75", *map(str, random.Random(7).sample(range(2, 75), 6)),
+                                  "before-commit", "after-return"])
+def test_a_crash_during_compaction_leaves_the_old_snapshot_and_log_or_the_new_ones(db_path, open_sqlite,
+                                                                                  mode):
+    """The snapshot row and the deletion of the prefix it covers are one transaction. The write
+    takes ~79 progress callbacks here: crash points cover it, at a seeded random sample."""
+    storage = open_sqlite()
+    storage.append(OLD_LOG)
+    storage.close()
+    assert run_crashing_child(mode, db_path, "snapshot") == 0, "the child finished before the crash"
+    reopened = open_sqlite()
+    loaded = reopened.load()
+    old, new = (OLD_LOG, None), (OLD_LOG[150:], SNAPSHOT)
+    assert (loaded.entries, loaded.snapshot) in (old, new)
+    assert (loaded.entries, loaded.snapshot) == {"before-commit": old, "after-return": new}.get(
+        mode, (loaded.entries, loaded.snapshot))
+    reopened.append(entries(201, 201, term=3))   # the log still ends at 200 either way
+    assert reopened.load().entries[-1].index == 201
+
+
 # --- SQLite: failures become StorageError --------------------------------------------------------
 
 def test_a_file_that_is_not_a_database_is_refused_with_its_path(db_path, open_sqlite):
@@ -230,7 +293,7 @@ def test_a_database_with_a_damaged_page_is_refused_with_its_path(db_path, open_s
 def test_a_database_from_a_newer_schema_version_is_refused(db_path, open_sqlite):
     open_sqlite().close()
     with sqlite_utils.Database(db_path) as db:
-        db["meta"].upsert({"key": "schema_version", "value": 2}, pk="key")
+        db["meta"].upsert({"key": "schema_version", "value": SCHEMA_VERSION + 1}, pk="key")
     with pytest.raises(StorageError, match="newer"):
         open_sqlite()
 
@@ -271,5 +334,5 @@ def test_an_operator_reads_the_log_and_meta_of_a_running_member_with_sqlite_util
     assert list(db["log"].rows) == [{"idx": e.index, "term": e.term, "kind": int(e.kind), "data": e.data}
                                     for e in entries(1, 3)]
     assert {row["key"]: row["value"] for row in db["meta"].rows} == {
-        "schema_version": 1, "term": 2, "voted_for": "n1"}
+        "schema_version": SCHEMA_VERSION, "term": 2, "voted_for": "n1"}
     db.close()

@@ -96,6 +96,9 @@ def _core_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
 def _log_metrics(log: Mapping[str, Any]) -> Iterator[Metric]:
     for key, name, documentation in _LOG_GAUGES:
         yield _gauge(name, documentation, log.get(key))
+    snapshot = log.get("snapshot") or {}
+    yield _gauge("ckite_snapshot_index", "Last log index covered by the latest snapshot.", snapshot.get("index"))
+    yield _gauge("ckite_snapshot_bytes", "Size of the latest snapshot's state.", snapshot.get("bytes"))
 
 
 def _role_info_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
@@ -123,9 +126,15 @@ def _role_info_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
     yield ack
 
 
+_COUNTERS = (("elections", "ckite_elections", "Elections this member started."),
+             ("snapshotsTaken", "ckite_snapshots_taken", "Snapshots this member took to compact its log."),
+             ("snapshotsInstalled", "ckite_snapshots_installed", "Snapshots this member received from a leader."))
+
+
 def _runtime_metrics(metrics: Mapping[str, Any]) -> Iterator[Metric]:
-    if "elections" in metrics:
-        yield CounterMetricFamily("ckite_elections", "Elections this member started.", value=metrics["elections"])
+    for key, name, documentation in _COUNTERS:
+        if key in metrics:
+            yield CounterMetricFamily(name, documentation, value=metrics[key])
     if "rpcErrors" in metrics:
         errors = CounterMetricFamily("ckite_rpc_errors", "Failed calls to other members.", labels=["peer"])
         for peer, count in sorted(metrics["rpcErrors"].items()):

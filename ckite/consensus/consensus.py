@@ -27,9 +27,10 @@ from ckite.consensus.settings import RaftSettings
 from ckite.errors import NotLeaderError, StoppedError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.raft_log import RaftLog
+from ckite.log.snapshot import Snapshot
 from ckite.log.storage import LogStorage
-from ckite.messages import (AppendEntries, AppendEntriesResponse, Request, RequestVote, RequestVoteResponse,
-                            TimeoutNow, TimeoutNowResponse)
+from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Request,
+                            RequestVote, RequestVoteResponse, TimeoutNow, TimeoutNowResponse)
 from ckite.metrics import MemberMetrics
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class ConsensusListener(Protocol):
     def truncated(self, from_index: int) -> None:
         """Entries from ``from_index`` on were removed: their clients must hear so."""
 
+    def snapshot_installed(self, snapshot: Snapshot) -> None:
+        """A leader's snapshot replaced the log: the applier must restore the state machine."""
+
     def role_changed(self, role: Role) -> None:
         """A new role (or leader) is in place: timers and senders must re-read their deadlines."""
 
@@ -60,6 +64,7 @@ class NullListener:
     def entries_appended(self) -> None: ...
     def committed(self, commit_index: int) -> None: ...
     def truncated(self, from_index: int) -> None: ...
+    def snapshot_installed(self, snapshot: Snapshot) -> None: ...
     def role_changed(self, role: Role) -> None: ...
     def peers_changed(self, peers: frozenset[str]) -> None: ...
 
@@ -83,16 +88,22 @@ class Consensus:
         self.term = stored.term
         self.voted_for = stored.voted_for
         self.metrics = MemberMetrics()
-        self.log = RaftLog(storage, stored.entries, self.metrics.append_latency)
-        self.commit_index = 0
+        #: The latest durable snapshot; everything up to its last index is committed.
+        self.snapshot: Snapshot | None = stored.snapshot
+        self.log = RaftLog(storage, stored.entries, self.metrics.append_latency, stored.snapshot)
+        self.commit_index = stored.snapshot.last_index if stored.snapshot else 0
         self.applied_index = 0
         self.leader_id: str | None = None
         self.last_leader_contact: float | None = None
         self.election_deadline = 0.0
-        self._base_configuration = initial_configuration
+        snapshot_index = stored.snapshot.last_index if stored.snapshot else 0
+        #: The configuration before the first one in ``_configurations``: the snapshot's, or
+        #: the one the member was built with when no snapshot exists.
+        self._base_configuration = (Configuration.decode(stored.snapshot.configuration) if stored.snapshot
+                                    else initial_configuration)
         self._configurations: list[tuple[int, Configuration]] = [
             (entry.index, Configuration.decode(entry.data))
-            for entry in stored.entries if entry.kind == EntryKind.CONFIGURATION]
+            for entry in stored.entries if entry.kind == EntryKind.CONFIGURATION and entry.index > snapshot_index]
         self.role: Role = Starter(self)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -125,7 +136,7 @@ class Consensus:
     # --- inbound requests ---------------------------------------------------------------------
 
     def handle_request(self, request: Request) -> Any:
-        """Answer a peer's RequestVote / AppendEntries / TimeoutNow (InstallSnapshot: see snapshots)."""
+        """Answer a peer's RequestVote / AppendEntries / InstallSnapshot / TimeoutNow."""
         with self.lock:
             if not self.role.accepts_rpcs:
                 raise StoppedError(f"{self.member_id} is {self.role.name}")
@@ -136,6 +147,8 @@ class Consensus:
                 return self._on_request_vote(request, now)
             if isinstance(request, TimeoutNow):
                 return self._on_timeout_now(request, now)
+            if isinstance(request, InstallSnapshot):
+                return self._on_install_snapshot(request, now)
             raise TypeError(f"consensus does not handle {type(request).__name__}")
 
     def _on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
@@ -147,6 +160,15 @@ class Consensus:
             logger.error("%s: AppendEntries from %s in my own term %d", self.member_id, request.leader_id,
                          self.term)
         return self.role.on_append_entries(request, now)
+
+    def _on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse:
+        if request.term < self.term:
+            return InstallSnapshotResponse(self.term, False)
+        if request.term > self.term:
+            self._adopt_term(request.term, now)
+        if isinstance(self.role, Candidate):
+            self.become_follower(now)   # the leader of our term exists (§5.2)
+        return self.role.on_install_snapshot(request, now)
 
     def _on_request_vote(self, request: RequestVote, now: float) -> RequestVoteResponse:
         if request.term > self.term and not request.transfer and self._in_leader_lease(now):
@@ -266,6 +288,73 @@ class Consensus:
         with self.lock:
             self.applied_index = max(self.applied_index, index)
 
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def compaction_due(self, applied_index: int) -> bool:
+        """Whether ``compaction_threshold`` entries were applied since the latest snapshot."""
+        threshold = self.settings.compaction_threshold
+        with self.lock:
+            covered = self.snapshot.last_index if self.snapshot else 0
+            return threshold > 0 and applied_index - covered >= threshold
+
+    def take_snapshot(self, index: int, data: bytes) -> Snapshot | None:
+        """Store ``data`` (the state machine as of applied ``index``) as the latest snapshot and
+        delete the log up to ``compaction_trailing_entries`` before it. The trailing entries let
+        a follower that is slightly behind catch up from the log rather than a snapshot."""
+        with self.lock:
+            if self.snapshot is not None and index <= self.snapshot.last_index:
+                return None   # a newer snapshot was installed meanwhile
+            term = self.log.term_at(index)
+            if term is None or index > self.applied_index:
+                raise ValueError(f"cannot snapshot at {index}: not an applied entry of the log")
+            configuration = self.configuration_at(index)
+            snapshot = Snapshot(index, term, configuration.encode(), data)
+            discard_through = max(index - self.settings.compaction_trailing_entries, self.log.base_index)
+            self.log.compact(snapshot, discard_through)
+            self._adopt_snapshot_configuration(snapshot, configuration)
+            self.metrics.snapshots_taken += 1
+            logger.info("%s: snapshot at index %d (term %d, %d bytes); log now starts at %d",
+                        self.member_id, index, term, len(data), self.log.first_index)
+            return snapshot
+
+    def install_snapshot(self, snapshot: Snapshot) -> None:
+        """Adopt a snapshot the leader sent (§7); the applier then restores the state machine."""
+        if snapshot.last_index <= self.commit_index:
+            return   # we already hold (and will apply) everything it covers
+        discarded_from = self.log.install(snapshot)
+        before = self.configuration
+        if discarded_from is not None:
+            self._configurations = [(i, c) for i, c in self._configurations if i < discarded_from]
+            self.listener.truncated(discarded_from)
+        self._adopt_snapshot_configuration(snapshot, Configuration.decode(snapshot.configuration))
+        self.commit_index = snapshot.last_index
+        self.metrics.snapshots_installed += 1
+        logger.info("%s: installed the leader's snapshot at index %d (term %d, %d bytes)",
+                    self.member_id, snapshot.last_index, snapshot.last_term, len(snapshot.data))
+        if self.configuration != before:
+            self._configuration_changed()
+        self.listener.snapshot_installed(snapshot)
+        self.listener.committed(self.commit_index)
+
+    def _adopt_snapshot_configuration(self, snapshot: Snapshot, configuration: Configuration) -> None:
+        self.snapshot = snapshot
+        self._base_configuration = configuration
+        self._configurations = [(i, c) for i, c in self._configurations if i > snapshot.last_index]
+
+    def snapshot_to_restore(self, applied_index: int) -> Snapshot | None:
+        """The snapshot a state machine at ``applied_index`` must load before applying more."""
+        with self.lock:
+            if self.snapshot is not None and self.snapshot.last_index > applied_index:
+                return self.snapshot
+            return None
+
+    def configuration_at(self, index: int) -> Configuration:
+        """The configuration in effect once the log up to ``index`` is applied."""
+        for config_index, configuration in reversed(self._configurations):
+            if config_index <= index:
+                return configuration
+        return self._base_configuration
+
     # --- transitions --------------------------------------------------------------------------
 
     def _set_role(self, role: Role, now: float) -> None:
@@ -327,7 +416,7 @@ class Consensus:
 
     def append_leader_marker(self) -> int:
         """A new leader's first entry: the configuration if the log has none yet, else a no-op."""
-        if not self._configurations:
+        if not self._configurations and self.snapshot is None:
             item = (EntryKind.CONFIGURATION, self._base_configuration.encode())
         else:
             item = (EntryKind.NOOP, b"")
@@ -396,6 +485,7 @@ class Consensus:
                 "log": {"length": len(self.log), "firstIndex": self.log.first_index, "lastIndex": last,
                         "lastTerm": self.log.last_term, "commitIndex": self.commit_index,
                         "lastApplied": self.applied_index,
+                        "snapshot": self.snapshot.describe() if self.snapshot else None,
                         "lastEntry": None if last_entry is None else {"kind": last_entry.kind.name,
                                                                       "data": last_entry.data}},
                 "metrics": self.metrics.snapshot(),

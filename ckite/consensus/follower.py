@@ -2,13 +2,38 @@
 from __future__ import annotations
 
 from ckite.consensus.role import Role
-from ckite.messages import AppendEntries, AppendEntriesResponse, TimeoutNow
+from ckite.log.snapshot import Snapshot
+from ckite.messages import AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, TimeoutNow
+
+
+class _IncomingSnapshot:
+    """The chunks of one snapshot received so far."""
+
+    __slots__ = ("last_index", "last_term", "data")
+
+    def __init__(self, last_index: int, last_term: int) -> None:
+        self.last_index = last_index
+        self.last_term = last_term
+        self.data = bytearray()
+
+    def is_for(self, request: InstallSnapshot) -> bool:
+        return (request.last_index, request.last_term) == (self.last_index, self.last_term)
+
+    def continued_by(self, request: InstallSnapshot) -> bool:
+        return self.is_for(request) and request.offset == len(self.data)
+
+    def expected_offset(self, request: InstallSnapshot) -> int:
+        return len(self.data) if self.is_for(request) else 0
 
 
 class Follower(Role):
     """§5.2: passive; replicates the leader's log and times out into a (pre-)candidate."""
 
     name = "Follower"
+
+    def __init__(self, consensus) -> None:
+        super().__init__(consensus)
+        self._incoming_snapshot: _IncomingSnapshot | None = None
 
     def begin(self, now: float) -> None:
         self.consensus.reset_election_deadline(now)
@@ -35,11 +60,10 @@ class Follower(Role):
         if prev_index > log.last_index:
             return AppendEntriesResponse(term, False, conflict_index=log.last_index + 1, conflict_term=0)
         entries = request.entries
-        if prev_index < log.first_index - 1:
-            # The prefix up to our log's start is committed (compacted) and so matches the leader's.
-            skip = log.first_index - 1 - prev_index
-            entries = entries[skip:]
-            prev_index = log.first_index - 1
+        if prev_index <= log.base_index:
+            # The prefix up to our log's base is committed (compacted) and so matches the leader's.
+            entries = entries[log.base_index - prev_index:]
+            prev_index = log.base_index
         else:
             local_term = log.term_at(prev_index)
             if local_term != request.prev_log_term:
@@ -52,6 +76,26 @@ class Follower(Role):
         match_index = prev_index + len(entries)
         consensus.advance_commit(min(request.leader_commit, match_index))
         return AppendEntriesResponse(term, True, match_index=match_index)
+
+    def on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse:
+        """Collect the chunks in order; install once the last one arrived. A chunk that does not
+        continue what we hold is refused with the offset we expect, so the leader resumes there
+        (or from 0 after we lost the buffer, e.g. in a restart)."""
+        consensus = self.consensus
+        consensus.heard_from_leader(request.leader_id, now)
+        term = consensus.term
+        incoming = self._incoming_snapshot
+        if request.offset == 0:
+            incoming = self._incoming_snapshot = _IncomingSnapshot(request.last_index, request.last_term)
+        elif incoming is None or not incoming.continued_by(request):
+            expected = incoming.expected_offset(request) if incoming is not None else 0
+            return InstallSnapshotResponse(term, False, next_offset=expected)
+        incoming.data += request.data
+        if request.done:
+            self._incoming_snapshot = None
+            consensus.install_snapshot(Snapshot(request.last_index, request.last_term, request.configuration,
+                                                bytes(incoming.data)))
+        return InstallSnapshotResponse(term, True, next_offset=request.offset + len(request.data))
 
     def on_timeout_now(self, request: TimeoutNow, now: float) -> bool:
         consensus = self.consensus

@@ -8,7 +8,8 @@ from typing import Any
 from ckite.consensus.progress import Progress
 from ckite.consensus.read_index import ReadIndexTracker
 from ckite.consensus.role import Role
-from ckite.messages import AppendEntries, AppendEntriesResponse, Request
+from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse,
+                            Request)
 
 _log = logging.getLogger(__name__)
 
@@ -16,13 +17,26 @@ _log = logging.getLogger(__name__)
 class _AppendContext:
     """What the leader remembers about one AppendEntries it sent, to judge the reply."""
 
-    __slots__ = ("leader", "round", "prev_index", "last_index")
+    __slots__ = ("leader", "round", "prev_index", "last_index", "seq")
 
-    def __init__(self, leader: "Leader", round_: int, prev_index: int, last_index: int) -> None:
+    def __init__(self, leader: "Leader", round_: int, prev_index: int, last_index: int, seq: int) -> None:
         self.leader = leader
         self.round = round_
         self.prev_index = prev_index
         self.last_index = last_index
+        self.seq = seq   # this request's place in the order of requests sent to the peer
+
+
+class _SnapshotContext:
+    """What the leader remembers about one InstallSnapshot chunk it sent."""
+
+    __slots__ = ("leader", "last_index", "offset", "done")
+
+    def __init__(self, leader: "Leader", last_index: int, offset: int, done: bool) -> None:
+        self.leader = leader
+        self.last_index = last_index
+        self.offset = offset
+        self.done = done
 
 
 class Leader(Role):
@@ -78,7 +92,7 @@ class Leader(Role):
         prev_index = progress.next_index - 1
         prev_term = log.term_at(prev_index)
         if prev_term is None:
-            return None   # the entries this peer needs were compacted: the snapshot path serves it
+            return self._next_snapshot_chunk(progress, now)   # the entries it needs were compacted
         entries = (log.batch_from(progress.next_index, settings.max_entries_per_append,
                                   settings.max_bytes_per_append) if has_entries else [])
         last_index = prev_index + len(entries)
@@ -90,7 +104,37 @@ class Leader(Role):
             progress.next_index = last_index + 1
         request = AppendEntries(consensus.term, consensus.member_id, prev_index, prev_term, entries,
                                 min(consensus.commit_index, last_index))
-        return request, _AppendContext(self, round_, prev_index, last_index)
+        progress.sent_seq += 1
+        return request, _AppendContext(self, round_, prev_index, last_index, progress.sent_seq)
+
+    def _next_snapshot_chunk(self, progress: Progress, now: float) -> tuple[Request, Any] | None:
+        """§7: send the latest snapshot, one chunk in flight at a time, from the offset the
+        follower acknowledged (a lost chunk is sent again; a newer snapshot starts over)."""
+        consensus = self.consensus
+        snapshot = consensus.snapshot
+        if snapshot is None:
+            return None
+        if progress.snapshot_index != snapshot.last_index:
+            progress.snapshot_index, progress.snapshot_offset = snapshot.last_index, 0
+        offset = progress.snapshot_offset
+        chunk = snapshot.data[offset:offset + consensus.settings.snapshot_chunk_bytes]
+        done = offset + len(chunk) >= len(snapshot.data)
+        progress.inflight += 1
+        progress.last_sent = now
+        request = InstallSnapshot(consensus.term, consensus.member_id, snapshot.last_index, snapshot.last_term,
+                                  snapshot.configuration, offset, chunk, done)
+        return request, _SnapshotContext(self, snapshot.last_index, offset, done)
+
+    def _on_snapshot_response(self, progress: Progress, context: _SnapshotContext,
+                              response: InstallSnapshotResponse) -> None:
+        if context.last_index != progress.snapshot_index:
+            return   # about an older snapshot
+        if response.success and context.done:
+            progress.snapshot_index = progress.snapshot_offset = 0
+            progress.acknowledge(context.last_index)
+            self.consensus.advance_commit_as_leader()
+        else:
+            progress.snapshot_offset = response.next_offset   # the next chunk, or where to resume
 
     def peer_deadline(self, peer: str) -> float | None:
         progress = self.progress.get(peer)
@@ -100,21 +144,28 @@ class Leader(Role):
 
     def on_response(self, peer: str, request: Request, context: Any, response: Any, now: float) -> None:
         progress = self.progress.get(peer)
-        if progress is None or not isinstance(context, _AppendContext) or context.leader is not self:
+        if progress is None or getattr(context, "leader", None) is not self:
             return
-        assert isinstance(response, AppendEntriesResponse)
         progress.inflight = max(progress.inflight - 1, 0)
         progress.last_ack = now
+        if isinstance(context, _SnapshotContext):
+            self._on_snapshot_response(progress, context, response)
+            return
+        assert isinstance(response, AppendEntriesResponse)
         if context.round > progress.acked_round:
             progress.acked_round = context.round
             self._confirm_reads()
         if response.success:
+            if response.match_index > progress.match_index:
+                progress.match_seq = progress.sent_seq   # every request sent so far left before this ack
             progress.acknowledge(response.match_index)
             self.consensus.advance_commit_as_leader()
         elif context.prev_index >= progress.match_index:   # not a stale reply to an older request
-            if 0 < response.conflict_index <= progress.match_index and response.conflict_term == 0:
-                # The peer's log is shorter than what it acknowledged before: it restarted with a
-                # wiped data dir. Replicate its log again from where it now ends (or a snapshot).
+            if (context.seq > progress.match_seq and response.conflict_term == 0
+                    and 0 < response.conflict_index <= progress.match_index):
+                # Sent after the peer acknowledged match_index, yet its log is shorter: the peer
+                # lost entries it had stored, i.e. restarted with a wiped data dir (outside
+                # Raft's model). Replicate its log again from where it now ends (or a snapshot).
                 _log.warning("%s: %s lost its log after index %d (now ends at %d); replicating it again",
                              self.consensus.member_id, peer, progress.match_index, response.conflict_index - 1)
                 progress.forget_beyond(response.conflict_index - 1)
@@ -123,7 +174,7 @@ class Leader(Role):
 
     def on_failure(self, peer: str, request: Request, context: Any, now: float) -> None:
         progress = self.progress.get(peer)
-        if progress is None or not isinstance(context, _AppendContext) or context.leader is not self:
+        if progress is None or getattr(context, "leader", None) is not self:
             return
         progress.inflight = max(progress.inflight - 1, 0)
         if not progress.probing:
@@ -186,6 +237,9 @@ class Leader(Role):
     def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
         # Two leaders in one term would break Election Safety; refuse and say so.
         return AppendEntriesResponse(self.consensus.term, False, conflict_index=0)
+
+    def on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse:
+        return InstallSnapshotResponse(self.consensus.term, False)
 
     def status(self, now: float) -> dict:
         return {

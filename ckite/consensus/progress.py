@@ -21,6 +21,10 @@ class Progress:
     last_ack: float = float("-inf")
     acked_round: int = 0
     sent_round: int = 0
+    sent_seq: int = 0          # AppendEntries sent so far (numbers each request)
+    match_seq: int = 0         # requests sent before the success that established match_index
+    snapshot_index: int = 0    # the snapshot being sent (0: none)
+    snapshot_offset: int = 0   # the byte of it to send next
 
     def window(self, max_inflight: int) -> int:
         return 1 if self.probing else max_inflight

@@ -21,6 +21,8 @@ class RaftSettings:
     max_inflight_appends: int = 4
     pre_vote: bool = True
     check_quorum: bool = True
+    compaction_threshold: int = 10_000          # applied entries between snapshots (CKite's default); 0: never
+    snapshot_chunk_bytes: int = 1024 * 1024     # InstallSnapshot sends the state in chunks this big
 
     def __post_init__(self) -> None:
         if not 0 < self.min_election_timeout < self.max_election_timeout:
@@ -29,6 +31,14 @@ class RaftSettings:
             raise ValueError("heartbeat_interval must be positive and below min_election_timeout")
         if self.max_entries_per_append < 1 or self.max_bytes_per_append < 1 or self.max_inflight_appends < 1:
             raise ValueError("batch and window limits must be at least 1")
+        if self.compaction_threshold < 0 or self.snapshot_chunk_bytes < 1:
+            raise ValueError("compaction_threshold must be >= 0 and snapshot_chunk_bytes >= 1")
+
+    @property
+    def compaction_trailing_entries(self) -> int:
+        """Entries kept in the log before a new snapshot's index, so that a follower a little
+        behind at compaction time still catches up from the log (half the threshold)."""
+        return self.compaction_threshold // 2
 
     @property
     def rpc_timeout(self) -> float:

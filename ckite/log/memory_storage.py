@@ -12,6 +12,7 @@ import threading
 from typing import Sequence
 
 from ckite.log.entry import LogEntry
+from ckite.log.snapshot import Snapshot
 from ckite.log.storage import LogStorage, StoredState
 
 
@@ -57,12 +58,13 @@ class MemoryStorage(LogStorage):
         self._term = 0
         self._voted_for: str | None = None
         self._entries: list[LogEntry] = []
+        self._snapshot: Snapshot | None = None
         self.closed = False   #: set by close(); informative only, nothing refuses to run
 
     def load(self) -> StoredState:
         """A copy of what is stored: callers may mutate the returned list freely."""
         with self._lock:
-            return StoredState(self._term, self._voted_for, list(self._entries))
+            return StoredState(self._term, self._voted_for, list(self._entries), self._snapshot)
 
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
         with self._lock:
@@ -71,11 +73,20 @@ class MemoryStorage(LogStorage):
 
     def append(self, entries: Sequence[LogEntry], truncate_from: int | None = None) -> None:
         with self._lock:
-            last_index = self._entries[-1].index if self._entries else 0
+            last_index = self._last_index()
             kept = check_append(last_index, entries, truncate_from)
-            if kept < last_index:
-                del self._entries[len(self._entries) - (last_index - kept):]
+            if kept < last_index and self._entries:
+                del self._entries[max(kept - self._entries[0].index + 1, 0):]
             self._entries.extend(entries)
+
+    def save_snapshot(self, snapshot: Snapshot, discard_through: int) -> None:
+        with self._lock:
+            self._snapshot = snapshot
+            self._entries = [entry for entry in self._entries if entry.index > discard_through]
+
+    def _last_index(self) -> int:
+        return max(self._entries[-1].index if self._entries else 0,
+                   self._snapshot.last_index if self._snapshot else 0)
 
     def close(self) -> None:
         """Mark the storage closed; the data stays and the object remains usable (a reopen)."""

@@ -10,22 +10,27 @@ import time
 from typing import Sequence
 
 from ckite.log.entry import LogEntry
+from ckite.log.snapshot import Snapshot
 from ckite.log.storage import LogStorage
 from ckite.metrics import LatencyHistogram
 
 
 class RaftLog:
-    """Entries ``first_index .. last_index``; index 0 (term 0) is the empty log's sentinel."""
+    """Entries ``first_index .. last_index`` after a *base*: index 0 (term 0) for a log that was
+    never compacted, else the last entry deleted by compaction or the snapshot's last index.
+    Everything up to the base is committed and covered by the snapshot."""
 
     def __init__(self, storage: LogStorage, entries: Sequence[LogEntry] = (),
-                 append_latency: LatencyHistogram | None = None) -> None:
+                 append_latency: LatencyHistogram | None = None, snapshot: Snapshot | None = None) -> None:
         self._storage = storage
         self._append_latency = append_latency or LatencyHistogram()
         self._entries: list[LogEntry] = list(entries)
-        self._base_index = 0   # index of the entry just before _entries[0]
-        self._base_term = 0
-        if self._entries:
-            self._base_index = self._entries[0].index - 1
+        self._base_index = snapshot.last_index if snapshot else 0   # index just before _entries[0]
+        self._base_term: int | None = snapshot.last_term if snapshot else 0   # None: not known
+        if self._entries and self._entries[0].index - 1 != self._base_index:
+            # Compaction kept some entries before the snapshot's index; the term of the one
+            # before them was not stored, so a peer that needs it gets the snapshot instead.
+            self._base_index, self._base_term = self._entries[0].index - 1, None
 
     @property
     def last_index(self) -> int:
@@ -41,6 +46,11 @@ class RaftLog:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def base_index(self) -> int:
+        """Entries up to here are gone from the log (committed, covered by the snapshot)."""
+        return self._base_index
 
     def term_at(self, index: int) -> int | None:
         """The term of the entry at ``index``; None when the log does not hold it."""
@@ -97,6 +107,29 @@ class RaftLog:
         if truncate_from is not None and truncate_from <= self.last_index:
             del self._entries[max(truncate_from - self._base_index - 1, 0):]
         self._entries.extend(entries)
+
+    def compact(self, snapshot: Snapshot, discard_through: int) -> None:
+        """Durably store ``snapshot`` and delete the entries up to ``discard_through``
+        (at most the snapshot's last index: entries after it may be needed yet)."""
+        assert self._base_index <= discard_through <= snapshot.last_index <= self.last_index
+        base_term = snapshot.last_term if discard_through == snapshot.last_index else self.term_at(discard_through)
+        self._storage.save_snapshot(snapshot, discard_through)
+        del self._entries[:discard_through - self._base_index]
+        self._base_index, self._base_term = discard_through, base_term
+
+    def install(self, snapshot: Snapshot) -> int | None:
+        """Durably adopt a leader's snapshot (§7): keep the entries after it only if the log
+        holds the snapshot's last entry (same index and term), else discard the whole log.
+        Returns the index from which entries were discarded beyond the snapshot, if any."""
+        last = snapshot.last_index
+        if self.term_at(last) == snapshot.last_term:
+            self.compact(snapshot, last)
+            return None
+        discarded_from = last + 1 if self.last_index > last else None
+        self._storage.save_snapshot(snapshot, max(last, self.last_index))
+        self._entries.clear()
+        self._base_index, self._base_term = last, snapshot.last_term
+        return discarded_from
 
     def merge_from_leader(self, prev_index: int,
                           entries: Sequence[LogEntry]) -> tuple[int | None, Sequence[LogEntry]]:

@@ -5,6 +5,13 @@ Schema (created and migrated with sqlite-utils, so an operator can read the log 
 
 - ``log(idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL)``
 - ``meta(key TEXT PRIMARY KEY, value)``: rows ``schema_version``, ``term`` and ``voted_for``.
+- ``snapshot(id INTEGER PRIMARY KEY CHECK (id = 1), last_index, last_term, configuration BLOB,
+  data BLOB)``: at most one row, the latest snapshot (schema version 2).
+
+Compaction replaces the snapshot row and deletes the log prefix it covers in one
+transaction, so a crash at any moment leaves the old snapshot and log or the new ones.
+Deleted pages go to SQLite's free list and are reused by later entries, and the WAL is
+truncated back to ``journal_size_limit`` after checkpoints: disk use stays bounded.
 
 Durability: WAL journal with ``synchronous=FULL``, so each commit fsyncs the WAL and a
 method returns only once its transaction survives a crash or a power cut (Figure 2: term,
@@ -26,6 +33,7 @@ from sqlite_utils import Database
 
 from ckite.errors import StorageError
 from ckite.log.entry import EntryKind, LogEntry
+from ckite.log.snapshot import Snapshot
 from ckite.log.memory_storage import check_append
 from ckite.log.storage import LogStorage, StoredState
 
@@ -40,10 +48,21 @@ def _create_log_and_meta(db: Database) -> None:
     db["meta"].create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
 
 
+def _create_snapshot(db: Database) -> None:
+    """Schema version 2: one row holding the latest snapshot."""
+    db.execute("CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), "
+               "last_index INTEGER NOT NULL, last_term INTEGER NOT NULL, configuration BLOB NOT NULL, "
+               "data BLOB NOT NULL)")
+
+
 #: Migration ``n`` (1-based) brings a database from schema version ``n - 1`` to ``n``. Each
 #: must be idempotent (``if_not_exists``): the version row is written after all of them, so an
 #: interrupted upgrade simply runs again. Add a step here to add a table (e.g. snapshots).
-_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_log_and_meta,)
+_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_log_and_meta, _create_snapshot)
+
+#: Bytes the WAL file is cut back to after a checkpoint (a big snapshot grows it for a moment).
+#: SQLite checkpoints every 1000 pages (~4 MiB), so in steady state the WAL stays near this.
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -95,8 +114,10 @@ class SQLiteStorage(LogStorage):
                 db.enable_wal()
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA fullfsync=ON")   # macOS: fsync alone does not reach the platter
+                db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
                 self._migrate(db)
-                row = conn.execute("SELECT max(idx) FROM log").fetchone()
+                row = conn.execute("SELECT max(coalesce(max(idx), 0), coalesce((SELECT last_index FROM snapshot), 0)) "
+                                   "FROM log").fetchone()
             except BaseException:
                 conn.close()
                 raise
@@ -118,11 +139,17 @@ class SQLiteStorage(LogStorage):
             conn = self._connection()
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('term', 'voted_for')"))
             rows = conn.execute("SELECT idx, term, kind, data FROM log ORDER BY idx").fetchall()
+            stored_snapshot = conn.execute(
+                "SELECT last_index, last_term, configuration, data FROM snapshot").fetchone()
         try:
             entries = [LogEntry(idx, term, bytes(data), EntryKind(kind)) for idx, term, kind, data in rows]
         except ValueError as exc:   # an unknown kind: written by a newer ckite, or tampered with
             raise StorageError(f"{self._path}: unreadable log entry: {exc}") from exc
-        return StoredState(meta.get("term", 0), meta.get("voted_for"), entries)
+        snapshot = None
+        if stored_snapshot is not None:
+            last_index, last_term, configuration, data = stored_snapshot
+            snapshot = Snapshot(last_index, last_term, bytes(configuration), bytes(data))
+        return StoredState(meta.get("term", 0), meta.get("voted_for"), entries, snapshot)
 
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
         with self._lock, self._transaction("save term and vote") as conn:
@@ -143,6 +170,16 @@ class SQLiteStorage(LogStorage):
                 # synchronous=FULL, and ~570k against ~260k without the fsync.
                 conn.executemany(_INSERT_ENTRY, [(e.index, e.term, int(e.kind), e.data) for e in entries])
             self._last_index = kept + len(entries)
+
+    def save_snapshot(self, snapshot: Snapshot, discard_through: int) -> None:
+        with self._lock:
+            with self._transaction("save snapshot") as conn:
+                conn.execute("INSERT OR REPLACE INTO snapshot (id, last_index, last_term, configuration, data) "
+                             "VALUES (1, ?, ?, ?, ?)", (snapshot.last_index, snapshot.last_term,
+                                                        snapshot.configuration, snapshot.data))
+                conn.execute("DELETE FROM log WHERE idx <= ?", (discard_through,))
+                row = conn.execute("SELECT max(idx) FROM log").fetchone()
+            self._last_index = max(row[0] or 0, snapshot.last_index)
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL into the file); idempotent."""

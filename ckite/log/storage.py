@@ -15,15 +15,18 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ckite.log.entry import LogEntry
+from ckite.log.snapshot import Snapshot
 
 
 @dataclass(slots=True)
 class StoredState:
-    """Everything :meth:`LogStorage.load` recovers: term, vote and the entries, oldest first."""
+    """Everything :meth:`LogStorage.load` recovers: term, vote, the latest snapshot and the
+    entries still in the log, oldest first (they may begin before the snapshot's last index)."""
 
     term: int = 0
     voted_for: str | None = None
     entries: list[LogEntry] = field(default_factory=list)
+    snapshot: Snapshot | None = None
 
 
 class LogStorage(ABC):
@@ -41,6 +44,13 @@ class LogStorage(ABC):
     def append(self, entries: Sequence[LogEntry], truncate_from: int | None = None) -> None:
         """In one durable transaction: delete every entry with index >= ``truncate_from``
         (when given), then add ``entries`` (consecutive indexes, continuing the log)."""
+
+    @abstractmethod
+    def save_snapshot(self, snapshot: Snapshot, discard_through: int) -> None:
+        """In one durable transaction: replace the stored snapshot with ``snapshot`` and delete
+        every entry with index <= ``discard_through``. A crash leaves the old snapshot and log
+        or the new ones, never a mix. Afterwards the log ends at the later of its last
+        remaining entry and the snapshot's last index."""
 
     @abstractmethod
     def close(self) -> None:

@@ -2,7 +2,10 @@
 
 It waits for the commit index to pass what it has applied, takes the newly committed
 entries in one batch, applies them to the state machine outside the consensus lock, and
-then publishes the new applied index for readers waiting on it.
+then publishes the new applied index for readers waiting on it. When the log holds a
+snapshot beyond what the state machine has applied (at start, or after the leader sent
+one), it restores the state machine from it first. Every ``compaction_threshold`` applied
+entries it prepares a snapshot and hands it to the compactor.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ from ckite.codec import decode_command
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, CommandError
 from ckite.log.entry import EntryKind, LogEntry
+from ckite.log.snapshot import Snapshot
+from ckite.runtime.compactor import Compactor
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.worker import Worker
 from ckite.statemachine import StateMachine
@@ -29,8 +34,9 @@ class Applier:
     """Owns ``applied_index``; ``state_machine_lock`` serialises applies with reads."""
 
     def __init__(self, consensus: Consensus, state_machine: StateMachine, pending: PendingWrites,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], compactor: Compactor) -> None:
         self.consensus = consensus
+        self.compactor = compactor
         self.clock = clock
         self.state_machine = state_machine
         self.pending = pending
@@ -47,9 +53,17 @@ class Applier:
             if worker.stopping or self.consensus.commit_index <= self.applied_index:
                 self.pending.expire(self.clock())
                 return
-            entries = self.consensus.log.slice(self.applied_index + 1, self.consensus.commit_index + 1)
+            snapshot = self.consensus.snapshot_to_restore(self.applied_index)
+            if snapshot is None:
+                entries = self.consensus.log.slice(self.applied_index + 1, self.consensus.commit_index + 1)
+        if snapshot is not None:
+            self._restore(snapshot)
+            return
         with self.state_machine_lock:
             outcomes = [(entry, *self._apply(entry)) for entry in entries]
+            last = entries[-1].index
+            if self.consensus.compaction_due(last) and not self.compactor.busy:
+                self.compactor.submit(last, self.state_machine.prepare_snapshot())
         for entry, result, error in outcomes:
             future = self.pending.take(entry.index, entry.term)
             if future is not None and not future.done():
@@ -58,10 +72,20 @@ class Applier:
                 else:
                     future.set_exception(error)
         self.pending.expire(self.clock())
-        last = entries[-1].index
-        self.consensus.set_applied(last)
+        self._publish_applied(last)
+
+    def _restore(self, snapshot: Snapshot) -> None:
+        """Replace the state machine's state with the snapshot's (exactly once per snapshot)."""
+        with self.state_machine_lock:
+            self.state_machine.deserialize(snapshot.data)
+        logger.info("%s: state machine restored from the snapshot at index %d",
+                    self.consensus.member_id, snapshot.last_index)
+        self._publish_applied(snapshot.last_index)
+
+    def _publish_applied(self, index: int) -> None:
+        self.consensus.set_applied(index)
         with self.applied_signal:
-            self.applied_index = last
+            self.applied_index = index
             self.applied_signal.notify_all()
 
     def _apply(self, entry: LogEntry) -> tuple[Any, CKiteError | None]:

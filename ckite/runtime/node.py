@@ -21,9 +21,11 @@ from ckite.consensus.role import Role
 from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, NotLeaderError,
                           ReadTimeoutError, RpcError, StoppedError, UnreachableError, WriteTimeoutError)
 from ckite.log.entry import EntryKind
+from ckite.log.snapshot import Snapshot
 from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, Request
 from ckite.rpc.transport import Transport
 from ckite.runtime.applier import Applier
+from ckite.runtime.compactor import Compactor
 from ckite.runtime.election_timer import election_timer_step
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.replicator import replicator_step
@@ -54,7 +56,8 @@ class RaftNode:
         self.write_timeout = write_timeout
         self.read_timeout = read_timeout
         self.pending = PendingWrites(consensus.metrics.commit_latency)
-        self.applier = Applier(consensus, state_machine, self.pending, clock)
+        self.compactor = Compactor(consensus)
+        self.applier = Applier(consensus, state_machine, self.pending, clock, self.compactor)
         self.id = consensus.member_id
         tag = self.id.rsplit(":", 1)[-1]
         self._tag = tag
@@ -62,6 +65,7 @@ class RaftNode:
         self._submissions: deque[tuple[EntryKind, bytes, Future, float]] = deque()
         self._election = Worker(f"ckite-{tag}-election", election_timer_step(consensus, clock))
         self._apply = Worker(f"ckite-{tag}-apply", self.applier.step)
+        self._compact = self.compactor.worker = Worker(f"ckite-{tag}-compact", self.compactor.step)
         self._replicators: dict[str, Worker] = {}
         self._retired: list[Worker] = []
         self._forwarders = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"ckite-{tag}-forward")
@@ -77,6 +81,7 @@ class RaftNode:
         self._started = True
         self.transport.serve(self.listen_address, self)
         self._apply.start()
+        self._compact.start()
         with self.consensus.lock:
             self.consensus.start()
             self.peers_changed(self.consensus.peers)
@@ -87,7 +92,7 @@ class RaftNode:
             return
         self._stopped = True
         self.consensus.stop()
-        workers = [self._election, self._apply, *self._replicators.values(), *self._retired]
+        workers = [self._election, self._apply, self._compact, *self._replicators.values(), *self._retired]
         for worker in workers:
             worker.signal_stop()
         self.applier.notify_stop()
@@ -104,6 +109,9 @@ class RaftNode:
             worker.wake()
 
     def committed(self, commit_index: int) -> None:
+        self.applier.commit_signal.notify_all()
+
+    def snapshot_installed(self, snapshot: Snapshot) -> None:
         self.applier.commit_signal.notify_all()
 
     def truncated(self, from_index: int) -> None:

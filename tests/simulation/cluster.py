@@ -5,7 +5,8 @@ The checker asserts Raft's safety properties (Figure 3 of the paper) after every
 * Election Safety: at most one leader per term, over the whole run.
 * Log Matching: two logs holding an entry with the same index and term are identical up to it.
 * Leader Completeness: a leader's log holds every entry committed in an earlier term.
-* State Machine Safety: no two members apply different entries at the same index.
+* State Machine Safety: no two members apply different entries at the same index, and a
+  state restored from a snapshot equals the commands committed up to the snapshot's index.
 
 and, for clients: every acknowledged write is applied everywhere by the end, and every
 linearizable read reflects every write acknowledged before the read began.
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
+
+import msgpack
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -23,6 +27,7 @@ from ckite.consensus.settings import RaftSettings
 from ckite.errors import CKiteError
 from ckite.log.entry import EntryKind
 from ckite.log.memory_storage import MemoryStorage
+from ckite.log.snapshot import Snapshot
 
 from tests.simulation.network import SimNetwork
 
@@ -64,6 +69,9 @@ class SimCluster:
         self.leaders_by_term: dict[int, str] = {}
         self.committed: dict[int, tuple[int, bytes]] = {}     # index -> (term, data), as applied anywhere
         self.committed_by_term: dict[int, int] = {}           # index -> highest leader term when first applied
+        self.commands: dict[int, bytes] = {}                  # index -> data of the committed COMMAND entries
+        self.snapshots_restored = 0
+        self.sent: Counter[str] = Counter()                   # requests sent, by message type (and loss)
         self.acknowledged: list[bytes] = []
         self.pending_writes: dict[tuple[str, int], tuple[int, bytes]] = {}   # (leader, index) -> (term, data)
         self.pending_reads: list[tuple[SimMember, Future, set[bytes], int]] = []
@@ -170,6 +178,9 @@ class SimCluster:
 
     def _send(self, member: SimMember, peer: str, request, context) -> None:
         sender = member.consensus
+        self.sent[type(request).__name__] += 1
+        if self.network.faults.drop > 0:
+            self.sent[f"{type(request).__name__} on a lossy network"] += 1
 
         def deliver():
             return self.members[peer].consensus.handle_request(request)
@@ -187,6 +198,9 @@ class SimCluster:
 
     def _apply(self, member: SimMember) -> None:
         consensus = member.consensus
+        snapshot = consensus.snapshot_to_restore(member.applied_index)
+        if snapshot is not None:
+            self._restore(member, snapshot)
         while member.applied_index < consensus.commit_index:
             index = member.applied_index + 1
             entry = consensus.log.entry(index)
@@ -198,11 +212,27 @@ class SimCluster:
             if pending is not None and pending == (entry.term, entry.data):
                 self.acknowledged.append(entry.data)
         consensus.set_applied(member.applied_index)
+        if consensus.compaction_due(member.applied_index):
+            consensus.take_snapshot(member.applied_index, msgpack.packb(member.applied))
+
+    def _restore(self, member: SimMember, snapshot: Snapshot) -> None:
+        """Load a snapshot as the state machine would, checking it holds exactly the commands
+        committed up to its index (every one of them was applied one by one somewhere first)."""
+        restored = msgpack.unpackb(snapshot.data)
+        expected = [data for index, data in sorted(self.commands.items()) if index <= snapshot.last_index]
+        if restored != expected:
+            self.fail(f"State Machine Safety: {member.member_id} restores a snapshot at {snapshot.last_index} "
+                      f"with {len(restored)} commands, {len(expected)} were committed up to it")
+        member.applied, member.applied_index = restored, snapshot.last_index
+        member.consensus.set_applied(snapshot.last_index)
+        self.snapshots_restored += 1
 
     def _record_commit(self, member: SimMember, index: int, term: int, data: bytes, kind: EntryKind) -> None:
         known = self.committed.get(index)
         if known is None:
             self.committed[index] = (term, data)
+            if kind == EntryKind.COMMAND:
+                self.commands[index] = data
             self.committed_by_term[index] = max(self.leaders_by_term, default=0)
         elif known != (term, data):
             self.fail(f"State Machine Safety: {member.member_id} applies {(term, data)} at {index}, "

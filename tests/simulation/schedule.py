@@ -20,7 +20,10 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
     size = size or variant.choice([3, 3, 5])
     # Half the runs turn pre-vote and check-quorum off: they must not be what keeps the cluster safe.
     protections = variant.random() < 0.5
-    settings = replace(SIM_SETTINGS, pre_vote=protections, check_quorum=protections)
+    # Most runs compact their logs often, with snapshots sent in small chunks through the faults.
+    settings = replace(SIM_SETTINGS, pre_vote=protections, check_quorum=protections,
+                       compaction_threshold=variant.choice([0, 8, 30, 30]),
+                       snapshot_chunk_bytes=variant.choice([16, 64, 4096]))
     cluster = SimCluster(seed, size, settings)
     rng = cluster.rng
     ids = cluster.ids
