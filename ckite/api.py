@@ -5,7 +5,8 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from ckite.commands import ReadCommand, WriteCommand
-from ckite.errors import MembershipChangeError
+from ckite.bindings import parse_binding
+from ckite.consensus.reconfiguration import ChangeKind
 from ckite.log.storage import LogStorage
 from ckite.runtime.node import RaftNode
 
@@ -85,12 +86,23 @@ class CKite:
         return self._node.is_leader(timeout)
 
     def add_member(self, binding: str, timeout: float | None = None) -> bool:
-        """Add a member to the cluster (not yet supported: see the membership issue)."""
-        raise MembershipChangeError("membership changes are not implemented yet")
+        """Add ``binding`` to the cluster (forwarded to the leader); returns True once the new
+        configuration is committed. The new member first catches up as a learner, so start it
+        before or soon after calling this. A change already in progress makes this one wait.
+
+        Raises MembershipChangeError (it did not catch up, or no commit within the timeout).
+        """
+        return self._node.change_membership(ChangeKind.ADD, parse_binding(binding), timeout)
 
     def remove_member(self, binding: str, timeout: float | None = None) -> bool:
-        """Remove a member from the cluster (not yet supported: see the membership issue)."""
-        raise MembershipChangeError("membership changes are not implemented yet")
+        """Remove ``binding`` from the cluster; a leader that removes itself hands leadership
+        over and steps down once the new configuration is committed."""
+        return self._node.change_membership(ChangeKind.REMOVE, parse_binding(binding), timeout)
+
+    def transfer_leadership(self, to: str | None = None, timeout: float | None = None) -> bool:
+        """Hand leadership to ``to`` (default: the most up-to-date voter), e.g. before a rolling
+        restart; writes wait meanwhile. Raises LeaderTimeoutError if no transfer happened."""
+        return self._node.transfer_leadership(None if to is None else parse_binding(to), timeout)
 
     @property
     def members(self) -> frozenset[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ckite.api import CKite
+from ckite.bindings import parse_binding
 from ckite.config import (DATABASE_FILE, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
                           DEFAULT_MAX_ELECTION_TIMEOUT_MS, DEFAULT_MIN_ELECTION_TIMEOUT_MS, MemberConfig)
 from ckite.consensus.consensus import Consensus
@@ -16,18 +17,10 @@ from ckite.consensus.membership import Configuration
 from ckite.consensus.settings import RaftSettings
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
+from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import Transport
 from ckite.runtime.node import RaftNode
 from ckite.statemachine import StateMachine
-
-
-def parse_binding(binding: str) -> str:
-    """Check a "host:port" binding and return it stripped; raise ValueError with the reason."""
-    binding = binding.strip()
-    host, sep, port = binding.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad binding {binding!r}: expected host:port with a port in 1..65535")
-    return binding
 
 
 class CKiteBuilder:
@@ -45,12 +38,14 @@ class CKiteBuilder:
         self._max_election_ms = DEFAULT_MAX_ELECTION_TIMEOUT_MS
         self._heartbeats_ms = DEFAULT_HEARTBEATS_INTERVAL_MS
         self._compaction_threshold = DEFAULT_COMPACTION_THRESHOLD
+        self._join_seeds: list[str] = []
         self._data_dir: Path | None = None
         self._storage: LogStorage | None = None
         self._transport: Transport | None = None
         self._listen_address: str | None = None
         self._timeouts: dict[str, int] = {}
         self._admin: dict[str, object] = {}
+        self._tls: TlsConfig | None = None
 
     def with_local_binding(self, binding: str) -> "CKiteBuilder":
         """This member's "host:port": its identity in the cluster and where peers reach it."""
@@ -119,6 +114,20 @@ class CKiteBuilder:
         self._timeouts["write_timeout_ms"] = int(ms)
         return self
 
+    def with_membership_timeout(self, ms: int) -> "CKiteBuilder":
+        """Default timeout of ``add_member``/``remove_member`` (it includes the new member's catch-up)."""
+        self._timeouts["membership_timeout_ms"] = int(ms)
+        return self
+
+    def with_join(self, seeds: Sequence[str]) -> "CKiteBuilder":
+        """Join a running cluster (CKite's Joiner) instead of founding one: this member starts
+        with no configuration, asks ``seeds`` to add it, and never stands for election before
+        a configuration includes it. For a new member with an empty data dir."""
+        self._join_seeds = [parse_binding(b) for b in seeds]
+        if not self._join_seeds:
+            raise ValueError("with_join needs at least one seed")
+        return self
+
     def with_read_timeout(self, ms: int) -> "CKiteBuilder":
         """Default timeout of ``read`` (a call may pass its own)."""
         self._timeouts["read_timeout_ms"] = int(ms)
@@ -141,6 +150,20 @@ class CKiteBuilder:
         self._admin["admin_enabled"] = False
         return self
 
+    def with_admin_token(self, token: str) -> "CKiteBuilder":
+        """Require ``Authorization: Bearer <token>`` on the admin server's routes that change
+        anything (writes, membership); reads stay open. See docs/security.md."""
+        from ckite.admin.auth import checked_token   # Flask only for members that serve the console
+        self._admin["admin_token"] = checked_token(token)
+        return self
+
+    def with_tls(self, cert: str | os.PathLike, key: str | os.PathLike, ca: str | os.PathLike) -> "CKiteBuilder":
+        """Mutual TLS between members: this member's certificate and private key, and the cluster's
+        CA certificate (PEM files). Peers must present a certificate signed by that CA, and so does
+        this member. Raises ValueError when a file cannot be loaded. Required across machines."""
+        self._tls = TlsConfig.of(cert, key, ca)
+        return self
+
     def config(self) -> MemberConfig:
         """Validate and resolve the options (raises ValueError naming the bad one)."""
         if self._binding is None:
@@ -157,9 +180,15 @@ class CKiteBuilder:
             if value <= 0:
                 raise ValueError(f"{name} must be positive")
         members = [m for m in self._members if m != self._binding]
+        if self._join_seeds and members:
+            raise ValueError("with_join(...) and with_members_bindings(...) exclude each other: a joining member "
+                             "learns the members from the cluster")
         config = MemberConfig(self._binding, members, self._state_machine, settings, self._data_dir,
                               self._storage, self._transport, self._listen_address)
-        return replace(config, **self._timeouts, **self._admin)
+        if self._tls is not None and self._transport is not None:
+            raise ValueError("with_tls(...) configures the default Thrift transport; "
+                             "give a transport of your own its TLS contexts instead")
+        return replace(config, **self._timeouts, **self._admin, join_seeds=list(self._join_seeds), tls=self._tls)
 
     def build(self) -> CKite:
         return build_member(self.config())
@@ -174,18 +203,20 @@ def build_member(config: MemberConfig) -> CKite:
     transport = config.transport
     if transport is None:
         from ckite.rpc.thrift_transport import ThriftTransport
-        transport = ThriftTransport()
-    initial = Configuration.of([config.local_binding, *config.members_bindings])
+        transport = ThriftTransport(tls=config.tls)
+    # A joining member knows no configuration until the cluster's log gives it one.
+    initial = Configuration.of([] if config.join_seeds else [config.local_binding, *config.members_bindings])
     consensus = Consensus(config.local_binding, storage, initial, config.settings, clock=time.monotonic,
-                          rng=random.Random())
+                          rng=random.Random(), join=bool(config.join_seeds))
     node = RaftNode(consensus, transport, config.state_machine,
                     leader_timeout=config.leader_timeout_ms / 1000, write_timeout=config.write_timeout_ms / 1000,
-                    read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address)
+                    read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address,
+                    membership_timeout=config.membership_timeout_ms / 1000, join_seeds=config.join_seeds)
     member = CKite(node, storage)
     if config.admin_enabled:
         from ckite.admin import ADMIN_PORT_OFFSET, build_admin   # Flask only for members that serve it
         port = config.admin_port
         if port is None:
             port = int(config.local_binding.rpartition(":")[2]) + ADMIN_PORT_OFFSET
-        member.attach_admin(build_admin(member, config.admin_host, port))
+        member.attach_admin(build_admin(member, config.admin_host, port, token=config.admin_token))
     return member

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ckite.consensus.settings import RaftSettings
 from ckite.log.storage import LogStorage
+from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import Transport
 from ckite.statemachine import StateMachine
 
@@ -18,6 +19,7 @@ DEFAULT_LEADER_TIMEOUT_MS = 10_000   # CKite's ckite.leader-timeout
 DEFAULT_WRITE_TIMEOUT_MS = 2_000     # CKite's ckite.write-timeout (which CKite never enforced)
 DEFAULT_READ_TIMEOUT_MS = 2_000
 DEFAULT_COMPACTION_THRESHOLD = 10_000  # CKite's ckite.log.compaction-threshold
+DEFAULT_MEMBERSHIP_TIMEOUT_MS = 30_000  # add/remove member: includes the new member's catch-up
 DATABASE_FILE = "ckite.db"
 #: The admin console listens on the loopback interface unless told otherwise: its mutating
 #: routes must not be open to the network by default (see docs/security.md).
@@ -39,6 +41,10 @@ class MemberConfig:
     leader_timeout_ms: int = DEFAULT_LEADER_TIMEOUT_MS
     write_timeout_ms: int = DEFAULT_WRITE_TIMEOUT_MS
     read_timeout_ms: int = DEFAULT_READ_TIMEOUT_MS
+    membership_timeout_ms: int = DEFAULT_MEMBERSHIP_TIMEOUT_MS
+    join_seeds: list[str] = field(default_factory=list)   # non-empty: start as a Joiner (CKite's)
     admin_enabled: bool = True
     admin_host: str = DEFAULT_ADMIN_HOST
     admin_port: int | None = None   # None: the Raft port + ADMIN_PORT_OFFSET, as in CKite; 0: any free port
+    admin_token: str | None = None  # when set, the admin server's mutating routes require it (bearer token)
+    tls: TlsConfig | None = None    # mutual TLS between members (the default Thrift transport); None: plain TCP

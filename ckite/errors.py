@@ -68,7 +68,12 @@ class EncodingError(CKiteError):
 
 
 class MembershipChangeError(CKiteError):
-    """A membership change is impossible now (another change in progress, unknown member...)."""
+    """A membership change failed or is impossible (the last voter, a member that did not catch
+    up, no commit within the timeout)."""
+
+
+class MembershipChangeInProgressError(MembershipChangeError):
+    """Another membership change is running; ``add_member``/``remove_member`` wait and retry."""
 
 
 class StorageError(CKiteError):

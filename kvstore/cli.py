@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import NoReturn, Sequence
 from ckite import CKite, CKiteBuilder
 from ckite.admin import ADMIN_PORT_OFFSET
 from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
-                          DEFAULT_MAX_ELECTION_TIMEOUT_MS, DEFAULT_MIN_ELECTION_TIMEOUT_MS)
+                          DEFAULT_MAX_ELECTION_TIMEOUT_MS,
+                          DEFAULT_MIN_ELECTION_TIMEOUT_MS)
 from ckite.errors import CKiteError
 
 from kvstore.http import DEFAULT_MAX_VALUE_BYTES, kv_blueprint
@@ -23,6 +25,8 @@ from kvstore.store import KVStore
 logger = logging.getLogger(__name__)
 
 PROG = "ckite-kvstore"
+#: Where the admin token is read from when --admin-token is not given.
+ADMIN_TOKEN_ENV = "CKITE_ADMIN_TOKEN"
 
 #: Either stops the member cleanly (Ctrl-C, or `kill` from a supervisor).
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
@@ -79,6 +83,14 @@ def parser() -> argparse.ArgumentParser:
                                            "entries; 0 never compacts (default: %(default)s)")
     p.add_argument("--max-value-bytes", type=_positive, default=DEFAULT_MAX_VALUE_BYTES, metavar="BYTES",
                    help="largest value accepted over HTTP (default: %(default)s)")
+    p.add_argument("--tls-cert", metavar="PEM", help="this member's certificate: turns on mutual TLS between "
+                                                     "members (with --tls-key and --tls-ca; required across machines)")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    p.add_argument("--tls-ca", metavar="PEM", help="the cluster CA's certificate: peers must present a certificate "
+                                                   "it signed (scripts/make-certs makes a throwaway CA)")
+    p.add_argument("--admin-token", metavar="TOKEN", default=None,
+                   help=f"require 'Authorization: Bearer TOKEN' on the HTTP routes that change anything (default: "
+                        f"${ADMIN_TOKEN_ENV}; the environment is safer, a flag shows in ps)")
     p.add_argument("--log-level", default="INFO", type=str.upper,
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="logging verbosity (default: %(default)s)")
     return p
@@ -97,9 +109,20 @@ def build(args: argparse.Namespace) -> CKite:
                .with_admin_host(args.admin_host))
     if args.admin_port is not None:
         builder.with_admin_port(args.admin_port)
+    tls = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key, "--tls-ca": args.tls_ca}
+    missing = [flag for flag, value in tls.items() if not value]
+    if missing and len(missing) < len(tls):
+        raise ValueError(f"--tls-cert, --tls-key and --tls-ca go together; missing: {', '.join(missing)}")
+    if not missing:
+        builder.with_tls(args.tls_cert, args.tls_key, args.tls_ca)
+    token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    if token:
+        builder.with_admin_token(token)
     member = builder.build()
     assert member.admin is not None
     member.admin.app.register_blueprint(kv_blueprint(member, args.max_value_bytes))
+    body_bytes = 2 * args.max_value_bytes + 1024   # a JSON compare-and-set carries two values
+    member.admin.max_request_body_bytes = max(member.admin.max_request_body_bytes, body_bytes)
     return member
 
 

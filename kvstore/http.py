@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
@@ -20,7 +21,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.routing import BaseConverter
 
 from ckite import CKite
-from ckite.admin import json_error, json_value
+from ckite.admin import json_error, json_value, mutating
 
 from kvstore.store import CompareAndSet, Delete, Get, Put, Value
 
@@ -45,7 +46,7 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
     bp.record_once(lambda state: state.app.url_map.converters.setdefault("kvseg", _Segment))
 
     def checked_value(value: Value) -> Value:
-        size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
+        size = len(_utf8(value, "value")) if isinstance(value, str) else len(value)
         if size > max_value_bytes:
             abort(400, f"value of {size} bytes is larger than the limit of {max_value_bytes} bytes")
         return value
@@ -56,6 +57,8 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
         return member.read_local(command) if local else member.read(command)
 
     def compare_and_set(key: str, expected: Value | None, new: Value) -> ResponseReturnValue:
+        if isinstance(expected, str):
+            _utf8(expected, "expected value")
         command = CompareAndSet(_checked_key(key), expected, checked_value(new))
         result = member.write(command)
         if result["swapped"]:
@@ -66,6 +69,7 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
     # --- CKite's GET routes -------------------------------------------------------------
 
     @bp.get("/put/<kvseg:key>/<kvseg:value>")
+    @mutating   # a GET that writes (CKite's): it needs the admin token when one is set
     def put_get_style(key: str, value: str) -> ResponseReturnValue:
         result = member.write(Put(_checked_key(key), checked_value(value)))
         return jsonify({"key": key, "value": json_value(result)})
@@ -78,6 +82,7 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
         return jsonify({"key": key, "value": json_value(value)})
 
     @bp.get("/cas/<kvseg:key>/<kvseg:expected>/<kvseg:new>")
+    @mutating
     def cas_get_style(key: str, expected: str, new: str) -> ResponseReturnValue:
         return compare_and_set(key, expected, new)
 
@@ -125,11 +130,38 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
 
 
 def _checked_key(key: str) -> str:
+    """Every route takes its key (and the GET routes their values) from the URL: check it once here."""
     if not key:
         abort(400, "empty key")
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+    _check_url_is_utf8()
+    if len(_utf8(key, "key")) > MAX_KEY_BYTES:
         abort(400, f"key longer than {MAX_KEY_BYTES} bytes")
     return key
+
+
+def _check_url_is_utf8() -> None:
+    """Refuse a path whose bytes (percent-escapes decoded) are not UTF-8. Werkzeug would decode
+    ``%FF`` to U+FFFD, so that different keys (``%FF`` and ``%FE``) would silently become one."""
+    environ = request.environ
+    uri = environ.get("REQUEST_URI") or environ.get("RAW_URI")   # as sent (waitress, gunicorn, the test client)
+    try:
+        if uri is not None:
+            raw = urllib.parse.unquote_to_bytes(uri.encode("latin-1").partition(b"?")[0])
+        else:
+            raw = environ.get("PATH_INFO", "").encode("latin-1")   # WSGI: the path's bytes as latin-1 characters
+        raw.decode("utf-8")
+    except UnicodeEncodeError:   # a server that hands over decoded text: nothing left to check
+        pass
+    except UnicodeDecodeError as exc:
+        abort(400, f"the URL is not valid UTF-8 (byte {exc.start} of the path); keys and values are UTF-8 text")
+
+
+def _utf8(text: str, what: str) -> bytes:
+    """``text`` in UTF-8; a lone surrogate (possible in a JSON body: "\\ud800") is the client's error."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        abort(400, f"{what} is not valid Unicode text (it holds a lone surrogate)")
 
 
 def _read_body(limit: int) -> bytes:

@@ -5,6 +5,7 @@ import socket
 import threading
 from typing import Callable
 
+from ckite.consensus.membership import Configuration
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, ForwardRequest, ForwardResponse,
                             InstallSnapshot, InstallSnapshotResponse, JoinMember, JoinMemberResponse, Request,
@@ -22,22 +23,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
+#: A real encoded configuration: the receiving side checks configurations (ckite.rpc.validation).
+CONFIGURATION = Configuration.of(["10.0.0.1:9091", "10.0.0.2:9091"]).encode()
+
+
 def entries_of_every_kind(first: int, count: int, size: int = 100) -> list[LogEntry]:
-    """``count`` entries from index ``first``, cycling through every EntryKind."""
+    """``count`` entries from index ``first``, cycling through every EntryKind (a CONFIGURATION
+    entry carries :data:`CONFIGURATION`, the others ``size`` bytes)."""
     kinds = list(EntryKind)
-    return [LogEntry(index, 2, bytes([index % 256]) * size, kinds[index % len(kinds)])
-            for index in range(first, first + count)]
+    return [LogEntry(index, 2, CONFIGURATION if kind is EntryKind.CONFIGURATION else bytes([index % 256]) * size,
+                     kind)
+            for index, kind in ((index, kinds[index % len(kinds)]) for index in range(first, first + count))]
 
 
 #: One sample of every request, including the edge cases (no entries, empty and large binaries).
 SAMPLE_REQUESTS: list[Request] = [
     RequestVote(7, "10.0.0.1:9091", 42, 6, pre_vote=True, transfer=True),
     RequestVote(0, "m", 0, 0),
-    AppendEntries(5, "10.0.0.1:9091", 10, 4, entries_of_every_kind(11, 9), leader_commit=9),
+    AppendEntries(5, "10.0.0.1:9091", 10, 2, entries_of_every_kind(11, 9), leader_commit=9),   # entries of term 2
     AppendEntries(5, "10.0.0.1:9091", 10, 4),                    # a heartbeat: no entries
     AppendEntries(3, "l", 0, 0, [LogEntry(1, 3, b"")], 0),       # an entry with empty data
-    InstallSnapshot(9, "l:1", 1000, 8, b"\x01config", 4096, bytes(range(256)) * 8192, done=True),  # 2 MiB chunk
-    InstallSnapshot(9, "l:1", 1000, 8, b"", 0, b"", done=False),
+    InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 4096, bytes(range(256)) * 8192, done=True),  # 2 MiB chunk
+    InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 0, b"", done=False),
     TimeoutNow(4, "l:1"),
     *[ForwardRequest(kind, kind.value.encode() + b"\x00\xff", 1500) for kind in ForwardKind],
     JoinMember("new:9095", 2000),

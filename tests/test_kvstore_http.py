@@ -228,10 +228,10 @@ def test_a_bug_in_a_route_is_a_json_500():
 # --- membership -----------------------------------------------------------------------------------
 
 def test_membership_changes_call_the_library_and_report_its_refusal(client):
-    for response in (client.get("/changecluster/localhost:9091,localhost:9094"),
-                     client.post("/members/localhost:9094"), client.delete("/members/localhost:9091")):
-        body = error_of(response, 409)
-        assert body["type"] == "MembershipChangeError" and "not implemented" in body["error"]
+    """The library refuses to remove the last voter; the routes say so with a 409. (Changes that
+    succeed are tested on real clusters in tests/test_membership.py.)"""
+    body = error_of(client.delete(f"/members/{BINDING}"), 409)
+    assert body["type"] == "MembershipChangeError" and "last voter" in body["error"]
 
 
 def test_changecluster_with_the_current_members_changes_nothing(client):

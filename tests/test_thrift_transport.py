@@ -396,7 +396,7 @@ def test_a_slow_handler_makes_the_call_fail_after_its_timeout(serve, client):
 
 def test_concurrent_calls_from_eight_threads_all_succeed(server, client, handler):
     def calls(worker: int) -> list:
-        requests = [AppendEntries(worker, f"w{worker}", i, 1, [LogEntry(i + 1, 1, b"%d" % worker)], i)
+        requests = [AppendEntries(worker + 1, f"w{worker}", i, 1, [LogEntry(i + 1, 1, b"%d" % worker)], i)
                     for i in range(50)]
         return [(client.call(server.address, request, timeout=5), answer(request)) for request in requests]
     with ThreadPoolExecutor(8) as pool:

@@ -8,14 +8,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-import ckite.builder as ckite_builder   # module import: the builder may import this package
+from ckite.admin.auth import mutating
 from ckite.admin.cluster import ClusterStatusFetcher
 from ckite.admin.errors import json_error
 from ckite.admin.status_view import render_status
+from ckite.bindings import parse_binding
 
 if TYPE_CHECKING:
     from ckite.api import CKite
@@ -55,6 +56,7 @@ def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: Cluste
         return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
 
     @bp.get("/changecluster/<bindings>")
+    @mutating
     def change_cluster(bindings: str) -> ResponseReturnValue:
         """CKite's route: the new configuration is the comma list of ALL members' bindings."""
         wanted = _parse_bindings(bindings.split(","))
@@ -75,13 +77,25 @@ def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: Cluste
     def remove_member(binding: str) -> ResponseReturnValue:
         return _change_one(ckite, ckite.remove_member, binding, "removed")
 
+    @bp.post("/transferleadership")
+    @mutating
+    def transfer_leadership() -> ResponseReturnValue:
+        """Hand leadership over (``?to=host:port``, default: the most up-to-date voter)."""
+        target = request.args.get("to") or None
+        if target is not None:
+            parsed = _parse_bindings([target])
+            if isinstance(parsed, tuple):
+                return parsed
+        ckite.transfer_leadership(target)
+        return jsonify({"leader": ckite.leader, "requestedTarget": target})
+
     return bp
 
 
 def _parse_bindings(raw: Sequence[str]) -> set[str] | tuple[Response, int]:
     """The validated set of bindings, or a 400 response naming the bad one."""
     try:
-        wanted = {ckite_builder.parse_binding(binding) for binding in raw if binding.strip()}
+        wanted = {parse_binding(binding) for binding in raw if binding.strip()}
     except ValueError as exc:
         return json_error(400, str(exc))
     if not wanted:

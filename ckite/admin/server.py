@@ -17,6 +17,7 @@ from flask import Flask
 from waitress import create_server, wasyncore
 from waitress.trigger import trigger as WaitressTrigger
 
+from ckite.admin.auth import install_access_control
 from ckite.admin.cluster import ClusterStatusFetcher, admin_url_by_convention
 from ckite.admin.errors import install_error_handlers
 from ckite.admin.metrics import new_registry
@@ -34,16 +35,22 @@ DEFAULT_THREADS = 4
 #: How long stop() lets requests in progress finish (a write may wait for its timeout).
 STOP_TIMEOUT = 5.0
 
+#: The largest request body waitress accepts (413 beyond). waitress buffers a whole body before any
+#: route (or the token check) sees it; its own default is 1 GB, from anyone who reaches the port.
+DEFAULT_MAX_REQUEST_BODY_BYTES = 16 * 1024 * 1024
+
 
 class AdminServer:
     """Serves ``/status``, ``/cluster/status``, ``/metrics``, membership routes and the console.
 
-    Add application routes with ``server.app.register_blueprint(...)`` before :meth:`start`.
+    Add application routes with ``server.app.register_blueprint(...)`` before :meth:`start`
+    (a GET route that changes state is marked with :func:`ckite.admin.mutating`). With a
+    ``token``, the routes that change state require it (:mod:`ckite.admin.auth`).
     """
 
     def __init__(self, ckite: "CKite", host: str = "localhost", port: int = 0, *,
                  peer_admin_url: Callable[[str], str] = admin_url_by_convention,
-                 threads: int = DEFAULT_THREADS) -> None:
+                 threads: int = DEFAULT_THREADS, token: str | None = None) -> None:
         self.ckite = ckite
         self.host = host
         self.port = port
@@ -56,7 +63,10 @@ class AdminServer:
         self.app.json.sort_keys = False      # keep CKite's order: cluster, then log
         self.app.json.compact = False        # people read /status with curl
         install_error_handlers(self.app, lambda: ckite.leader, peer_admin_url)
+        install_access_control(self.app, token)
         self.app.register_blueprint(admin_blueprint(ckite, self.registry, self.fetcher))
+        #: Raise it before start() if the application's routes take larger bodies.
+        self.max_request_body_bytes = DEFAULT_MAX_REQUEST_BODY_BYTES
         self._map: dict[int, Any] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -76,7 +86,8 @@ class AdminServer:
             listener = _listen(self.host, self.port)   # bind first: a taken port fails before any thread starts
             try:
                 self._server = create_server(self.app, map=self._map, sockets=[listener], threads=self._threads,
-                                             ident="ckite", expose_tracebacks=False)
+                                             ident="ckite", expose_tracebacks=False,
+                                             max_request_body_size=self.max_request_body_bytes)
             except BaseException:
                 wasyncore.close_all(self._map)
                 listener.close()
@@ -123,6 +134,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def build_admin(ckite: "CKite", host: str, port: int,
-                peer_admin_url: Callable[[str], str] = admin_url_by_convention) -> AdminServer:
+                peer_admin_url: Callable[[str], str] = admin_url_by_convention, *,
+                token: str | None = None) -> AdminServer:
     """The admin server the builder attaches to a member (not started: CKite.start starts it)."""
-    return AdminServer(ckite, host, port, peer_admin_url=peer_admin_url)
+    return AdminServer(ckite, host, port, peer_admin_url=peer_admin_url, token=token)

@@ -22,6 +22,7 @@ from ckite.consensus.follower import Follower, Joiner
 from ckite.consensus.leader import Leader
 from ckite.consensus.lifecycle import Starter, Stopped
 from ckite.consensus.membership import Configuration
+from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.role import Role
 from ckite.consensus.settings import RaftSettings
 from ckite.errors import NotLeaderError, StoppedError
@@ -126,8 +127,25 @@ class Consensus:
         return self._configurations[-1][1] if self._configurations else self._base_configuration
 
     @property
+    def configuration_index(self) -> int:
+        """Index of the entry holding the current configuration (the snapshot's index, or 0,
+        when the log holds none)."""
+        if self._configurations:
+            return self._configurations[-1][0]
+        return self.snapshot.last_index if self.snapshot else 0
+
+    @property
     def peers(self) -> frozenset[str]:
+        """Who this member talks to: the configuration's members, and for a leader also the
+        members it removed that have not yet received the configuration removing them."""
+        if isinstance(self.role, Leader):
+            return frozenset(self.role.progress)
         return self.configuration.members - {self.member_id}
+
+    @property
+    def is_joining(self) -> bool:
+        """A new member waiting to be added (it never stands for election meanwhile)."""
+        return isinstance(self.role, Joiner)
 
     @property
     def is_leader(self) -> bool:
@@ -266,13 +284,40 @@ class Consensus:
         with self.lock:
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
-            first = self.log.last_index + 1
-            entries = [LogEntry(first + offset, self.term, data, kind) for offset, (kind, data) in enumerate(items)]
-            self.log.append(entries)
-            self.on_entries_stored(entries)
-            self.advance_commit_as_leader()
-            self.listener.entries_appended()
-            return first, self.term
+            if not self.role.accepts_writes:
+                raise NotLeaderError("leadership is being handed over", leader=None)
+            return self._append_as_leader(items), self.term
+
+    def _append_as_leader(self, items: Sequence[tuple[EntryKind, bytes]]) -> int:
+        first = self.log.last_index + 1
+        entries = [LogEntry(first + offset, self.term, data, kind) for offset, (kind, data) in enumerate(items)]
+        self.log.append(entries)
+        self.on_entries_stored(entries)
+        self.advance_commit_as_leader()
+        self.listener.entries_appended()
+        return first
+
+    def append_configuration(self, configuration: Configuration) -> None:
+        """The leader's next configuration entry (membership changes); effective at once (§6)."""
+        logger.info("%s: appending configuration %s", self.member_id, configuration.describe())
+        self._append_as_leader([(EntryKind.CONFIGURATION, configuration.encode())])
+
+    def request_membership_change(self, kind: ChangeKind, member: str, timeout: float) -> Future:
+        """Add or remove ``member`` (leader only): the future completes once the final
+        configuration is committed. Raises NotLeaderError, or MembershipChangeError while
+        another change is in progress."""
+        with self.lock:
+            if not isinstance(self.role, Leader):
+                raise NotLeaderError(leader=self.leader_id)
+            return self.role.request_change(kind, member, self.clock() + timeout)
+
+    def request_leadership_transfer(self, to: str | None) -> Future:
+        """Hand leadership to ``to`` (or the most up-to-date voter); the future completes when
+        this leader sees a newer term, or fails after an election timeout."""
+        with self.lock:
+            if not isinstance(self.role, Leader):
+                raise NotLeaderError(leader=self.leader_id)
+            return self.role.request_transfer(to, self.clock())
 
     def request_read(self) -> Future:
         """Start a ReadIndex read: the future yields the index the state machine must reach."""
@@ -451,6 +496,8 @@ class Consensus:
     def _configuration_changed(self) -> None:
         if isinstance(self.role, Leader):
             self.role.sync_progress(self.clock())
+        elif isinstance(self.role, Joiner) and self.member_id in self.configuration.all_voters:
+            self.become_follower(self.clock())   # added: from now on it may stand for election
         self.listener.peers_changed(self.peers)
 
     def advance_commit(self, index: int) -> None:
@@ -469,6 +516,12 @@ class Consensus:
 
     # --- inspection ---------------------------------------------------------------------------
 
+    def _state_name(self) -> str:
+        """The role, or "Removed" for a member the configuration no longer includes."""
+        if type(self.role) is Follower and self.member_id not in self.configuration.members:
+            return "Removed"
+        return self.role.name
+
     def status(self) -> dict:
         with self.lock:
             now = self.clock()
@@ -477,7 +530,7 @@ class Consensus:
             return {
                 "id": self.member_id,
                 "term": self.term,
-                "state": self.role.name,
+                "state": self._state_name(),
                 "leader": self.leader_id,
                 "votedFor": self.voted_for,
                 "stateInfo": self.role.status(now),

@@ -7,9 +7,11 @@ from typing import Any
 
 from ckite.consensus.progress import Progress
 from ckite.consensus.read_index import ReadIndexTracker
+from ckite.consensus.reconfiguration import ChangeKind, Reconfiguration
 from ckite.consensus.role import Role
+from ckite.consensus.transfer import LeadershipTransfer
 from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse,
-                            Request)
+                            Request, TimeoutNow, TimeoutNowResponse)
 
 _log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ class Leader(Role):
         self.started_at = 0.0
         self.term_start_index = 0
         self.quorum_check_at = 0.0
+        self.term = consensus.term
+        self.reconfiguration = Reconfiguration(self)
+        self.transfer: LeadershipTransfer | None = None
+        self.leaving = False   # removed from the configuration: hand over, then step down
 
     def begin(self, now: float) -> None:
         consensus = self.consensus
@@ -63,15 +69,74 @@ class Leader(Role):
 
     def end(self) -> None:
         self.reads.fail_all("leadership lost before the read was confirmed")
+        self.reconfiguration.end()
+        if self.transfer is not None:
+            if self.consensus.term > self.term:
+                self.transfer.succeed()   # a newer term exists: most likely the target's
+            else:
+                self.transfer.fail("this leader stepped down before the target was elected")
+
+    # --- membership changes and leadership transfer ---------------------------------------------
+
+    def request_change(self, kind: ChangeKind, member: str, deadline: float) -> Future:
+        return self.reconfiguration.request(kind, member, deadline)
+
+    def request_transfer(self, requested: str | None, now: float) -> Future:
+        if self.transfer is not None:
+            return self.transfer.future
+        future: Future = Future()
+        target = LeadershipTransfer.choose_target(self, requested)
+        self.transfer = LeadershipTransfer(self, target, now + self.consensus.settings.max_election_timeout, future)
+        self.consensus.listener.entries_appended()   # wake the senders: the target may be ready now
+        return future
+
+    def _on_timeout_now_response(self, transfer: LeadershipTransfer, response: TimeoutNowResponse,
+                                 now: float) -> None:
+        if transfer is not self.transfer:
+            return
+        if self.leaving:
+            self.consensus.step_down(now, "removed from the configuration; handed over to " + transfer.target)
+        elif not response.accepted:
+            self.transfer = None
+            transfer.fail("the target refused to stand for election")
+
+    @property
+    def accepts_writes(self) -> bool:
+        """No new entries while leadership is being handed over (the target must catch up)."""
+        return self.transfer is None
+
+    def _after_commit_or_progress(self, now: float) -> None:
+        """Advance a membership change; hand over when this leader is no longer a voter."""
+        consensus = self.consensus
+        self.reconfiguration.drive(now)
+        configuration = consensus.configuration
+        if (not self.leaving and consensus.member_id not in configuration.all_voters
+                and consensus.configuration_index <= consensus.commit_index):
+            self.leaving = True
+            if configuration.voters:
+                self.transfer = LeadershipTransfer(self, LeadershipTransfer.choose_target(self, None),
+                                                   now + consensus.settings.max_election_timeout, Future())
+                consensus.listener.entries_appended()
+            else:
+                consensus.step_down(now, "removed from the configuration")
 
     def sync_progress(self, now: float) -> None:
-        """Track exactly the members of the current configuration (it changes on append)."""
+        """Track the members of the current configuration (it changes on append), and members it
+        removed until they hold it: a removed member must learn so, or it would campaign."""
         consensus = self.consensus
         peers = consensus.configuration.members - {consensus.member_id}
         for peer in peers - self.progress.keys():
             self.progress[peer] = Progress(next_index=consensus.log.last_index + 1, last_ack=now)
         for peer in self.progress.keys() - peers:
+            if self.progress[peer].match_index >= consensus.configuration_index:
+                del self.progress[peer]
+
+    def _release_if_departed(self, peer: str) -> None:
+        consensus = self.consensus
+        if peer not in consensus.configuration.members and \
+                self.progress[peer].match_index >= consensus.configuration_index:
             del self.progress[peer]
+            consensus.listener.peers_changed(consensus.peers)
 
     # --- replication -------------------------------------------------------------------------
 
@@ -80,6 +145,10 @@ class Leader(Role):
         if progress is None:
             return None
         consensus = self.consensus
+        transfer = self.transfer
+        if transfer is not None and transfer.target == peer and transfer.ready():
+            transfer.sent = True
+            return TimeoutNow(consensus.term, consensus.member_id), transfer
         settings = consensus.settings
         if progress.inflight >= progress.window(settings.max_inflight_appends):
             return None
@@ -143,6 +212,9 @@ class Leader(Role):
         return progress.last_sent + self.consensus.settings.heartbeat_interval
 
     def on_response(self, peer: str, request: Request, context: Any, response: Any, now: float) -> None:
+        if isinstance(context, LeadershipTransfer):
+            self._on_timeout_now_response(context, response, now)
+            return
         progress = self.progress.get(peer)
         if progress is None or getattr(context, "leader", None) is not self:
             return
@@ -150,6 +222,7 @@ class Leader(Role):
         progress.last_ack = now
         if isinstance(context, _SnapshotContext):
             self._on_snapshot_response(progress, context, response)
+            self._after_commit_or_progress(now)
             return
         assert isinstance(response, AppendEntriesResponse)
         if context.round > progress.acked_round:
@@ -160,6 +233,11 @@ class Leader(Role):
                 progress.match_seq = progress.sent_seq   # every request sent so far left before this ack
             progress.acknowledge(response.match_index)
             self.consensus.advance_commit_as_leader()
+            self._release_if_departed(peer)
+            if self.transfer is not None or self.consensus.configuration.learners:
+                self._after_commit_or_progress(now)
+                if self.transfer is not None and self.transfer.ready():
+                    self.consensus.listener.entries_appended()
         elif context.prev_index >= progress.match_index:   # not a stale reply to an older request
             if (context.seq > progress.match_seq and response.conflict_term == 0
                     and 0 < response.conflict_index <= progress.match_index):
@@ -173,6 +251,8 @@ class Leader(Role):
                 progress.restart_from(self._next_index_after_rejection(context.prev_index, response))
 
     def on_failure(self, peer: str, request: Request, context: Any, now: float) -> None:
+        if isinstance(context, LeadershipTransfer):
+            return   # a lost TimeoutNow: the transfer's deadline decides
         progress = self.progress.get(peer)
         if progress is None or getattr(context, "leader", None) is not self:
             return
@@ -204,11 +284,13 @@ class Leader(Role):
         self._confirm_reads()
 
     def on_commit(self) -> None:
-        """Reads that arrived before our first commit can now take a read index."""
+        """Reads that arrived before our first commit can now take a read index; a membership
+        change may take its next step."""
         if self.reads.before_first_commit and self.consensus.commit_index >= self.term_start_index:
             waiting, self.reads.before_first_commit = self.reads.before_first_commit, []
             for future in waiting:
                 self.add_read(future)
+        self._after_commit_or_progress(self.consensus.clock())
 
     def _confirm_reads(self) -> None:
         if not self.reads.waiting:
@@ -220,9 +302,25 @@ class Leader(Role):
     # --- check-quorum -------------------------------------------------------------------------
 
     def deadline(self) -> float | None:
-        return self.quorum_check_at if self.consensus.settings.check_quorum else None
+        deadlines = [self.quorum_check_at] if self.consensus.settings.check_quorum else []
+        if self.transfer is not None:
+            deadlines.append(self.transfer.deadline)
+        if (catch_up := self.reconfiguration.deadline()) is not None:
+            deadlines.append(catch_up)
+        return min(deadlines, default=None)
 
     def on_tick(self, now: float) -> None:
+        transfer = self.transfer
+        if transfer is not None and transfer.expired(now):
+            self.transfer = None
+            transfer.fail("the target was not elected within an election timeout")
+            if self.leaving:
+                self.consensus.step_down(now, "removed from the configuration")
+                return
+        self.reconfiguration.on_tick(now)
+        self._check_quorum(now)
+
+    def _check_quorum(self, now: float) -> None:
         consensus = self.consensus
         if not consensus.settings.check_quorum or now < self.quorum_check_at:
             return

@@ -9,6 +9,9 @@ would freeze a member for as long as the stranger likes.
 :func:`check_frame` walks a frame's structure first, in Python, and refuses any container whose
 element type is unknown or whose size cannot fit in the bytes left, and any nesting deeper than
 thriftpy2's own limit. After that, every loop of the decoder is bounded by the frame's length.
+It also counts the elements of every container against a budget (``max_items``): an empty
+struct takes one byte, so a 64 MiB frame could otherwise make thriftpy2 build 64 million
+``LogEntryST`` objects, gigabytes of memory.
 The walk costs about 1.5 µs per frame plus 0.3 µs per log entry (a 100-entry AppendEntries
 round trip on loopback goes from about 217 to 259 µs); entries laid out as ckite (and any
 thriftpy2 client) writes them take a fast path, anything else the general walk.
@@ -29,6 +32,8 @@ _FIXED = {2: 1, 3: 1, 4: 8, 6: 2, 8: 4, 10: 8}
 #: Wire type -> fewest bytes a value takes (a string's length, a struct's STOP, a container's header).
 _MIN_SIZE = {**_FIXED, _STRING: 4, _BINARY: 4, _STRUCT: 1, _MAP: 6, _SET: 5, _LIST: 5}
 _MAX_DEPTH = 64   # thriftpy2's DEFAULT_MAX_DEPTH
+#: Container elements a frame may hold in all (the transport passes its entries-per-append limit).
+DEFAULT_MAX_ITEMS = 10_000
 
 _i32 = struct.Struct(">i").unpack_from
 #: A LogEntryST as written: fields 1 (i64 term), 2 (i64 index), 3 (binary command) -> the three
@@ -39,8 +44,10 @@ _ENTRY_FIELDS = (b"\x0a\x00\x01", b"\x0a\x00\x02", b"\x0b\x00\x03")
 _ENTRY_TAILS = frozenset(b"\x03\x00\x04" + bytes([kind]) + b"\x00" for kind in range(256))
 
 
-def check_frame(frame: bytes) -> None:
-    """Raise :class:`MalformedFrame` unless ``frame`` (4-byte length included) is safe to decode."""
+def check_frame(frame: bytes, max_items: int = DEFAULT_MAX_ITEMS) -> None:
+    """Raise :class:`MalformedFrame` unless ``frame`` (4-byte length included) is safe to decode and
+    its containers hold at most ``max_items`` elements in all."""
+    budget = [max_items, max_items]   # [left, limit], spent by every container met
     try:
         version, = _i32(frame, 4)
         if version >= 0:
@@ -48,24 +55,24 @@ def check_frame(frame: bytes) -> None:
         name_length, = _i32(frame, 8)
         if name_length < 0:
             raise MalformedFrame("negative method name length")
-        end = _walk_struct(frame, 16 + name_length, 0)   # the arguments, after the name and the seqid
+        end = _walk_struct(frame, 16 + name_length, 0, budget)   # the arguments, after the name and the seqid
     except (IndexError, struct.error):
         end = len(frame) + 1
     if end > len(frame):
         raise MalformedFrame("the frame ends in the middle of a value")
 
 
-def _walk_struct(frame: bytes, position: int, depth: int) -> int:
+def _walk_struct(frame: bytes, position: int, depth: int, budget: list[int]) -> int:
     if depth > _MAX_DEPTH:
         raise MalformedFrame(f"structures nested deeper than {_MAX_DEPTH}")
     while True:
         field_type = frame[position]
         if field_type == _STOP:
             return position + 1
-        position = _walk_value(frame, position + 3, field_type, depth)   # after the type and the i16 id
+        position = _walk_value(frame, position + 3, field_type, depth, budget)   # after the type and the i16 id
 
 
-def _walk_value(frame: bytes, position: int, value_type: int, depth: int) -> int:
+def _walk_value(frame: bytes, position: int, value_type: int, depth: int, budget: list[int]) -> int:
     size = _FIXED.get(value_type)
     if size is not None:
         return position + size
@@ -75,33 +82,33 @@ def _walk_value(frame: bytes, position: int, value_type: int, depth: int) -> int
             raise MalformedFrame("negative string length")
         return position + 4 + length
     if value_type == _STRUCT:
-        return _walk_struct(frame, position, depth + 1)
+        return _walk_struct(frame, position, depth + 1, budget)
     if value_type == _MAP:
         key_type, item_type = frame[position], frame[position + 1]
         count, = _i32(frame, position + 2)
         position += 6
-        _check_count(frame, position, count, key_type, item_type)
+        _check_count(frame, position, count, budget, key_type, item_type)
         for _ in range(count):
-            position = _walk_value(frame, position, key_type, depth + 1)
-            position = _walk_value(frame, position, item_type, depth + 1)
+            position = _walk_value(frame, position, key_type, depth + 1, budget)
+            position = _walk_value(frame, position, item_type, depth + 1, budget)
         return position
     if value_type == _LIST or value_type == _SET:
         item_type = frame[position]
         count, = _i32(frame, position + 1)
         position += 5
-        _check_count(frame, position, count, item_type)
+        _check_count(frame, position, count, budget, item_type)
         size = _FIXED.get(item_type)
         if size is not None:
             return position + count * size
         if item_type == _STRUCT:
-            return _walk_structs(frame, position, count, depth + 1)
+            return _walk_structs(frame, position, count, depth + 1, budget)
         for _ in range(count):
-            position = _walk_value(frame, position, item_type, depth + 1)
+            position = _walk_value(frame, position, item_type, depth + 1, budget)
         return position
     raise MalformedFrame(f"unknown value type {value_type}")
 
 
-def _check_count(frame: bytes, position: int, count: int, *item_types: int) -> None:
+def _check_count(frame: bytes, position: int, count: int, budget: list[int], *item_types: int) -> None:
     if count < 0:
         raise MalformedFrame("negative container size")
     if count == 0:
@@ -111,9 +118,12 @@ def _check_count(frame: bytes, position: int, count: int, *item_types: int) -> N
         raise MalformedFrame(f"container of unknown element type {item_types}")
     if count * sum(sizes) > len(frame) - position:
         raise MalformedFrame(f"container claims {count} elements, more than the frame holds")
+    budget[0] -= count
+    if budget[0] < 0:
+        raise MalformedFrame(f"the frame's containers hold more than {budget[1]} elements in all")
 
 
-def _walk_structs(frame: bytes, position: int, count: int, depth: int) -> int:
+def _walk_structs(frame: bytes, position: int, count: int, depth: int, budget: list[int]) -> int:
     """A list of structs; log entries in the usual layout are checked without the general walk."""
     if depth > _MAX_DEPTH:
         raise MalformedFrame(f"structures nested deeper than {_MAX_DEPTH}")
@@ -126,5 +136,5 @@ def _walk_structs(frame: bytes, position: int, count: int, depth: int) -> int:
                 if frame[tail:tail + 5] in _ENTRY_TAILS:
                     position = tail + 5
                     continue
-        position = _walk_struct(frame, position, depth)
+        position = _walk_struct(frame, position, depth, budget)
     return position

@@ -8,6 +8,13 @@ pool of connections per peer. The server side is ours: thriftpy2's threaded serv
 checks the frame's structure (:mod:`ckite.rpc.frame_check`: thriftpy2's decoder trusts the
 sizes inside a frame too), and only then lets thriftpy2's ``TProcessor`` decode the frame and
 write the reply. A peer that breaks the rules loses its connection; the others are served on.
+A decoded request is checked against Raft's invariants and the receiving limits
+(:mod:`ckite.rpc.validation`) before the handler sees it.
+
+With a :class:`~ckite.rpc.tls.TlsConfig`, both sides speak mutual TLS: the server wraps each
+accepted connection in its own connection thread, with ``handshake_timeout``, so a peer that
+never finishes its handshake costs one thread for that long and stalls nobody else. At most
+``max_connections`` connections are served at once; more are closed at once.
 
 Threads (all named, all stopped and joined by :meth:`ThriftTransport.close`):
 ``ckite-<port>-rpc-accept`` accepts connections, ``ckite-<port>-rpc-conn-<n>`` serves one
@@ -36,7 +43,9 @@ from ckite.rpc.frame_check import check_frame
 from ckite.rpc.idl import CKiteService, ckite_thrift
 from ckite.rpc.thrift_codec import (METHODS, decode_request, decode_response, encode_request, error_from_thrift,
                                     error_to_thrift, to_thrift)
+from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import RpcHandler, Transport
+from ckite.rpc.validation import RequestLimits, validate_request
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,10 @@ _RECV_SIZE = 64 * 1024
 _JOIN_TIMEOUT = 2.0
 #: A call never runs with a socket timeout shorter than this (0 would make the socket non-blocking).
 _MIN_TIMEOUT = 0.001
+#: Defaults of ThriftTransport's server-side limits.
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+DEFAULT_HANDSHAKE_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 256
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -65,22 +78,29 @@ def _family(host: str) -> socket.AddressFamily:
 class HandlerAdapter:
     """Answers CKiteService's methods with an :class:`RpcHandler`.
 
-    Converts the argument struct to a request dataclass, calls ``handler.handle`` and converts
-    the response back. A :class:`CKiteError` (an :class:`EncodingError` from a malformed
-    argument included) becomes the ``CKiteErrorST`` the caller re-raises; any other exception is
-    a bug: it is logged with its traceback and the caller gets ``RpcError``. Used by the Thrift
-    server and by the in-process transport, so both answer the same way.
+    Converts the argument struct to a request dataclass, checks it (:func:`validate_request`),
+    calls ``handler.handle`` and converts the response back. A :class:`CKiteError` (an
+    :class:`EncodingError` from a malformed or invalid argument included, which is also logged)
+    becomes the ``CKiteErrorST`` the caller re-raises; any other exception is a bug: it is logged
+    with its traceback and the caller gets ``RpcError``. Used by the Thrift server and by the
+    in-process transport, so both answer the same way.
     """
 
-    def __init__(self, handler: RpcHandler, name: str) -> None:
+    def __init__(self, handler: RpcHandler, name: str, limits: RequestLimits | None = None) -> None:
         self._handler = handler
         self._name = name
+        self._limits = limits or RequestLimits()
         for method in METHODS:   # TProcessor looks the service's methods up by name
             setattr(self, method, functools.partial(self.dispatch, method))
 
     def dispatch(self, method: str, argument: Any) -> Any:
         try:
             request = decode_request(method, argument)
+            validate_request(request, self._limits)
+        except EncodingError as exc:   # the request never reaches the handler: nothing changes
+            logger.warning("%s: refused %s: %s", self._name, method, exc)
+            raise error_to_thrift(exc) from exc
+        try:
             response = self._handler.handle(request)
             if type(response) is not METHODS[method][1]:
                 raise TypeError(f"handler answered {type(response).__name__} to {type(request).__name__}")
@@ -174,11 +194,16 @@ class _FrameServer:
     """Listens on one binding; an accept thread and one thread per connection."""
 
     def __init__(self, binding: str, processor: TProcessor, max_frame_bytes: int,
-                 ssl_context: ssl.SSLContext | None) -> None:
+                 ssl_context: ssl.SSLContext | None, *, max_items: int = RequestLimits.max_entries_per_append,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS) -> None:
         host, port = split_address(binding)
         self._processor = processor
         self._max_frame_bytes = max_frame_bytes
+        self._max_items = max_items
         self._ssl_context = ssl_context
+        self._handshake_timeout = handshake_timeout
+        self._max_connections = max_connections
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, socket.socket] = {}   # guarded by _lock
@@ -224,8 +249,12 @@ class _FrameServer:
         thread = threading.Thread(target=self._serve_connection, args=(conn, f"{peer[0]}:{peer[1]}"),
                                   name=name, daemon=True)
         with self._lock:
-            if self._stopping.is_set():
+            full = len(self._connections) >= self._max_connections
+            if self._stopping.is_set() or full:
                 conn.close()
+                if full:
+                    logger.warning("ckite-%s: refused a connection from %s:%s: already serving %d connections",
+                                   self.port, peer[0], peer[1], self._max_connections)
                 return
             self._connections[thread] = conn
             thread.start()   # under the lock, so close() never sees a thread it cannot join
@@ -233,9 +262,10 @@ class _FrameServer:
     def _serve_connection(self, conn: socket.socket, peer: str) -> None:
         try:
             if self._ssl_context is not None:
-                conn = self._ssl_context.wrap_socket(conn, server_side=True)
-                with self._lock:
-                    self._connections[threading.current_thread()] = conn
+                tls = self._handshake(conn, peer)
+                if tls is None:
+                    return
+                conn = tls
             self._answer_frames(conn)
         except _BadFrame as exc:
             logger.warning("ckite-%s: closing the connection from %s: %s", self.port, peer, exc)
@@ -250,6 +280,26 @@ class _FrameServer:
                 self._connections.pop(threading.current_thread(), None)
             conn.close()
 
+    def _handshake(self, conn: socket.socket, peer: str) -> ssl.SSLSocket | None:
+        """The TLS connection once the peer proved a certificate of the cluster's CA; None (logged)
+        when it could not within the handshake timeout. close() can interrupt it: the TLS socket
+        replaces the plain one in ``_connections`` before the handshake starts."""
+        assert self._ssl_context is not None
+        tls = self._ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        with self._lock:
+            self._connections[threading.current_thread()] = tls
+        try:
+            tls.settimeout(self._handshake_timeout)
+            tls.do_handshake()
+            tls.settimeout(None)
+        except OSError as exc:   # ssl.SSLError, TimeoutError, a reset...
+            if not self._stopping.is_set():
+                logger.warning("ckite-%s: TLS handshake with %s failed: %s", self.port, peer,
+                               "timed out" if isinstance(exc, TimeoutError) else exc)
+            tls.close()
+            return None
+        return tls
+
     def _answer_frames(self, conn: socket.socket) -> None:
         reader = _FrameReader(conn, self._max_frame_bytes)
         source = _FrameSource()
@@ -260,7 +310,7 @@ class _FrameServer:
             frame = reader.next_frame()
             if frame is None:
                 return
-            check_frame(frame)
+            check_frame(frame, self._max_items)
             inbound.clean()   # nothing of a previous frame may leak into this one
             source.load(frame)
             self._processor.process(iprot, oprot)
@@ -322,9 +372,14 @@ class _Connection:
             return True
         try:
             sock.setblocking(False)
-            sock.recv(1, socket.MSG_PEEK)   # b"" (closed) or unexpected bytes: either way unusable
+            if isinstance(sock, ssl.SSLSocket):
+                # TLS cannot peek; reading is harmless, since any byte here makes the connection unusable.
+                # It also consumes TLS 1.3 session tickets, which are no application data.
+                sock.recv(1)
+            else:
+                sock.recv(1, socket.MSG_PEEK)   # b"" (closed) or unexpected bytes: either way unusable
             return True
-        except (BlockingIOError, ValueError):   # nothing to read: healthy (ValueError: TLS cannot peek)
+        except (BlockingIOError, ssl.SSLWantReadError):   # nothing to read: healthy
             return False
         except OSError:
             return True
@@ -348,19 +403,32 @@ class _Connection:
 class ThriftTransport(Transport):
     """Thrift over TCP; ``call`` is safe from any number of threads.
 
-    ``max_frame_bytes`` bounds what the server accepts from a peer; ``connect_timeout`` bounds
-    a connection attempt (a refused connection fails at once with
-    :class:`~ckite.errors.UnreachableError`). The TLS contexts, when given, wrap the server's
-    and the client's sockets.
+    ``max_frame_bytes`` bounds what the server accepts from a peer, ``limits`` what one request
+    may carry (:class:`~ckite.rpc.validation.RequestLimits`; its ``max_entries_per_append`` also
+    bounds the container elements of a frame before it is decoded); ``connect_timeout`` bounds a
+    connection attempt, TLS handshake included (a refused connection fails at once with
+    :class:`~ckite.errors.UnreachableError`). ``tls`` turns on mutual TLS for both the server and
+    the client side (or pass the two contexts yourself); ``handshake_timeout`` bounds a server-side
+    handshake and ``max_connections`` the connections served at once.
     """
 
-    def __init__(self, *, max_frame_bytes: int = 64 * 1024 * 1024, connect_timeout: float = 1.0,
+    def __init__(self, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES, connect_timeout: float = 1.0,
+                 tls: TlsConfig | None = None, limits: RequestLimits | None = None,
+                 handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT, max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  ssl_context_server: ssl.SSLContext | None = None,
                  ssl_context_client: ssl.SSLContext | None = None) -> None:
         if not 0 < max_frame_bytes < 2 ** 31:
             raise ValueError(f"max_frame_bytes must be in 1..2**31-1, not {max_frame_bytes}")
+        if handshake_timeout <= 0 or max_connections < 1:
+            raise ValueError("handshake_timeout must be positive and max_connections at least 1")
         self.max_frame_bytes = max_frame_bytes
         self.connect_timeout = connect_timeout
+        self.limits = limits or RequestLimits()
+        self.handshake_timeout = handshake_timeout
+        self.max_connections = max_connections
+        if tls is not None:
+            ssl_context_server = ssl_context_server or tls.server_context()
+            ssl_context_client = ssl_context_client or tls.client_context()
         self.ssl_context_server = ssl_context_server
         self.ssl_context_client = ssl_context_client
         self._lock = threading.Lock()
@@ -375,8 +443,10 @@ class ThriftTransport(Transport):
         return self._servers[0].address if self._servers else None
 
     def serve(self, binding: str, handler: RpcHandler) -> None:
-        processor = TProcessor(CKiteService, HandlerAdapter(handler, binding))
-        server = _FrameServer(binding, processor, self.max_frame_bytes, self.ssl_context_server)
+        processor = TProcessor(CKiteService, HandlerAdapter(handler, binding, self.limits))
+        server = _FrameServer(binding, processor, self.max_frame_bytes, self.ssl_context_server,
+                              max_items=self.limits.max_entries_per_append, handshake_timeout=self.handshake_timeout,
+                              max_connections=self.max_connections)
         with self._lock:
             closed = self._closed
             if not closed:

@@ -62,8 +62,9 @@ class Applier:
         with self.state_machine_lock:
             outcomes = [(entry, *self._apply(entry)) for entry in entries]
             last = entries[-1].index
-            if self.consensus.compaction_due(last) and not self.compactor.busy:
-                self.compactor.submit(last, self.state_machine.prepare_snapshot())
+            # Captured here, with the state at exactly `last`; submitted once `last` is published.
+            snapshot_job = (self.state_machine.prepare_snapshot()
+                            if self.consensus.compaction_due(last) and not self.compactor.busy else None)
         for entry, result, error in outcomes:
             future = self.pending.take(entry.index, entry.term)
             if future is not None and not future.done():
@@ -73,6 +74,8 @@ class Applier:
                     future.set_exception(error)
         self.pending.expire(self.clock())
         self._publish_applied(last)
+        if snapshot_job is not None:
+            self.compactor.submit(last, snapshot_job)
 
     def _restore(self, snapshot: Snapshot) -> None:
         """Replace the state machine's state with the snapshot's (exactly once per snapshot)."""

@@ -12,21 +12,24 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ckite.codec import decode_command, decode_value, encode_command, encode_value
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.consensus import Consensus
+from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.role import Role
-from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, NotLeaderError,
-                          ReadTimeoutError, RpcError, StoppedError, UnreachableError, WriteTimeoutError)
+from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MembershipChangeError,
+                          MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError, RpcError, StoppedError, UnreachableError,
+                          WriteTimeoutError)
 from ckite.log.entry import EntryKind
 from ckite.log.snapshot import Snapshot
-from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, Request
+from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, JoinMember, JoinMemberResponse, Request
 from ckite.rpc.transport import Transport
 from ckite.runtime.applier import Applier
 from ckite.runtime.compactor import Compactor
 from ckite.runtime.election_timer import election_timer_step
+from ckite.runtime.joiner import join_step
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.replicator import replicator_step
 from ckite.runtime.worker import Worker
@@ -36,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 #: How long a caller waits before retrying a request that found no leader or a stale one.
 RETRY_PAUSE = 0.02
+
+_MEMBERSHIP_KINDS = {ForwardKind.ADD_MEMBER: ChangeKind.ADD, ForwardKind.REMOVE_MEMBER: ChangeKind.REMOVE}
+
 
 #: Failures after which a write certainly was not appended anywhere, so retrying cannot apply it twice.
 _CERTAINLY_NOT_APPLIED: tuple[type[CKiteError], ...] = (NotLeaderError, UnreachableError, LeaderTimeoutError,
@@ -47,7 +53,8 @@ class RaftNode:
 
     def __init__(self, consensus: Consensus, transport: Transport, state_machine: StateMachine,
                  *, leader_timeout: float, write_timeout: float, read_timeout: float,
-                 listen_address: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 listen_address: str | None = None, clock: Callable[[], float] = time.monotonic,
+                 membership_timeout: float = 30.0, join_seeds: Sequence[str] = ()) -> None:
         self.consensus = consensus
         self.listen_address = listen_address or consensus.member_id
         self.transport = transport
@@ -55,6 +62,7 @@ class RaftNode:
         self.leader_timeout = leader_timeout
         self.write_timeout = write_timeout
         self.read_timeout = read_timeout
+        self.membership_timeout = membership_timeout
         self.pending = PendingWrites(consensus.metrics.commit_latency)
         self.compactor = Compactor(consensus)
         self.applier = Applier(consensus, state_machine, self.pending, clock, self.compactor)
@@ -68,6 +76,8 @@ class RaftNode:
         self._compact = self.compactor.worker = Worker(f"ckite-{tag}-compact", self.compactor.step)
         self._replicators: dict[str, Worker] = {}
         self._retired: list[Worker] = []
+        self._join = (Worker(f"ckite-{tag}-join", join_step(consensus, transport, join_seeds, membership_timeout))
+                      if join_seeds else None)
         self._forwarders = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"ckite-{tag}-forward")
         self._started = False
         self._stopped = False
@@ -86,13 +96,16 @@ class RaftNode:
             self.consensus.start()
             self.peers_changed(self.consensus.peers)
         self._election.start()
+        if self._join is not None:
+            self._join.start()
 
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         self.consensus.stop()
-        workers = [self._election, self._apply, self._compact, *self._replicators.values(), *self._retired]
+        workers = [self._election, self._apply, self._compact, *self._replicators.values(), *self._retired,
+                   *([self._join] if self._join is not None else [])]
         for worker in workers:
             worker.signal_stop()
         self.applier.notify_stop()
@@ -142,6 +155,10 @@ class RaftNode:
     def handle(self, request: Request) -> Any:
         if isinstance(request, ForwardRequest):
             return self._handle_forward(request)
+        if isinstance(request, JoinMember):
+            timeout = max(request.timeout_ms, 1) / 1000 if request.timeout_ms else self.membership_timeout
+            self.change_membership(ChangeKind.ADD, request.member_id, timeout)
+            return JoinMemberResponse(True)
         return self.consensus.handle_request(request)
 
     def _handle_forward(self, request: ForwardRequest) -> ForwardResponse:
@@ -156,7 +173,50 @@ class RaftNode:
             if not isinstance(command, ReadCommand):
                 raise CommandError("forwarded read is not a ReadCommand", "TypeError")
             return ForwardResponse(encode_value(self._read_here(command, self.clock() + timeout)))
+        if request.kind in _MEMBERSHIP_KINDS:
+            return ForwardResponse(encode_value(self._change_membership_here(
+                _MEMBERSHIP_KINDS[request.kind], request.payload.decode(), timeout)))
+        if request.kind is ForwardKind.TRANSFER_LEADERSHIP:
+            return ForwardResponse(encode_value(self._transfer_here(request.payload.decode() or None, timeout)))
         raise CommandError(f"{request.kind.value} is not supported by this member", "NotImplementedError")
+
+    # --- membership and leadership ----------------------------------------------------------------
+
+    def change_membership(self, kind: ChangeKind, binding: str, timeout: float | None = None) -> bool:
+        """Add or remove ``binding``; returns once the final configuration is committed.
+
+        A change already in progress makes this one wait (retrying) until its own timeout.
+        """
+        deadline = self.clock() + (self.membership_timeout if timeout is None else timeout)
+        forward_kind = ForwardKind.ADD_MEMBER if kind is ChangeKind.ADD else ForwardKind.REMOVE_MEMBER
+
+        def attempt(remaining: float) -> bool:
+            if self.consensus.is_leader:
+                return self._change_membership_here(kind, binding, remaining)
+            return self._forward(self._known_leader(remaining), forward_kind, binding.encode(), remaining)
+        return self._until_deadline(deadline, attempt, MembershipChangeError,
+                                    _CERTAINLY_NOT_APPLIED + (MembershipChangeInProgressError,))
+
+    def _change_membership_here(self, kind: ChangeKind, binding: str, timeout: float) -> bool:
+        future = self.consensus.request_membership_change(kind, binding, timeout)
+        return self._wait(future, timeout, MembershipChangeError,
+                          f"{kind.value} {binding}: the configuration was not committed within the timeout; "
+                          "the change may still complete")
+
+    def transfer_leadership(self, to: str | None = None, timeout: float | None = None) -> bool:
+        """Hand leadership to ``to`` (or the most up-to-date voter); True once it moved."""
+        deadline = self.clock() + (self.leader_timeout if timeout is None else timeout)
+
+        def attempt(remaining: float) -> bool:
+            if self.consensus.is_leader:
+                return self._transfer_here(to, remaining)
+            return self._forward(self._known_leader(remaining), ForwardKind.TRANSFER_LEADERSHIP,
+                                 (to or "").encode(), remaining)
+        return self._until_deadline(deadline, attempt, LeaderTimeoutError, (UnreachableError, StoppedError))
+
+    def _transfer_here(self, to: str | None, timeout: float) -> bool:
+        return self._wait(self.consensus.request_leadership_transfer(to), timeout, LeaderTimeoutError,
+                          "leadership transfer did not complete within the timeout")
 
     # --- writes -------------------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ function renderMembers(members, leaderStatus) {
     const status = entry.status;
     const progress = followers[entry.id] || {};
     row.classList.toggle("self", entry.self);
+    row.dataset.member = entry.id;   // stable hooks for scripts and tests, whatever the columns
+    row.dataset.role = status ? status.cluster.state : "unreachable";
     cell(row, entry.id);
     if (!status) {
       row.classList.add("unreachable");

@@ -1,0 +1,227 @@
+"""The summary of a benchmark: medians across runs, ratios ours/PySyncObj, the printed table.
+
+Ratios are always ckite-py's value divided by PySyncObj's, whatever the direction of the
+metric: each row says whether higher or lower is better. Nothing here judges a number; the
+"targets" lines only compare against issue 7's goals and print met / not met.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from benchmarks import procstat
+from benchmarks.systems import SYSTEMS
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    get: Callable[[dict[str, Any]], float | None]
+    better: str          # "higher" or "lower"
+    digits: int = 1
+
+
+def _row(name: str, field: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda outcome: outcome.get("rows", {}).get(name, {}).get(field)
+
+
+def _peak(section: str) -> Callable[[dict[str, Any]], float | None]:
+    def get(outcome: dict[str, Any]) -> float | None:
+        members = outcome.get(section)
+        return max(m["peak_rss_mib"] for m in members) if members else None
+    return get
+
+
+def _errors(outcome: dict[str, Any]) -> float | None:
+    """Failed operations in the timed rows (the fill retries its failures; they are in its row)."""
+    rows = outcome.get("rows")
+    return sum(r.get("errors", 0) for name, r in rows.items() if name != "fill") if rows else None
+
+
+def _foreign(outcome: dict[str, Any]) -> float | None:
+    values = [r["foreign_busy_cores"] for r in outcome.get("rows", {}).values()
+              if r.get("foreign_busy_cores") is not None]
+    return round(statistics.mean(values), 2) if values else None
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("seq_ops_per_s", "(1) sequential writes, 1 client: ops/s", _row("sequential_write", "ops_per_s"), "higher"),
+    Metric("seq_p50_ms", "(1)   p50 latency ms", _row("sequential_write", "p50_ms"), "lower", 2),
+    Metric("seq_p99_ms", "(1)   p99 latency ms", _row("sequential_write", "p99_ms"), "lower", 2),
+    Metric("w16_ops_per_s", "(2) 64 writes in flight, 16 B: committed ops/s", _row("concurrent_write_16B", "ops_per_s"),
+           "higher"),
+    Metric("w16_p99_ms", "(2)   p99 latency ms", _row("concurrent_write_16B", "p99_ms"), "lower", 1),
+    Metric("w16_submit_us", "(2)   time inside write_async, us per call", _row("concurrent_write_16B", "submit_us_mean"),
+           "lower", 1),
+    Metric("w16t_ops_per_s", "(2b) 64 threads of blocking writes, 16 B: ops/s",
+           _row("concurrent_write_16B_threads", "ops_per_s"), "higher"),
+    Metric("w16t_p99_ms", "(2b)   p99 latency ms", _row("concurrent_write_16B_threads", "p99_ms"), "lower", 1),
+    Metric("w1k_ops_per_s", "(2) 64 writes in flight, 1 KiB: committed ops/s",
+           _row("concurrent_write_1KiB", "ops_per_s"), "higher"),
+    Metric("w1k_p99_ms", "(2)   p99 latency ms", _row("concurrent_write_1KiB", "p99_ms"), "lower", 1),
+    Metric("read_ops_per_s", "(3) linearizable reads, 64 clients: reads/s", _row("linearizable_read", "ops_per_s"),
+           "higher"),
+    Metric("read_p99_ms", "(3)   p99 latency ms", _row("linearizable_read", "p99_ms"), "lower", 1),
+    Metric("rss_rows_mib", "(4) peak RSS of the largest member, MiB", _peak("memory_after_rows"), "lower"),
+    Metric("rss_fill_mib", "(4) peak RSS of the largest member at fill, MiB", _peak("memory_at_fill"), "lower"),
+    Metric("cpu_w16", "(4) CPU s per 1000 writes, 3 members (16 B row)",
+           _row("concurrent_write_16B", "cpu_s_per_1000_ops"), "lower", 3),
+    Metric("cpu_w1k", "(4) CPU s per 1000 writes, 3 members (1 KiB row)",
+           _row("concurrent_write_1KiB", "cpu_s_per_1000_ops"), "lower", 3),
+    Metric("cpu_seq", "(4) CPU s per 1000 writes, 3 members (sequential)",
+           _row("sequential_write", "cpu_s_per_1000_ops"), "lower", 3),
+    Metric("errors", "failed operations, timed rows", _errors, "lower", 0),
+    Metric("fill_retries", "failed writes retried during the fill", _row("fill", "errors"), "lower", 0),
+    Metric("foreign_load", "other processes' busy cores during rows (mean)", _foreign, "lower", 2),
+)
+
+
+def environment(options: Any) -> dict[str, Any]:
+    """What the numbers depend on: machine, load, versions, options."""
+    def version(package: str) -> str | None:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    try:
+        cython_thrift = importlib.util.find_spec("thriftpy2.protocol.cybin") is not None
+    except ImportError:
+        cython_thrift = False
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "loadavg_at_start": procstat.load_average(),
+        "ckite_commit": _git("rev-parse", "--short", "HEAD"),
+        "ckite_tree_dirty": bool(_git("status", "--porcelain", "--", "ckite")),
+        "versions": {p: version(p) for p in ("pysyncobj", "thriftpy2", "msgpack")},
+        "thriftpy2_cython": cython_thrift,
+        "options": {"systems": options.systems, "duration_s": options.duration, "warmup_s": options.warmup,
+                    "inflight": options.inflight, "read_clients": options.read_clients,
+                    "value_sizes": [options.small, options.large], "fill_keys": options.fill_keys,
+                    "fill_window": options.fill_window, "runs": options.runs},
+        "fsync": {name: SYSTEMS[name].fsync for name in options.systems},
+        "configs": {name: {"config": SYSTEMS[name].config, "durability": SYSTEMS[name].durability,
+                           "read_path": SYSTEMS[name].read_path} for name in options.systems},
+    }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def summarize(runs: list[dict[str, Any]], options: Any) -> dict[str, Any]:
+    """Medians per system and metric over ``runs``, ratios, targets and the printed table."""
+    summary: dict[str, dict[str, float | None]] = {}
+    for system in options.systems:
+        outcomes = [run[system] for run in runs if system in run]
+        summary[system] = {}
+        for metric in METRICS:
+            values = [v for v in (metric.get(o) for o in outcomes) if v is not None]
+            summary[system][metric.key] = round(statistics.median(values), 4) if values else None
+        summary[system]["failed_runs"] = sum(1 for o in outcomes if "error" in o)
+    ours, theirs = _sides(options.systems)
+    ratios = {f"{ours}/{other}": {m.key: _ratio(summary[ours][m.key], summary[other][m.key]) for m in METRICS}
+              for other in theirs} if ours else {}
+    document = {"summary": summary, "ratios": ratios, "targets": _targets(summary, ours, theirs)}
+    document["table"] = table(document, options, len(runs))
+    return document
+
+
+def _sides(systems: list[str]) -> tuple[str | None, list[str]]:
+    ours = [s for s in systems if SYSTEMS[s].family == "ckite"]
+    theirs = [s for s in systems if SYSTEMS[s].family == "pysyncobj"]
+    return (ours[0] if ours else None), theirs
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 3)
+
+
+def _targets(summary: dict[str, dict[str, Any]], ours: str | None, theirs: list[str]) -> list[dict[str, Any]]:
+    """Issue 7's goals against this run's medians (informational; never an assertion)."""
+    if ours is None:
+        return []
+    us = summary[ours]
+    goals: list[dict[str, Any]] = []
+
+    def goal(text: str, ok: bool | None, detail: str) -> None:
+        goals.append({"goal": text, "met": ok, "detail": detail})
+
+    for other in theirs:
+        them = summary[other]
+        if us["w16_ops_per_s"] and them["w16_ops_per_s"]:
+            ratio = us["w16_ops_per_s"] / them["w16_ops_per_s"]
+            goal(f"concurrent 16 B writes >= 3x {other}", ratio >= 3, f"{ratio:.2f}x")
+        if us["seq_p50_ms"] and them["seq_p50_ms"]:
+            ratio = us["seq_p50_ms"] / them["seq_p50_ms"]
+            goal(f"sequential p50 <= 1/10 of {other}", ratio <= 0.1, f"{ratio:.3f} of theirs")
+        if us["rss_fill_mib"] and them["rss_fill_mib"]:
+            extra = us["rss_fill_mib"] - them["rss_fill_mib"]
+            goal(f"peak RSS at fill <= {other} + 30 MB", extra <= 30 * 1.048576, f"{extra:+.1f} MiB")
+    if us["seq_p50_ms"] is not None:
+        goal("sequential p50 <= 2 ms", us["seq_p50_ms"] <= 2, f"{us['seq_p50_ms']:.2f} ms")
+    if us["read_ops_per_s"] and us["w16_ops_per_s"]:
+        ratio = us["read_ops_per_s"] / us["w16_ops_per_s"]
+        goal("linearizable reads >= 5x our concurrent writes", ratio >= 5, f"{ratio:.2f}x")
+    return goals
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "-"
+    if digits == 0:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
+
+
+def table(document: dict[str, Any], options: Any, runs: int) -> str:
+    summary, ratios = document["summary"], document["ratios"]
+    systems = options.systems
+    headers = ["metric (median of %d run%s)" % (runs, "" if runs == 1 else "s"), *systems, *ratios.keys()]
+    lines: list[list[str]] = []
+    for metric in METRICS:
+        label = metric.label.replace("at fill", f"at {options.fill_keys:,} keys")
+        line = [f"{label} [{metric.better} is better]"]
+        line += [_fmt(summary[s][metric.key], metric.digits) for s in systems]
+        line += [_fmt(r[metric.key], 2) + ("x" if r[metric.key] is not None else "") for r in ratios.values()]
+        lines.append(line)
+    lines.append(["(5) fsync on acknowledged writes", *("on" if SYSTEMS[s].fsync else "off" for s in systems),
+                  *("" for _ in ratios)])
+    failed = [s for s in systems if summary[s]["failed_runs"]]
+    widths = [max(len(row[i]) for row in [headers, *lines]) for i in range(len(headers))]
+    out = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    out.append("  ".join("-" * w for w in widths))
+    for row in lines:
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    out.append("")
+    for s in systems:
+        out.append(f"{s}: {SYSTEMS[s].config}; reads: {SYSTEMS[s].read_path}")
+    if failed:
+        out.append("runs that failed (see JSON 'error'): " + ", ".join(f"{s} x{summary[s]['failed_runs']}"
+                                                                      for s in failed))
+    if document.get("targets"):
+        out.append("")
+        out.append("issue 7 targets (informational):")
+        for g in document["targets"]:
+            mark = {True: "met", False: "NOT met", None: "?"}[g["met"]]
+            out.append(f"  {mark:8} {g['goal']}: {g['detail']}")
+    return "\n".join(out)

@@ -1,0 +1,194 @@
+"""The systems under test: one adapter per library and configuration, run inside a member process.
+
+Every adapter offers the same five operations on a replicated key-value map, so that the load
+generator (``benchmarks.load``) is one piece of code for all of them:
+
+- ``write(key, value, timeout)``: a replicated write; returns once it is committed and applied.
+- ``write_async(key, value, done, timeout)``: submit a write; ``done(ok, failure)`` is called once, from
+  whichever thread the library completes it on.
+- ``read(key, timeout)``: the library's linearizable read, or its closest equivalent.
+- ``is_leader()``, ``stop()``.
+
+The table of systems (``SYSTEMS``) is read by the parent, which never imports the libraries.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+#: ``done(ok, failure)``: ``failure`` names the error when ``ok`` is False.
+Done = Callable[[bool, "str | None"], None]
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """What the report says about a system: its library, configuration and durability."""
+
+    name: str
+    family: str          # "ckite" or "pysyncobj": the side of the comparison
+    config: str          # one line: the configuration, as the table labels it
+    fsync: bool          # does an acknowledged write survive a power cut on this machine?
+    durability: str      # what is on disk when a write is acknowledged
+    read_path: str       # what the "linearizable reads" row measures for this system
+    default: bool = True  # part of a run without --systems
+
+
+SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
+    SystemSpec("ckite", "ckite", "default (SQLite WAL, synchronous=FULL)", True,
+               "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
+               "read(): ReadIndex, one batched quorum round for all waiting reads, no log entry"),
+    SystemSpec("ckite-nofsync", "ckite", "SQLite synchronous=OFF (labelled: fsync off)", False,
+               "entries written to SQLite (page cache) but never fsynced, like PySyncObj's journal",
+               "read(): ReadIndex, as above"),
+    SystemSpec("pysyncobj", "pysyncobj", "default SyncObjConf (in-memory journal, 100 ms batching)", False,
+               "nothing on disk: MemoryJournal; PySyncObj never fsyncs in any configuration",
+               "@replicated get(sync=True): the read goes through the log (no ReadIndex in PySyncObj)"),
+    SystemSpec("pysyncobj-nobatch", "pysyncobj", "tuned: appendEntriesUseBatch=False (latency mode)", False,
+               "nothing on disk: MemoryJournal", "@replicated get(sync=True)"),
+    SystemSpec("pysyncobj-journal", "pysyncobj", "tuned: appendEntriesUseBatch=False + journalFile", False,
+               "mmap'ed journal file, never fsynced (survives a process crash, not a power cut)",
+               "@replicated get(sync=True)", default=False),
+)}
+
+
+def create(name: str, binding: str, peers: list[str], data_dir: Path) -> "CKiteSystem | PySyncObjSystem":
+    """Build (not start) the member of system ``name`` listening on ``binding``."""
+    spec = SYSTEMS[name]
+    if spec.family == "ckite":
+        return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync)
+    conf: dict[str, Any] = {}
+    if name in ("pysyncobj-nobatch", "pysyncobj-journal"):
+        conf["appendEntriesUseBatch"] = False
+    if name == "pysyncobj-journal":
+        data_dir.mkdir(parents=True, exist_ok=True)
+        conf["journalFile"] = str(data_dir / "journal.bin")
+    return PySyncObjSystem(binding, peers, conf)
+
+
+class CKiteSystem:
+    """ckite-py with the kvstore state machine, library defaults (timeouts, heartbeats), no admin."""
+
+    def __init__(self, binding: str, peers: list[str], data_dir: Path, *, fsync: bool) -> None:
+        from ckite import CKiteBuilder
+        from ckite.errors import CKiteError
+        from kvstore.store import Get, KVStore, Put
+
+        self._put, self._get, self._error = Put, Get, CKiteError
+        builder = (CKiteBuilder().with_local_binding(binding).with_members_bindings(peers)
+                   .with_state_machine(KVStore()).without_admin())
+        if fsync:
+            builder.with_data_dir(data_dir)
+        else:
+            builder.with_storage(_sqlite_without_fsync(data_dir))
+        self.member = builder.build()
+
+    def start(self) -> None:
+        self.member.start()
+
+    def is_leader(self) -> bool:
+        try:
+            return self.member.is_leader(timeout=0.5)
+        except self._error:
+            return False
+
+    def write(self, key: str, value: bytes, timeout: float) -> None:
+        self.member.write(self._put(key, value), timeout=timeout)
+
+    def write_async(self, key: str, value: bytes, done: Done, timeout: float) -> None:
+        future = self.member.write_async(self._put(key, value), timeout=timeout)
+        future.add_done_callback(lambda f: done(*_outcome(f)))
+
+    def read(self, key: str, timeout: float) -> Any:
+        return self.member.read(self._get(key), timeout=timeout)
+
+    def stop(self) -> None:
+        self.member.stop()
+
+
+def _outcome(future: Any) -> tuple[bool, str | None]:
+    if future.cancelled():
+        return False, "cancelled"
+    exc = future.exception()
+    return (True, None) if exc is None else (False, type(exc).__name__)
+
+
+def _sqlite_without_fsync(data_dir: Path) -> Any:
+    """ckite's SQLite storage with ``PRAGMA synchronous=OFF``: same code path, no fsync.
+
+    ckite has no public switch for this (on purpose: Raft needs the fsync), so the benchmark
+    reaches into the storage's connection; it checks that the pragma took effect."""
+    from ckite.config import DATABASE_FILE
+    from ckite.log.sqlite_storage import SQLiteStorage
+
+    storage = SQLiteStorage(data_dir / DATABASE_FILE)
+    conn = storage._connection()   # noqa: SLF001 - benchmark-only variant, see docstring
+    conn.execute("PRAGMA synchronous=OFF")
+    if conn.execute("PRAGMA synchronous").fetchone()[0] != 0:
+        raise RuntimeError("could not turn fsync off in ckite's SQLite storage")
+    return storage
+
+
+def _pysyncobj_kv_class() -> type:
+    """A replicated dict for PySyncObj (defined on first use: the parent never imports PySyncObj)."""
+    from pysyncobj import SyncObj, replicated
+
+    class BenchKV(SyncObj):
+        def __init__(self, self_addr: str, partners: list[str], conf: Any) -> None:
+            super().__init__(self_addr, partners, conf)
+            self._data: dict[str, bytes] = {}
+
+        @replicated
+        def put(self, key: str, value: bytes) -> bytes:
+            self._data[key] = value
+            return value
+
+        @replicated
+        def get(self, key: str) -> Any:
+            return self._data.get(key)
+
+    return BenchKV
+
+
+class PySyncObjSystem:
+    """PySyncObj's SyncObj with @replicated put/get; ``conf`` on top of the default SyncObjConf.
+
+    Only ``bindAddress`` is always set, so that members listen on loopback, not 0.0.0.0."""
+
+    def __init__(self, binding: str, peers: list[str], conf: dict[str, Any]) -> None:
+        from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjException
+
+        self._success, self._error = FAIL_REASON.SUCCESS, SyncObjException
+        self._args = (binding, peers, SyncObjConf(bindAddress=binding, **conf))
+        self.obj: Any = None
+
+    def start(self) -> None:
+        self.obj = _pysyncobj_kv_class()(*self._args)   # starts its tick thread
+
+    def is_leader(self) -> bool:
+        return bool(self.obj._isLeader())   # noqa: SLF001 - PySyncObj's documented query
+
+    def write(self, key: str, value: bytes, timeout: float) -> None:
+        self.obj.put(key, value, sync=True, timeout=timeout)
+
+    def write_async(self, key: str, value: bytes, done: Done, timeout: float) -> None:
+        success = self._success
+
+        def callback(result: Any, error: int) -> None:
+            done(True, None) if error == success else done(False, f"FAIL_REASON {error}")
+
+        self.obj.put(key, value, callback=callback)
+
+    def read(self, key: str, timeout: float) -> Any:
+        return self.obj.get(key, sync=True, timeout=timeout)
+
+    def stop(self) -> None:
+        if hasattr(self.obj, "destroy_synchronous"):
+            self.obj.destroy_synchronous()
+        else:
+            self.obj.destroy()
+            time.sleep(0.2)

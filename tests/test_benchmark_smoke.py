@@ -1,0 +1,56 @@
+"""The benchmark (python -m benchmarks) runs end to end and writes every row it promises.
+
+A smoke test only: half-second rows on real member processes, and no timing is judged (the
+numbers of a run this short on a busy CI machine mean nothing). PySyncObj runs too when it is
+installed (the test and bench extras pin it); otherwise only ckite-py does.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.processes
+
+REPO = Path(__file__).resolve().parent.parent
+ROWS = {"sequential_write", "concurrent_write_16B", "concurrent_write_16B_threads", "concurrent_write_1KiB",
+        "linearizable_read", "fill"}
+HAVE_PYSYNCOBJ = importlib.util.find_spec("pysyncobj") is not None
+
+
+@pytest.mark.timeout(120)
+def test_quick_benchmark_writes_every_row(tmp_path):
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--duration", "0.5", "--fill-keys", "300",
+               "--read-clients", "16", "--out", str(out)]
+    if not HAVE_PYSYNCOBJ:
+        command += ["--only", "ckite"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ckite" in done.stdout   # the table
+
+    document = json.loads(out.read_text())
+    systems = ["ckite", "pysyncobj"] if HAVE_PYSYNCOBJ else ["ckite"]
+    assert list(document["runs"][0]) == systems
+    for system in systems:
+        outcome = document["runs"][0][system]
+        assert "error" not in outcome, outcome.get("error")
+        assert set(outcome["rows"]) == ROWS
+        for name, row in outcome["rows"].items():
+            assert row["ops"] > 0, (system, name, row)
+            assert len(row["cpu_s_by_member"]) == 3
+        assert outcome["rows"]["fill"]["completed_total"] == 300
+        assert len(outcome["memory_at_fill"]) == 3
+        assert all(m["peak_rss_mib"] > 0 for m in outcome["memory_at_fill"])
+        summary = document["summary"][system]
+        for key in ("seq_ops_per_s", "seq_p50_ms", "seq_p99_ms", "w16_ops_per_s", "w16_p99_ms", "w1k_ops_per_s",
+                    "read_ops_per_s", "rss_fill_mib", "cpu_w16"):
+            assert summary[key] is not None, (system, key)
+    assert document["meta"]["fsync"]["ckite"] is True
+    if HAVE_PYSYNCOBJ:
+        assert document["meta"]["fsync"]["pysyncobj"] is False
+        assert document["ratios"]["ckite/pysyncobj"]["w16_ops_per_s"] is not None

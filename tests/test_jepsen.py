@@ -1,0 +1,38 @@
+"""The fault-injection suite, bounded for CI: a few short runs of mixed nemeses against real
+kvstore processes, each of which must come out VALID (linearizable, no lost acknowledged write,
+members converged, no crash). ``scripts/jepsen`` runs the long version; see docs/testing.md.
+
+A failing run leaves its report (history.json, verdict.json, timeline.html, member logs) under
+pytest's tmp_path, named in the failure message; ``scripts/jepsen --seed N`` replays the seed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.jepsen import netns
+from tests.jepsen.nemesis import ALL, Timing
+from tests.jepsen.runner import RunConfig, run
+
+pytestmark = [pytest.mark.processes, pytest.mark.timeout(150)]
+
+#: Three seeds of ~25 s each: about two minutes on 2 cores, startup and checks included. One run
+#: per network mode; ``auto`` is namespaces where they work (root with iptables), else proxies.
+RUNS = (pytest.param(101, "proxy", id="seed101-proxy"), pytest.param(202, "auto", id="seed202-auto"),
+        pytest.param(303, "netns", id="seed303-netns"))
+RUN_SECONDS = 25.0
+
+
+@pytest.mark.parametrize("seed, network", RUNS)
+def test_mixed_nemesis_run_is_valid(seed: int, network: str, tmp_path: Path) -> None:
+    if network == "netns" and netns.available() is not None:
+        pytest.skip(f"network namespaces unavailable here: {netns.available()}")
+    out = tmp_path / f"jepsen-seed-{seed}"
+    verdict = run(RunConfig(out=out, time=RUN_SECONDS, seed=seed, nemesis=list(ALL), network=network,
+                            timing=Timing(quiet=(1.0, 3.0), hold=(2.0, 5.0)), cooldown=4.0, check_budget=30.0))
+    problems = "\n".join(verdict["problems"])
+    assert verdict["valid"], f"{verdict['line']}\n{problems}\nreport: {out}"
+    assert verdict["faults"] >= 2, verdict["line"]
+    assert verdict["ops"]["ok"] > 100, verdict["line"]
+    assert {"history.json", "verdict.json", "timeline.html"} <= {p.name for p in out.iterdir()}
