@@ -163,6 +163,7 @@ class PySyncObjSystem:
         from pysyncobj import FAIL_REASON, SyncObjConf, SyncObjException
 
         self._success, self._error = FAIL_REASON.SUCCESS, SyncObjException
+        self._reasons = {v: k for k, v in vars(FAIL_REASON).items() if k.isupper()}
         self._args = (binding, peers, SyncObjConf(bindAddress=binding, **conf))
         self.obj: Any = None
 
@@ -176,10 +177,10 @@ class PySyncObjSystem:
         self.obj.put(key, value, sync=True, timeout=timeout)
 
     def write_async(self, key: str, value: bytes, done: Done, timeout: float) -> None:
-        success = self._success
+        success, reasons = self._success, self._reasons
 
         def callback(result: Any, error: int) -> None:
-            done(True, None) if error == success else done(False, f"FAIL_REASON {error}")
+            done(True, None) if error == success else done(False, f"FAIL_REASON.{reasons.get(error, error)}")
 
         self.obj.put(key, value, callback=callback)
 

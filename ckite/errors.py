@@ -94,3 +94,8 @@ class RpcError(CKiteError):
 class UnreachableError(RpcError):
     """The member could not be reached at all (connection refused or timed out while
     connecting): the request was certainly not delivered, so it is safe to retry."""
+
+
+class ProtocolError(RpcError):
+    """A peer sent something Raft forbids (e.g. entries replacing committed ones): refused,
+    nothing changed. Only a buggy or hostile member does this."""

@@ -1,4 +1,5 @@
-"""Raw Thrift frames for the hostile-input tests: valid calls to mutate, and a raw exchange with a server."""
+"""Helpers of the hostile-input tests: valid Thrift calls to mutate, a raw exchange with a server, and
+what a refused input must not change on a member."""
 from __future__ import annotations
 
 import socket
@@ -7,6 +8,7 @@ import struct
 from thriftpy2.protocol.cybin import TCyBinaryProtocol
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
+from ckite.api import CKite
 from ckite.messages import Request
 from ckite.rpc.idl import CKiteService
 from ckite.rpc.thrift_codec import encode_request
@@ -40,3 +42,9 @@ def exchange(address: str, data: bytes, timeout: float = 5.0) -> bytes:
         except (ConnectionResetError, BrokenPipeError):
             pass
     return b"".join(received)
+
+
+def fingerprint(member: CKite) -> dict:
+    """What a refused request must not change: term, vote, role, leader and the log."""
+    status = member.status()
+    return {key: status[key] for key in ("term", "state", "leader", "votedFor", "log")}

@@ -46,7 +46,9 @@ SAMPLE_REQUESTS: list[Request] = [
     InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 4096, bytes(range(256)) * 8192, done=True),  # 2 MiB chunk
     InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 0, b"", done=False),
     TimeoutNow(4, "l:1"),
-    *[ForwardRequest(kind, kind.value.encode() + b"\x00\xff", 1500) for kind in ForwardKind],
+    *[ForwardRequest(kind, kind.value.encode() + (b"\x00\xff" if kind in (ForwardKind.WRITE, ForwardKind.READ)
+                                                 else b":9091"), 1500)   # commands are bytes, bindings text
+      for kind in ForwardKind],
     JoinMember("new:9095", 2000),
 ]
 

@@ -199,7 +199,8 @@ def test_keys_and_values_in_the_url_must_be_utf8(member, guarded, method, path):
 
 
 def test_a_utf8_key_is_fine(guarded):
-    assert guarded.get("/put/%E2%82%AC/%F0%9F%99%82", headers=AUTH).get_json() == {"key": "\u20ac", "value": "\U0001F642"}
+    response = guarded.get("/put/%E2%82%AC/%F0%9F%99%82", headers=AUTH)
+    assert response.get_json() == {"key": "\u20ac", "value": "\U0001F642"}
     assert guarded.get("/get/%E2%82%AC").get_json()["value"] == "\U0001F642"
 
 

@@ -24,7 +24,7 @@ from ckite.rpc.idl import CKiteService, ckite_thrift as T
 from ckite.rpc.thrift_transport import ThriftTransport, split_address
 from ckite.rpc.validation import MAX_POSITION, MAX_TIMEOUT_MS, RequestLimits, validate_request
 
-from tests.frames import call_frame, exchange
+from tests.frames import call_frame, exchange, fingerprint
 from tests.kv_example import KVStore, Put
 from tests.netutil import CONFIGURATION, FakeHandler, answer, free_port
 from tests.waiting import wait_for
@@ -75,6 +75,9 @@ def entries(first: int, terms: list[int], size: int = 1) -> list[LogEntry]:
     (ForwardRequest(ForwardKind.WRITE, b"", MAX_TIMEOUT_MS + 1), "timeout_ms"),
     (JoinMember("new:1", 2 ** 62), "timeout_ms"),
     (JoinMember("\x00", 1), "member_id must be"),
+    (ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"\x92\x01", 10), "transfer_leadership payload is not UTF-8"),
+    (ForwardRequest(ForwardKind.ADD_MEMBER, b"\xff", 10), "add_member payload is not UTF-8"),
+    (ForwardRequest(ForwardKind.REMOVE_MEMBER, b"a\nb:1", 10), "remove_member payload must be"),
 ], ids=lambda value: value if isinstance(value, str) else type(value).__name__)
 def test_requests_that_break_raft_invariants_or_limits_are_invalid(request_, complaint):
     with pytest.raises(EncodingError, match=complaint.replace("(", r"\(")):
@@ -90,6 +93,9 @@ def test_requests_that_break_raft_invariants_or_limits_are_invalid(request_, com
     InstallSnapshot(2, "l:1", 10, 2, CONFIGURATION, 0, b"", True),
     AppendEntries(3, "l:1", 0, 0, [LogEntry(1, 3, CONFIGURATION, EntryKind.CONFIGURATION)]),
     ForwardRequest(ForwardKind.READ, b"", MAX_TIMEOUT_MS),
+    ForwardRequest(ForwardKind.WRITE, b"\xff\xfe", 10),   # commands are checked by the command codec
+    ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"", 10),
+    ForwardRequest(ForwardKind.ADD_MEMBER, "m\u00e9:1".encode(), 10),
     JoinMember("new:9095", 0),
 ], ids=lambda value: type(value).__name__)
 def test_requests_a_healthy_leader_sends_are_valid(request_):
@@ -216,12 +222,6 @@ def _answers(client: ThriftTransport, address: str) -> bool:
 
 
 # --- a real member ------------------------------------------------------------------------------------
-
-def fingerprint(member) -> dict:
-    """What a refused request must not change: term, vote, role, leader and the log."""
-    status = member.status()
-    return {key: status[key] for key in ("term", "state", "leader", "votedFor", "log")}
-
 
 @pytest.mark.timeout(30)
 def test_hostile_requests_change_nothing_on_a_real_member():

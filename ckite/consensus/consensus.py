@@ -189,6 +189,12 @@ class Consensus:
         return self.role.on_install_snapshot(request, now)
 
     def _on_request_vote(self, request: RequestVote, now: float) -> RequestVoteResponse:
+        voters = self.configuration.all_voters
+        if voters and request.candidate_id not in voters:
+            # A member removed by a configuration it never received keeps campaigning; its
+            # higher term must not depose our leader (thesis §4.2.3). Not adopting the term is
+            # safe: its votes could not count toward any configuration we know.
+            return RequestVoteResponse(self.term, False)
         if request.term > self.term and not request.transfer and self._in_leader_lease(now):
             # A current leader is alive: a candidate that lost contact must not depose it (thesis §4.2.3).
             return RequestVoteResponse(self.term, False)

@@ -1,9 +1,15 @@
 """Follower (and Joiner): accept the leader's entries, and start an election when it goes quiet."""
 from __future__ import annotations
 
+import logging
+
 from ckite.consensus.role import Role
+from ckite.errors import ProtocolError
 from ckite.log.snapshot import Snapshot
 from ckite.messages import AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, TimeoutNow
+
+
+logger = logging.getLogger(__name__)
 
 
 class _IncomingSnapshot:
@@ -69,7 +75,11 @@ class Follower(Role):
             if local_term != request.prev_log_term:
                 return AppendEntriesResponse(term, False, conflict_term=local_term,
                                              conflict_index=log.first_index_of_term(local_term, prev_index))
-        truncated_from, added = log.merge_from_leader(prev_index, entries)
+        try:
+            truncated_from, added = log.merge_from_leader(prev_index, entries, consensus.commit_index)
+        except ValueError as exc:
+            logger.error("%s: refusing AppendEntries from %s: %s", consensus.member_id, request.leader_id, exc)
+            raise ProtocolError(str(exc)) from exc
         if truncated_from is not None:
             consensus.on_truncated(truncated_from)
         consensus.on_entries_stored(added)

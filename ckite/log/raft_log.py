@@ -131,13 +131,15 @@ class RaftLog:
         self._base_index, self._base_term = last, snapshot.last_term
         return discarded_from
 
-    def merge_from_leader(self, prev_index: int,
-                          entries: Sequence[LogEntry]) -> tuple[int | None, Sequence[LogEntry]]:
+    def merge_from_leader(self, prev_index: int, entries: Sequence[LogEntry],
+                          commit_index: int = 0) -> tuple[int | None, Sequence[LogEntry]]:
         """Add a leader's entries that follow ``prev_index`` (already checked to match).
 
         Only a real conflict (same index, different term) truncates: a delayed or duplicated
         AppendEntries carrying entries we already hold must not cut off newer ones (§5.3).
         Returns the index truncation started at (or None) and the entries actually added.
+        Raises ValueError, before writing anything, if the entries would replace a committed
+        one (``<= commit_index``): only a leader that breaks Raft sends such a thing.
         """
         skip = 0
         for entry in entries:
@@ -155,5 +157,8 @@ class RaftLog:
             return None, new_entries
         first_new = new_entries[0].index
         truncate_from = first_new if first_new <= self.last_index else None
+        if truncate_from is not None and truncate_from <= commit_index:
+            raise ValueError(f"entries from the leader conflict with committed entry {truncate_from} "
+                             f"(commit index {commit_index})")
         self.append(new_entries, truncate_from)
         return truncate_from, new_entries

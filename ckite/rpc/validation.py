@@ -16,6 +16,8 @@ going backwards, or build millions of objects from one call:
   ``max_entries_per_append`` entries carrying at most ``max_append_bytes`` bytes of data
   (the receiving side's limits; keep them above the sender's ``RaftSettings`` batch limits);
 - RequestVote: ``last_log_term <= term``; InstallSnapshot: ``last_term <= term``;
+- a forwarded membership change or leadership transfer names its member as UTF-8 text (at most
+  :data:`MAX_ID_CHARS` printable characters; empty for "any member" in a transfer);
 - a configuration (a CONFIGURATION entry's data, an InstallSnapshot's ``configuration``) decodes.
   The core decodes it only after storing it, so a malformed one would be in the log (or the
   snapshot) for good, and the member could not restart.
@@ -32,8 +34,8 @@ from typing import Callable
 from ckite.consensus.membership import Configuration
 from ckite.errors import EncodingError
 from ckite.log.entry import EntryKind
-from ckite.messages import (AppendEntries, ForwardRequest, InstallSnapshot, JoinMember, Request, RequestVote,
-                            TimeoutNow)
+from ckite.messages import (AppendEntries, ForwardKind, ForwardRequest, InstallSnapshot, JoinMember, Request,
+                            RequestVote, TimeoutNow)
 
 #: The largest term, index or byte offset a peer may send.
 MAX_POSITION = 2 ** 62
@@ -141,6 +143,17 @@ def _install_snapshot(request: InstallSnapshot, limits: RequestLimits) -> None:
     _configuration(request, request.configuration, "configuration")
 
 
+def _forward_request(request: ForwardRequest, limits: RequestLimits) -> None:
+    if request.kind in (ForwardKind.WRITE, ForwardKind.READ):
+        return   # an encoded command: the command codec checks it
+    try:
+        member = request.payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid(request, f"the {request.kind.value} payload is not UTF-8 text") from None
+    if len(member) > MAX_ID_CHARS or not member.isprintable():
+        raise _invalid(request, f"the {request.kind.value} payload must be at most {MAX_ID_CHARS} printable characters")
+
+
 def _configuration(request: Request, data: bytes, label: str) -> None:
     try:
         configuration = Configuration.decode(data)
@@ -152,4 +165,4 @@ def _configuration(request: Request, data: bytes, label: str) -> None:
 
 
 _SPECIFIC: dict[type, Callable[..., None]] = {AppendEntries: _append_entries, RequestVote: _request_vote,
-                                              InstallSnapshot: _install_snapshot}
+                                              InstallSnapshot: _install_snapshot, ForwardRequest: _forward_request}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from tests.jepsen.history import OK, History, Op
+from tests.jepsen.history import FAIL, OK, History, Op
 
 #: Log lines that mean a member lost a thread or gave up: never normal, faults or not.
 FATAL_LOG = re.compile(r"Exception in thread|\bCRITICAL\b")
@@ -37,7 +37,7 @@ def lost_writes(history: History, final: Mapping[str, str | None]) -> list[str]:
         if value is None:
             problems += [f"{key} absent at the end after acknowledged {op.describe()}" for op in acknowledged]
             continue
-        writers = [op for op in ops if op.writes and op.value == value and op.outcome != "fail"]
+        writers = [op for op in ops if op.writes and op.value == value and op.outcome != FAIL]
         if not writers:
             problems.append(f"{key} ends as {value!r}, which no operation wrote")
             continue

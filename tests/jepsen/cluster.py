@@ -2,7 +2,8 @@
 network, and the few questions the nemesis and the checks ask it.
 
 Processes (start, kill -9, pause, restart, wipe) are ProcessCluster's; this module only moves each
-member to the address the network gives it and wraps its command line (see ``network.py``), and
+member to the address the network gives it and wraps its command line (see ``network.py``), puts
+its data directory on a small file system the nemesis can fill (``disk.py``, root only), and
 remembers which exits the nemesis caused, so that any other one counts as a crash.
 """
 from __future__ import annotations
@@ -11,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+from tests.jepsen import disk
+from tests.jepsen.disk import Disks
 from tests.jepsen.network import create_network
 from tests.processes import Member, ProcessCluster
 
@@ -25,6 +28,10 @@ class JepsenCluster(ProcessCluster):
     def __init__(self, base_dir: Path | str, size: int, seed: int = 0, extra_args: Sequence[str] = (),
                  network: str = "auto") -> None:
         super().__init__(base_dir, size, extra_args, start_timeout=START_TIMEOUT)
+        #: Size-limited data directories (tmpfs) where this process may mount them, else None.
+        self.disks = Disks() if disk.available() is None else None
+        for member in self.members if self.disks else ():
+            self.disks.mount(member.data_dir)
         self.network = create_network(network, {m.name: (m.host, m.port) for m in self.members}, seed)
         for member in self.members:
             member.host = self.network.host(member.name)
@@ -68,4 +75,6 @@ class JepsenCluster(ProcessCluster):
 
     def close(self) -> None:
         super().close()
+        if self.disks is not None:
+            self.disks.close()
         self.network.close()

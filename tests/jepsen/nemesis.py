@@ -7,29 +7,33 @@ timeline, and heals whatever is broken when it is stopped, so the run always end
 
 Faults (``FAULTS``): kill -9 the leader or a random member (restarted on its data directory by
 the heal), pause one with SIGSTOP, partition a random minority away, isolate the leader, a
-"bridge" (two sides that each see one middle member), one-way links, latency and loss. Every
+"bridge" (two sides that each see one middle member), one-way links, latency, loss, and a full
+disk on one member (its data directory is a small tmpfs, filled with a ballast file). Every
 fault leaves a majority able to work after the heal; none loses acknowledged data by design
 (no data wipe: Raft does not promise to survive a lost vote or log).
 
-Membership churn will come with the membership issue: ``membership`` is the hook, named here and
-refused until ckite can add and remove members.
+Membership churn (``membership``): a member is removed from the configuration, stopped and wiped,
+then started blank and added back.
 """
 from __future__ import annotations
 
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 from tests.jepsen.cluster import JepsenCluster
 from tests.jepsen.history import Recorder
-from tests.jepsen.network import CUT, DELAY, LOSS
+from tests.jepsen.network import DELAY, LOSS
 from tests.processes import Member
 
 logger = logging.getLogger(__name__)
 
 Heal = Callable[[], None]
+#: A membership change waits for the new member to catch up as a learner, then for two commits.
+MEMBERSHIP_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -48,13 +52,10 @@ class Nemesis:
         unknown = [f for f in faults if f not in FAULTS]
         if unknown:
             raise ValueError(f"unknown fault(s) {unknown}; known: {sorted(FAULTS)}")
-        unavailable = [f for f in faults if f in UNAVAILABLE]
-        if unavailable:
-            raise ValueError(f"fault(s) {unavailable} not available yet: {UNAVAILABLE[unavailable[0]]}")
         self.cluster = cluster
         self.recorder = recorder
-        #: Faults this network cannot inject (latency without netem): left out, and reported.
-        self.skipped = [f for f in faults if NEEDS.get(f, CUT) not in cluster.network.supports]
+        #: Faults this cluster cannot suffer (latency without netem...): left out, and reported.
+        self.skipped = [f for f in faults if f in NEEDS and not NEEDS[f](cluster)]
         self.faults = [f for f in faults if f not in self.skipped]
         self.rng = random.Random(seed)
         self.timing = timing
@@ -195,19 +196,63 @@ def loss(nemesis: Nemesis) -> tuple[str, Heal]:
     return f"every link loses {rate:.0%}", nemesis.cluster.network.heal
 
 
+def disk_full(nemesis: Nemesis) -> tuple[str, Heal]:
+    """Fill one member's data directory (often the leader's) until writes fail with ENOSPC."""
+    cluster, disks = nemesis.cluster, nemesis.cluster.disks
+    assert disks is not None
+    victim = nemesis.leader_or_random() if nemesis.rng.random() < 0.5 else nemesis.rng.choice(cluster.members)
+    taken = disks.fill(victim.data_dir)
+    return f"{victim.name} disk full ({taken >> 20} MiB of ballast)", lambda: disks.free(victim.data_dir)
+
+
 def membership(nemesis: Nemesis) -> tuple[str, Heal]:
-    """The churn hook: add a new member (``cluster.new_member()``), remove one, and back."""
-    raise NotImplementedError(UNAVAILABLE["membership"])
+    """Churn: remove a member (sometimes the leader, which then hands over) from the configuration,
+    stop it and wipe its data; the heal starts it blank and adds it back, so it rejoins as a
+    learner, catches up and becomes a voter again through joint consensus."""
+    cluster = nemesis.cluster
+    victim = nemesis.leader_or_random() if nemesis.rng.random() < 0.3 else nemesis.rng.choice(cluster.running())
+    _change_membership(nemesis, victim, remove=True)
+    cluster.stop(victim)
+    cluster.wipe(victim)
+
+    def rejoin() -> None:
+        cluster.start(victim)
+        _change_membership(nemesis, victim, remove=False)
+    return f"remove {victim.name} and wipe it", rejoin
+
+
+def _change_membership(nemesis: Nemesis, member: Member, remove: bool) -> None:
+    """Ask the other members (any of them forwards to the leader) until the leader's configuration
+    shows the change: a request that timed out may still have been carried out."""
+    cluster = nemesis.cluster
+    deadline = time.monotonic() + MEMBERSHIP_TIMEOUT
+    last: object = None
+    while time.monotonic() < deadline:
+        leader = cluster.current_leader([m for m in cluster.running() if m is not member] or None)
+        members = ((cluster.status(leader) or {}).get("cluster") or {}).get("members", []) if leader else []
+        if leader is not None and (member.binding in members) != remove:
+            return
+        via = nemesis.rng.choice([m for m in cluster.running() if m is not member])
+        client = via.client(MEMBERSHIP_TIMEOUT)
+        try:
+            last = client.remove_member(member.binding) if remove else client.add_member(member.binding)
+        except OSError as exc:
+            last = exc
+        time.sleep(0.2)
+    raise RuntimeError(f"could not {'remove' if remove else 'add'} {member.name} within {MEMBERSHIP_TIMEOUT}s: "
+                       f"{last!r}")
 
 
 FAULTS: dict[str, Callable[[Nemesis], tuple[str, Heal]]] = {
     "kill-leader": kill_leader, "kill-random": kill_random, "pause": pause,
     "partition": partition_random, "isolate-leader": isolate_leader, "bridge": bridge,
-    "one-way": one_way, "latency": latency, "loss": loss, "membership": membership,
+    "one-way": one_way, "latency": latency, "loss": loss, "disk-full": disk_full, "membership": membership,
 }
-#: Faults named but not runnable yet, and why.
-UNAVAILABLE = {"membership": "ckite does not implement membership changes yet (CKite.add_member raises)"}
-#: The network ability a fault needs (the others need only cuts, or no network at all).
-NEEDS = {"latency": DELAY, "loss": LOSS}
+#: What a fault needs of the cluster, where not every cluster has it.
+NEEDS: dict[str, Callable[[JepsenCluster], bool]] = {
+    "latency": lambda cluster: DELAY in cluster.network.supports,
+    "loss": lambda cluster: LOSS in cluster.network.supports,
+    "disk-full": lambda cluster: cluster.disks is not None,
+}
 #: What ``--nemesis all`` runs.
-ALL = [name for name in FAULTS if name not in UNAVAILABLE]
+ALL = list(FAULTS)

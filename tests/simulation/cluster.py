@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
+from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.settings import RaftSettings
 from ckite.errors import CKiteError
 from ckite.log.entry import EntryKind
@@ -57,14 +58,18 @@ class SimMember:
 
 
 class SimCluster:
-    def __init__(self, seed: int, size: int = 3, settings: RaftSettings = SIM_SETTINGS) -> None:
+    def __init__(self, seed: int, size: int = 3, settings: RaftSettings = SIM_SETTINGS, spares: int = 0) -> None:
+        """``size`` founding members, plus ``spares`` that start as joiners (empty configuration,
+        never campaigning) for membership changes to add."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.settings = settings
         self.now = 0.0
         self.network = SimNetwork(random.Random(self.rng.random()), settings.rpc_timeout)
-        self.ids = [f"n{i}:{9000 + i}" for i in range(1, size + 1)]
-        self.configuration = Configuration.of(self.ids)
+        self.ids = [f"n{i}:{9000 + i}" for i in range(1, size + spares + 1)]
+        self.configuration = Configuration.of(self.ids[:size])
+        self.spares = spares
+        self.membership_changes = 0
         self.members = {member_id: SimMember(member_id, MemoryStorage()) for member_id in self.ids}
         self.leaders_by_term: dict[int, str] = {}
         self.committed: dict[int, tuple[int, bytes]] = {}     # index -> (term, data), as applied anywhere
@@ -98,8 +103,10 @@ class SimCluster:
         if member.up:
             return
         logger.debug("t=%.3f start %s", self.now, member_id)
-        member.consensus = Consensus(member_id, member.storage, self.configuration, self.settings,
-                                     clock=lambda: self.now, rng=random.Random(self.rng.random()))
+        founding = member_id in self.configuration.voters
+        member.consensus = Consensus(member_id, member.storage,
+                                     self.configuration if founding else Configuration.of([]), self.settings,
+                                     clock=lambda: self.now, rng=random.Random(self.rng.random()), join=not founding)
         member.consensus.start()
 
     def partition(self, *groups: set[str]) -> None:
@@ -125,7 +132,10 @@ class SimCluster:
             return False
         self._write_counter += 1
         data = f"w{self._write_counter}".encode()
-        index, term = member.consensus.propose([(EntryKind.COMMAND, data)])
+        try:
+            index, term = member.consensus.propose([(EntryKind.COMMAND, data)])
+        except CKiteError:
+            return False   # e.g. leadership is being handed over
         self.pending_writes[(member_id, index)] = (term, data)
         return True
 
@@ -140,6 +150,23 @@ class SimCluster:
             return False
         self.pending_reads.append((member, future, set(self.acknowledged), self.steps))
         return True
+
+    def change_membership(self, kind: ChangeKind, member_id: str) -> bool:
+        """Ask the leader (if any) to add or remove ``member_id``; True when it took the request."""
+        leaders = self.leaders()
+        if not leaders:
+            return False
+        try:
+            leaders[0].consensus.request_membership_change(kind, member_id, timeout=5.0)
+        except CKiteError:
+            return False   # another change in progress, or the last voter
+        self.membership_changes += 1
+        return True
+
+    def final_members(self) -> frozenset[str]:
+        """Who must hold every acknowledged write at the end: the leader's configuration."""
+        leaders = self.leaders()
+        return leaders[0].consensus.configuration.members if leaders else frozenset(self.ids)
 
     # --- the event loop -----------------------------------------------------------------------
 
@@ -302,8 +329,10 @@ class SimCluster:
                         self.fail(f"Log Matching: {a} and {b} agree at {highest_match} but differ at {entry.index}")
 
     def check_convergence(self) -> None:
-        """After healing: every member applied the same writes, including every acknowledged one."""
-        states = {m.member_id: m.applied for m in self.up_members()}
+        """After healing: every member of the final configuration applied the same writes,
+        including every acknowledged one (removed members may lag behind forever)."""
+        final = self.final_members()
+        states = {m.member_id: m.applied for m in self.up_members() if m.member_id in final}
         reference = max(states.values(), key=len)
         for member_id, applied in states.items():
             if applied != reference:

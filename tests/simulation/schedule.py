@@ -6,6 +6,8 @@ import logging
 import random
 from dataclasses import replace
 
+from ckite.consensus.reconfiguration import ChangeKind
+
 from tests.simulation.cluster import SIM_SETTINGS, SimCluster
 
 
@@ -20,11 +22,16 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
     size = size or variant.choice([3, 3, 5])
     # Half the runs turn pre-vote and check-quorum off: they must not be what keeps the cluster safe.
     protections = variant.random() < 0.5
+    # A third of the runs change membership too: spare members are added and members removed.
+    spares = variant.choice([0, 0, 2])
     # Most runs compact their logs often, with snapshots sent in small chunks through the faults.
-    settings = replace(SIM_SETTINGS, pre_vote=protections, check_quorum=protections,
+    # Runs that change membership keep pre-vote: without it (and without check-quorum) a removed
+    # member that missed its removal can depose every leader forever through a lagging member
+    # (thesis §4.2.3) -- a liveness problem, which the convergence check would report.
+    settings = replace(SIM_SETTINGS, pre_vote=protections or bool(spares), check_quorum=protections,
                        compaction_threshold=variant.choice([0, 8, 30, 30]),
                        snapshot_chunk_bytes=variant.choice([16, 64, 4096]))
-    cluster = SimCluster(seed, size, settings)
+    cluster = SimCluster(seed, size, settings, spares=spares)
     rng = cluster.rng
     ids = cluster.ids
     next_fault = 0.5
@@ -45,6 +52,9 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
 
 def _inject_fault(cluster: SimCluster, rng) -> None:
     ids = cluster.ids
+    if cluster.spares and rng.random() < 0.3:
+        _change_membership(cluster, rng)
+        return
     choice = rng.random()
     faults = cluster.network.faults
     if choice < 0.15:
@@ -73,6 +83,19 @@ def _inject_fault(cluster: SimCluster, rng) -> None:
         faults.max_delay = rng.choice([0.005, 0.020, 0.080])
 
 
+def _change_membership(cluster: SimCluster, rng) -> None:
+    """Add a member outside the leader's configuration, or remove one of its voters."""
+    leaders = cluster.leaders()
+    if not leaders:
+        return
+    configuration = leaders[0].consensus.configuration
+    outside = sorted(set(cluster.ids) - configuration.members)
+    if outside and (rng.random() < 0.5 or len(configuration.voters) <= 2):
+        cluster.change_membership(ChangeKind.ADD, rng.choice(outside))
+    else:
+        cluster.change_membership(ChangeKind.REMOVE, rng.choice(sorted(configuration.voters)))
+
+
 def heal_and_converge(cluster: SimCluster, limit: float = 20.0) -> None:
     """Heal every fault, then wait (simulated) for one leader and identical applied states."""
     cluster.heal()
@@ -89,7 +112,8 @@ def heal_and_converge(cluster: SimCluster, limit: float = 20.0) -> None:
         if len(leaders) == 1 and cluster.client_write(leaders[0].member_id):
             cluster.run_until(cluster.now + 0.5)
             commit = leaders[0].consensus.commit_index
-            if all(m.applied_index >= commit for m in cluster.up_members()):
+            final = cluster.final_members()
+            if all(m.applied_index >= commit for m in cluster.up_members() if m.member_id in final):
                 cluster.check_log_matching()
                 cluster.check_convergence()
                 return
