@@ -330,10 +330,7 @@ class Consensus:
         with self.lock:
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
-            future: Future = Future()
-            self.role.add_read(future)
-            self.listener.entries_appended()
-            return future
+            return self.role.request_read()
 
     def set_applied(self, index: int) -> None:
         with self.lock:

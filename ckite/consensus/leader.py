@@ -275,13 +275,19 @@ class Leader(Role):
 
     # --- reads --------------------------------------------------------------------------------
 
-    def add_read(self, future: Future) -> None:
+    def request_read(self) -> Future:
+        """A future of the read index (shared by the reads of one confirmation round)."""
         consensus = self.consensus
         if consensus.commit_index < self.term_start_index:
+            future: Future = Future()
             self.reads.before_first_commit.append(future)
-            return
-        self.reads.add(consensus.commit_index, future)
+            return future
+        round_before = self.reads.current_round
+        shared = self.reads.add(consensus.commit_index)
         self._confirm_reads()
+        if self.reads.current_round != round_before:
+            consensus.listener.entries_appended()   # the senders carry the new round at once
+        return shared
 
     def on_commit(self) -> None:
         """Reads that arrived before our first commit can now take a read index; a membership
@@ -289,7 +295,7 @@ class Leader(Role):
         if self.reads.before_first_commit and self.consensus.commit_index >= self.term_start_index:
             waiting, self.reads.before_first_commit = self.reads.before_first_commit, []
             for future in waiting:
-                self.add_read(future)
+                self.request_read().add_done_callback(lambda shared, mine=future: _copy_outcome(shared, mine))
         self._after_commit_or_progress(self.consensus.clock())
 
     def _confirm_reads(self) -> None:
@@ -348,3 +354,12 @@ class Leader(Role):
                                  else round((now - p.last_ack) * 1000)}
                           for peer, p in sorted(self.progress.items())},
         }
+
+
+def _copy_outcome(source: Future, target: Future) -> None:
+    if target.done():
+        return
+    if source.exception() is not None:
+        target.set_exception(source.exception())
+    else:
+        target.set_result(source.result())

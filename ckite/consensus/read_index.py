@@ -29,11 +29,23 @@ class ReadIndexTracker:
     waiting: list[_PendingRead] = field(default_factory=list)
     before_first_commit: list[Future] = field(default_factory=list)
 
-    def add(self, commit_index: int, future: Future) -> None:
-        """Register a read at ``commit_index``; opens a new round unless the open one is unsent."""
-        if self.current_round <= self.sent_round:
+    def add(self, commit_index: int) -> Future:
+        """Register a read at ``commit_index``; opens a new round unless the open one is unsent.
+
+        Every read of a round shares one future, resolved with the highest commit index among
+        them: waiting for a later index than a read's own is still linearizable, and one
+        wake-up serves the whole round instead of one per read.
+        """
+        open_round = self.waiting[-1] if self.waiting and self.waiting[-1].round == self.current_round else None
+        if open_round is None or self.current_round <= self.sent_round:
+            # The open round was sent already, or confirmed already (a one-voter cluster
+            # confirms without sending): the read needs a new round.
             self.current_round += 1
-        self.waiting.append(_PendingRead(self.current_round, commit_index, future))
+            open_round = _PendingRead(self.current_round, commit_index, Future())
+            self.waiting.append(open_round)
+        read = open_round
+        read.read_index = max(read.read_index, commit_index)
+        return read.future
 
     def round_to_send(self) -> int:
         """The round a heartbeat sent now will confirm."""

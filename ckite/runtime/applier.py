@@ -107,6 +107,8 @@ class Applier:
 
     def wait_applied(self, index: int, timeout: float) -> bool:
         """Block until ``index`` is applied; False when ``timeout`` passes first."""
+        if self.applied_index >= index:
+            return True   # the common case for a read: no lock, no wait
         with self.applied_signal:
             return self.applied_signal.wait_for(lambda: self.applied_index >= index, timeout)
 

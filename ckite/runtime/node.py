@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Sequence
@@ -32,6 +31,7 @@ from ckite.runtime.election_timer import election_timer_step
 from ckite.runtime.joiner import join_step
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.replicator import replicator_step
+from ckite.runtime.submitter import Submitter
 from ckite.runtime.worker import Worker
 from ckite.statemachine import StateMachine
 
@@ -70,7 +70,8 @@ class RaftNode:
         tag = self.id.rsplit(":", 1)[-1]
         self._tag = tag
         self._leader_signal = self.applier.commit_signal   # any condition on the consensus lock will do
-        self._submissions: deque[tuple[EntryKind, bytes, Future, float]] = deque()
+        self.submitter = Submitter(consensus, self.pending, clock)
+        self._submit_worker = self.submitter.worker = Worker(f"ckite-{tag}-submit", self.submitter.step)
         self._election = Worker(f"ckite-{tag}-election", election_timer_step(consensus, clock))
         self._apply = Worker(f"ckite-{tag}-apply", self.applier.step)
         self._compact = self.compactor.worker = Worker(f"ckite-{tag}-compact", self.compactor.step)
@@ -92,6 +93,7 @@ class RaftNode:
         self.transport.serve(self.listen_address, self)
         self._apply.start()
         self._compact.start()
+        self._submit_worker.start()
         with self.consensus.lock:
             self.consensus.start()
             self.peers_changed(self.consensus.peers)
@@ -104,15 +106,17 @@ class RaftNode:
             return
         self._stopped = True
         self.consensus.stop()
-        workers = [self._election, self._apply, self._compact, *self._replicators.values(), *self._retired,
+        workers = [self._election, self._apply, self._compact, self._submit_worker, *self._replicators.values(), *self._retired,
                    *([self._join] if self._join is not None else [])]
         for worker in workers:
             worker.signal_stop()
         self.applier.notify_stop()
+        self.submitter.wake()
         for worker in workers:
             worker.join()
         self.transport.close()
         self._forwarders.shutdown(wait=True, cancel_futures=True)
+        self.submitter.fail_queued(StoppedError(f"{self.id} stopped"))
         self.pending.fail_all(StoppedError(f"{self.id} stopped"))
 
     # --- ConsensusListener (called with the consensus lock held: only wake threads) -----------
@@ -251,39 +255,22 @@ class RaftNode:
         return self._wait(future, timeout, WriteTimeoutError, "forwarded write not applied within the timeout")
 
     def _submit(self, kind: EntryKind, data: bytes, timeout: float) -> Future:
-        """Group commit: whoever takes the lock appends every queued submission in one batch."""
-        future: Future = Future()
-        self._submissions.append((kind, data, future, self.clock() + timeout))
-        with self.consensus.lock:
-            batch = []
-            while self._submissions:
-                batch.append(self._submissions.popleft())
-            if not batch:
-                return future   # another thread appended ours with its batch
-            try:
-                first, term = self.consensus.propose([(kind, data) for kind, data, _, _ in batch])
-            except CKiteError as exc:
-                for _, _, waiting, _ in batch:
-                    waiting.set_exception(exc)
-                return future
-            # One deadline for the batch: the latest, so that no write fails before its own timeout.
-            self.pending.register(first, term, [f for _, _, f, _ in batch], max(d for _, _, _, d in batch))
-        return future
+        """Queue for the submitter thread, which appends in batches (group commit)."""
+        return self.submitter.submit(kind, data, timeout)
 
     # --- reads --------------------------------------------------------------------------------
 
     def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
         """Linearizable read: ReadIndex on the leader (forwarded there from other members)."""
-        data = encode_command(command)
         deadline = self.clock() + (self.read_timeout if timeout is None else timeout)
-        return self._until_deadline(deadline, lambda remaining: self._read_once(data, command, deadline),
+        return self._until_deadline(deadline, lambda remaining: self._read_once(command, deadline),
                                     ReadTimeoutError, _CERTAINLY_NOT_APPLIED + (LostLeadershipError, RpcError))
 
-    def _read_once(self, data: bytes, command: ReadCommand, deadline: float) -> Any:
+    def _read_once(self, command: ReadCommand, deadline: float) -> Any:
         if self.consensus.is_leader:
             return self._read_here(command, deadline)
         leader = self._known_leader(deadline - self.clock())
-        return self._forward(leader, ForwardKind.READ, data, deadline - self.clock())
+        return self._forward(leader, ForwardKind.READ, encode_command(command), deadline - self.clock())
 
     def _read_here(self, command: ReadCommand, deadline: float) -> Any:
         read_index = self._wait(self.consensus.request_read(), deadline - self.clock(), ReadTimeoutError,

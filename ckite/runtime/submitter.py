@@ -1,0 +1,71 @@
+"""The submitter thread: appends queued client writes to the leader's log in batches.
+
+``write``/``write_async`` only queue the encoded command and wake this thread, so a client
+that issues many writes at once pays microseconds per call, not a durable append each.
+The thread drains everything queued, appends it as one batch (one SQLite transaction,
+one fsync: group commit) and registers the futures; while that fsync runs, the next batch
+accumulates.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import Future
+from typing import Callable
+
+from ckite.consensus.consensus import Consensus
+from ckite.errors import CKiteError
+from ckite.log.entry import EntryKind
+from ckite.runtime.pending import PendingWrites
+from ckite.runtime.worker import Worker
+
+#: Longest the submitter sleeps with an empty queue (bounds how late it notices stop()).
+IDLE_WAIT = 0.1
+
+
+class Submitter:
+    def __init__(self, consensus: Consensus, pending: PendingWrites, clock: Callable[[], float]) -> None:
+        self.consensus = consensus
+        self.pending = pending
+        self.clock = clock
+        self._queue: deque[tuple[EntryKind, bytes, Future, float]] = deque()
+        self._ready = threading.Event()
+        self.worker: Worker | None = None
+
+    def submit(self, kind: EntryKind, data: bytes, timeout: float) -> Future:
+        """Queue one entry; the future completes with its result once applied on this leader."""
+        future: Future = Future()
+        self._queue.append((kind, data, future, self.clock() + timeout))
+        self._ready.set()
+        return future
+
+    def step(self, worker: Worker) -> None:
+        if not self._ready.wait(IDLE_WAIT):
+            return
+        self._ready.clear()
+        batch = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        if batch:
+            self._append(batch)
+
+    def _append(self, batch: list[tuple[EntryKind, bytes, Future, float]]) -> None:
+        try:
+            with self.consensus.lock:
+                first, term = self.consensus.propose([(kind, data) for kind, data, _, _ in batch])
+                # One deadline for the batch: the latest, so that no write fails before its own timeout.
+                self.pending.register(first, term, [f for _, _, f, _ in batch], max(d for _, _, _, d in batch))
+        except CKiteError as exc:
+            for _, _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(exc)
+
+    def wake(self) -> None:
+        """Unblock :meth:`step` (on stop)."""
+        self._ready.set()
+
+    def fail_queued(self, error: CKiteError) -> None:
+        while self._queue:
+            future = self._queue.popleft()[2]
+            if not future.done():
+                future.set_exception(error)
