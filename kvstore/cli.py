@@ -1,6 +1,8 @@
 """Command line of one kvstore member: parse flags, build the member, serve until a signal.
 
 ``python -m kvstore --port 9091 --members localhost:9092,localhost:9093 --data-dir /tmp/ckite/member1``
+``python -m kvstore --port 9094 --join localhost:9091,localhost:9092 --data-dir /tmp/ckite/member4`` (a new
+member asks the running cluster to add it). Changing a running cluster: ``python -m kvstore.control``.
 """
 from __future__ import annotations
 
@@ -63,8 +65,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="localhost",
                    help="host name other members use to reach this one (default: %(default)s)")
     p.add_argument("--port", type=_port, required=True, help="Raft port; this member's id is HOST:PORT")
-    p.add_argument("--members", default="",
-                   help="comma-separated HOST:PORT of the other members of the initial cluster")
+    founding = p.add_mutually_exclusive_group()
+    founding.add_argument("--members", default="",
+                          help="comma-separated HOST:PORT of the other members of the initial cluster")
+    founding.add_argument("--join", default="", metavar="SEED[,SEED...]",
+                          help="join a running cluster instead: ask these members (any of them) to add this one; "
+                               "for a new member with an empty --data-dir (it waits as a learner, then votes)")
     p.add_argument("--data-dir", required=True,
                    help="directory for this member's durable state (term, vote, log); created if missing")
     p.add_argument("--admin-host", default=DEFAULT_ADMIN_HOST,
@@ -96,12 +102,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _bindings(text: str) -> list[str]:
+    return [binding.strip() for binding in text.split(",") if binding.strip()]
+
+
 def build(args: argparse.Namespace) -> CKite:
     """Build (not start) the member with its HTTP server; raises ValueError for bad settings."""
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    builder = (CKiteBuilder().with_local_binding(f"{args.host}:{args.port}")
-               .with_members_bindings([m for m in args.members.split(",") if m.strip()])
-               .with_min_election_timeout(args.min_election_timeout)
+    builder = CKiteBuilder().with_local_binding(f"{args.host}:{args.port}")
+    seeds = _bindings(args.join)
+    if args.join and not seeds:
+        raise ValueError("--join needs at least one HOST:PORT")
+    if seeds:
+        builder.with_join(seeds)
+    else:
+        builder.with_members_bindings(_bindings(args.members))
+    builder = (builder.with_min_election_timeout(args.min_election_timeout)
                .with_max_election_timeout(args.max_election_timeout)
                .with_heartbeats_interval(args.heartbeat_interval)
                .with_compaction_threshold(args.compaction_threshold)

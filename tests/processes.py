@@ -152,6 +152,7 @@ class Member:
     data_dir: Path
     log_path: Path
     peers: tuple[str, ...]
+    join: bool = False   #: started with ``--join PEERS`` (asks them to add it) instead of ``--members PEERS``
     process: subprocess.Popen | None = None
     paused: bool = False
 
@@ -210,10 +211,10 @@ class ProcessCluster:
             self._add(port, tuple(b for b in bindings if b != f"{host}:{port}"))
         atexit.register(self.close)
 
-    def _add(self, port: int, peers: tuple[str, ...]) -> Member:
+    def _add(self, port: int, peers: tuple[str, ...], join: bool = False) -> Member:
         name = f"member{len(self.members) + 1}"
         member = Member(name, self.host, port, port + ADMIN_PORT_OFFSET, self.base_dir / name,
-                        self.base_dir / f"{name}.log", peers)
+                        self.base_dir / f"{name}.log", peers, join)
         self.members.append(member)
         return member
 
@@ -227,10 +228,12 @@ class ProcessCluster:
                 return port
         raise RuntimeError(f"no port pair apart from {sorted(taken)} in {attempts} attempts")
 
-    def new_member(self) -> Member:
+    def new_member(self, join: bool = False) -> Member:
         """One more member (not started, not in anyone's configuration) that knows every existing
-        one: what a membership change adds."""
-        return self._add(self._unused_port([m.port for m in self.members]), tuple(m.binding for m in self.members))
+        one: what a membership change adds. With ``join`` it starts with ``--join`` and asks them
+        to add it itself; without, it starts with ``--members`` and waits to be added."""
+        return self._add(self._unused_port([m.port for m in self.members]), tuple(m.binding for m in self.members),
+                         join)
 
     def __getitem__(self, index: int) -> Member:
         return self.members[index]
@@ -246,7 +249,8 @@ class ProcessCluster:
 
     def command(self, member: Member) -> list[str]:
         return [sys.executable, "-m", "kvstore", "--host", member.host, "--port", str(member.port),
-                "--admin-port", str(member.admin_port), "--members", ",".join(member.peers),
+                "--admin-port", str(member.admin_port),
+                "--join" if member.join else "--members", ",".join(member.peers),
                 "--data-dir", str(member.data_dir),
                 "--min-election-timeout", str(MIN_ELECTION_MS), "--max-election-timeout", str(MAX_ELECTION_MS),
                 "--heartbeat-interval", str(HEARTBEAT_MS), *self.extra_args]

@@ -10,6 +10,8 @@ draws (partitions, delayed messages, crashes) are built step by step:
   other); a member left out is partitioned away.
 * ``elect(node)`` drives one member to leadership; ``restart(node)`` is a crash and a restart on
   the same durable storage.
+* ``spares`` are members outside the cluster, started as joiners (``join=True``, an empty
+  configuration) as a new process would be, ready to be added by a membership change.
 """
 from __future__ import annotations
 
@@ -43,16 +45,20 @@ class Harness:
 
     ``logs``/``terms``/``votes`` preload a member's durable state before it starts, as if it had
     lived through earlier terms (by default a member's term is its last log term).
+    ``configuration`` is the one the founding members start with (by default: all of them as
+    voters); ``spares`` more members ``n{size+1}..`` start as joiners outside it.
     """
 
     def __init__(self, size: int = 3, settings: RaftSettings = SETTINGS, *, seed: int = 0,
                  logs: dict[str, Sequence[int]] | None = None, terms: dict[str, int] | None = None,
-                 votes: dict[str, str] | None = None) -> None:
+                 votes: dict[str, str] | None = None, configuration: Configuration | None = None,
+                 spares: int = 0) -> None:
         self.now = 0.0
         self.settings = settings
         self.seed = seed
-        self.ids = [f"n{i}" for i in range(1, size + 1)]
-        self.configuration = Configuration.of(self.ids)
+        self.ids = [f"n{i}" for i in range(1, size + spares + 1)]
+        self.spares = frozenset(self.ids[size:])
+        self.configuration = configuration or Configuration.of(self.ids[:size])
         self.storages = {member_id: MemoryStorage() for member_id in self.ids}
         self.nodes: dict[str, Consensus] = {}
         for member_id in self.ids:
@@ -67,10 +73,12 @@ class Harness:
         return self.nodes[member_id]
 
     def restart(self, member_id: str) -> Consensus:
-        """Build (or rebuild, after a "crash") a member's core from its durable storage, and start it."""
+        """Build (or rebuild, after a "crash") a member's core from its durable storage, and start it.
+        A spare is built as a joining process is, every time: its log tells whether it was added."""
         rng = random.Random(self.seed * 1000 + self.ids.index(member_id))
-        node = Consensus(member_id, self.storages[member_id], self.configuration, self.settings,
-                         clock=lambda: self.now, rng=rng)
+        spare = member_id in self.spares
+        node = Consensus(member_id, self.storages[member_id], Configuration.of([]) if spare else self.configuration,
+                         self.settings, clock=lambda: self.now, rng=rng, join=spare)
         node.start()
         self.nodes[member_id] = node
         return node

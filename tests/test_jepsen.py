@@ -14,11 +14,12 @@ import pytest
 from tests.jepsen import netns
 from tests.jepsen.nemesis import ALL, Timing
 from tests.jepsen.runner import RunConfig, run
+from tests.jepsen.workload import WorkloadConfig
 
 pytestmark = [pytest.mark.processes, pytest.mark.timeout(150)]
 
-#: Three seeds of ~25 s each: about two minutes on 2 cores, startup and checks included. One run
-#: per network mode; ``auto`` is namespaces where they work (root with iptables), else proxies.
+#: Three seeds of ~25 s each, plus the suite's self-test: about two minutes on 2 cores, startup and
+#: checks included. One run per network mode; ``auto`` is namespaces where they work (root with iptables), else proxies.
 RUNS = (pytest.param(101, "proxy", id="seed101-proxy"), pytest.param(202, "auto", id="seed202-auto"),
         pytest.param(303, "netns", id="seed303-netns"))
 RUN_SECONDS = 25.0
@@ -36,3 +37,16 @@ def test_mixed_nemesis_run_is_valid(seed: int, network: str, tmp_path: Path) -> 
     assert verdict["faults"] >= 2, verdict["line"]
     assert verdict["ops"]["ok"] > 100, verdict["line"]
     assert {"history.json", "verdict.json", "timeline.html"} <= {p.name for p in out.iterdir()}
+
+
+def test_the_suite_catches_stale_reads_when_clients_read_locally(tmp_path: Path) -> None:
+    """The suite's test of itself: ``?local=true`` reads are allowed to be stale, and with the
+    leader isolated or a minority cut off they are, so the run must be INVALID with a witness."""
+    out = tmp_path / "jepsen-local-reads"
+    verdict = run(RunConfig(out=out, time=20.0, seed=404, nemesis=["isolate-leader", "partition"], network="proxy",
+                            workload=WorkloadConfig(local_reads=True), timing=Timing(quiet=(1.0, 2.0), hold=(3.0, 5.0)),
+                            cooldown=3.0, check_budget=30.0))
+    assert verdict["linearizable"] is False, verdict["line"]
+    assert verdict["result"] == "INVALID"
+    assert "NOT linearizable; minimal offending sub-history" in "\n".join(verdict["problems"])
+    assert "outlined" in (out / "timeline.html").read_text()

@@ -17,6 +17,7 @@ from ckite.admin.cluster import ClusterStatusFetcher
 from ckite.admin.errors import json_error
 from ckite.admin.status_view import render_status
 from ckite.bindings import parse_binding
+from ckite.errors import LeaderTimeoutError
 
 if TYPE_CHECKING:
     from ckite.api import CKite
@@ -87,6 +88,10 @@ def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: Cluste
             if isinstance(parsed, tuple):
                 return parsed
         ckite.transfer_leadership(target)
+        try:   # this member may not have heard from the new leader yet: wait, so that the answer names it
+            ckite.is_leader()
+        except LeaderTimeoutError:
+            pass   # the transfer happened; "leader" is null until this member hears from the new one
         return jsonify({"leader": ckite.leader, "requestedTarget": target})
 
     return bp

@@ -20,13 +20,14 @@ from ckite.consensus.candidate import Candidate
 from ckite.consensus.election import candidate_log_is_up_to_date, random_election_timeout
 from ckite.consensus.follower import Follower, Joiner
 from ckite.consensus.leader import Leader
-from ckite.consensus.lifecycle import Starter, Stopped
+from ckite.consensus.lifecycle import Failed, Starter, Stopped
 from ckite.consensus.membership import Configuration
 from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.role import Role
 from ckite.consensus.settings import RaftSettings
-from ckite.errors import NotLeaderError, StoppedError
+from ckite.errors import CKiteError, NotLeaderError, StorageError, StoppedError
 from ckite.log.entry import EntryKind, LogEntry
+from ckite.log.guarded_storage import GuardedStorage
 from ckite.log.raft_log import RaftLog
 from ckite.log.snapshot import Snapshot
 from ckite.log.storage import LogStorage
@@ -84,7 +85,9 @@ class Consensus:
         self.rng = rng or random.Random()
         self.listener: ConsensusListener = listener or NullListener()
         self.join = join
-        self._storage = storage
+        self._storage = storage = GuardedStorage(storage, self._storage_failed)
+        #: The error that took this member out of service (None while healthy).
+        self.failure: CKiteError | None = None
         stored = storage.load()
         self.term = stored.term
         self.voted_for = stored.voted_for
@@ -111,6 +114,8 @@ class Consensus:
 
     def start(self) -> None:
         with self.lock:
+            if self.failure is not None:
+                return   # failed while starting (e.g. its snapshot cannot be restored): stays out
             now = self.clock()
             joining = self.join and self.member_id not in self.configuration.members
             self._set_role(Joiner(self) if joining else Follower(self), now)
@@ -120,6 +125,18 @@ class Consensus:
     def stop(self) -> None:
         with self.lock:
             self._set_role(Stopped(self), self.clock())
+
+    def fail(self, error: CKiteError) -> None:
+        """Take the member out of service for good (until restarted): see :class:`Failed`."""
+        with self.lock:
+            if self.failure is not None or isinstance(self.role, Stopped):
+                return
+            self.failure = error
+            logger.error("%s: out of service: %s", self.member_id, error)
+            self._set_role(Failed(self, str(error)), self.clock())
+
+    def _storage_failed(self, error: StorageError) -> None:
+        self.fail(error)
 
     @property
     def configuration(self) -> Configuration:
@@ -189,17 +206,19 @@ class Consensus:
         return self.role.on_install_snapshot(request, now)
 
     def _on_request_vote(self, request: RequestVote, now: float) -> RequestVoteResponse:
+        up_to_date = candidate_log_is_up_to_date(request.last_log_term, request.last_log_index,
+                                                 self.log.last_term, self.log.last_index)
         voters = self.configuration.all_voters
-        if voters and request.candidate_id not in voters:
+        if voters and request.candidate_id not in voters and not up_to_date:
             # A member removed by a configuration it never received keeps campaigning; its
-            # higher term must not depose our leader (thesis §4.2.3). Not adopting the term is
-            # safe: its votes could not count toward any configuration we know.
+            # higher term must not depose our leader (thesis §4.2.3). It lacks the committed
+            # entry that removed it, so its log is behind: refuse without adopting the term.
+            # A candidate outside *our* configuration whose log is up to date may be a member
+            # added while we were cut off (thesis §4.1): it is judged like any other.
             return RequestVoteResponse(self.term, False)
         if request.term > self.term and not request.transfer and self._in_leader_lease(now):
             # A current leader is alive: a candidate that lost contact must not depose it (thesis §4.2.3).
             return RequestVoteResponse(self.term, False)
-        up_to_date = candidate_log_is_up_to_date(request.last_log_term, request.last_log_index,
-                                                 self.log.last_term, self.log.last_index)
         if request.pre_vote:
             granted = request.term > self.term and up_to_date
             return RequestVoteResponse(request.term if granted else self.term, granted)
@@ -248,6 +267,10 @@ class Consensus:
             term = getattr(response, "term", 0)
             if term > self.term and not (isinstance(request, RequestVote) and request.pre_vote
                                          and getattr(response, "granted", False)):
+                if isinstance(self.role, Leader) and peer not in self.configuration.members:
+                    # A member this leader removed, still being told so, campaigned meanwhile:
+                    # no voter of ours gave it that term's leadership, so it cannot depose us.
+                    return
                 self.observe_term(term, now)
                 return
             if term == self.term or isinstance(request, RequestVote):

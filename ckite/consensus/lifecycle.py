@@ -19,6 +19,28 @@ class Starter(Role):
         raise StoppedError("member is not started yet")
 
 
+class Failed(Role):
+    """Out of service after a durable write failed (disk full, read-only, I/O error) or a
+    snapshot could not be restored: it answers nothing, so it acknowledges nothing it did not
+    persist. The reason is in the status; restart the member once the disk is fixed."""
+
+    name = "Failed"
+
+    def __init__(self, consensus, reason: str) -> None:
+        super().__init__(consensus)
+        self.reason = reason
+
+    @property
+    def accepts_rpcs(self) -> bool:
+        return False
+
+    def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
+        raise StoppedError(f"member is out of service: {self.reason}")
+
+    def status(self, now: float) -> dict:
+        return {"failure": self.reason}
+
+
 class Stopped(Role):
     """Stopped for good: takes part in nothing, and a stopped member cannot be restarted."""
 

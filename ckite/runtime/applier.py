@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ckite.codec import decode_command
 from ckite.consensus.consensus import Consensus
-from ckite.errors import CKiteError, CommandError
+from ckite.errors import CKiteError, CommandError, StorageError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.snapshot import Snapshot
 from ckite.runtime.compactor import Compactor
@@ -48,9 +48,10 @@ class Applier:
 
     def step(self, worker: Worker) -> None:
         with self.commit_signal:
-            if self.consensus.commit_index <= self.applied_index:
+            if self.consensus.commit_index <= self.applied_index or self.consensus.failure is not None:
                 self.commit_signal.wait(IDLE_WAIT)
-            if worker.stopping or self.consensus.commit_index <= self.applied_index:
+            if (worker.stopping or self.consensus.commit_index <= self.applied_index
+                    or self.consensus.failure is not None):
                 self.pending.expire(self.clock())
                 return
             snapshot = self.consensus.snapshot_to_restore(self.applied_index)
@@ -79,8 +80,13 @@ class Applier:
 
     def _restore(self, snapshot: Snapshot) -> None:
         """Replace the state machine's state with the snapshot's (exactly once per snapshot)."""
-        with self.state_machine_lock:
-            self.state_machine.deserialize(snapshot.data)
+        try:
+            with self.state_machine_lock:
+                self.state_machine.deserialize(snapshot.data)
+        except Exception as exc:   # the user's code, on bytes that may be damaged
+            self.consensus.fail(StorageError(f"the snapshot at index {snapshot.last_index} cannot be restored: "
+                                             f"{exc!r}"))
+            return
         logger.info("%s: state machine restored from the snapshot at index %d",
                     self.consensus.member_id, snapshot.last_index)
         self._publish_applied(snapshot.last_index)

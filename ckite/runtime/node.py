@@ -350,6 +350,8 @@ class RaftNode:
     def _check_running(self) -> None:
         if self._stopped or not self._started:
             raise StoppedError(f"{self.id} is not running")
+        if self.consensus.failure is not None:
+            raise self.consensus.failure
 
     def status(self) -> dict:
         return self.consensus.status()

@@ -202,7 +202,13 @@ def disk_full(nemesis: Nemesis) -> tuple[str, Heal]:
     assert disks is not None
     victim = nemesis.leader_or_random() if nemesis.rng.random() < 0.5 else nemesis.rng.choice(cluster.members)
     taken = disks.fill(victim.data_dir)
-    return f"{victim.name} disk full ({taken >> 20} MiB of ballast)", lambda: disks.free(victim.data_dir)
+
+    def heal() -> None:
+        """Free the disk, then do what an operator does: restart the member, which took itself
+        out of service ("Failed") when a durable write failed, rather than go on unpersisted."""
+        disks.free(victim.data_dir)
+        cluster.restart(victim)
+    return f"{victim.name} disk full ({taken >> 20} MiB of ballast)", heal
 
 
 def membership(nemesis: Nemesis) -> tuple[str, Heal]:

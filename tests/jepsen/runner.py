@@ -89,7 +89,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         nemesis.stop()
         workload.stop()
         cluster.close()
-    facts["mode"], facts["skipped"] = cluster.network.mode, nemesis.skipped
+    facts["mode"], facts["skipped"], facts["client_errors"] = cluster.network.mode, nemesis.skipped, workload.errors
     meta = {"wall_clock_start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_start)),
             "seed": config.seed, "mode": cluster.network.mode, "members": config.members, "time": config.time,
             "nemesis": config.nemesis, "workload": asdict(config.workload)}
@@ -162,6 +162,7 @@ def _judge(config: RunConfig, history: History, final: dict[str, str | None], fa
         problems.append(f"run did not finish: {facts['error']}")
     if nemesis_error is not None:
         problems.append(f"nemesis failed: {nemesis_error!r}")
+    problems += facts["client_errors"]
     if problems:
         result = "INVALID"
     else:

@@ -6,8 +6,9 @@ Outcome rules (the checker's soundness rests on them):
 * 200 is ``ok``; a 404 on a get is ``ok`` with "absent"; a 409 on a CAS is ``fail`` with the
   current value the server reported (``MISMATCH``: an observation, see ``history``).
 * a refused connection is ``fail``: the member is down and the request never left this process.
-* anything else — 503 (no leader, timeout: "outcome unknown" for writes), a timeout, a reset, an
-  unexpected status — is ``info``: the write may have happened, now or later.
+* anything else — 503 (no leader, timeout: "outcome unknown" for writes), a timeout, a reset, a
+  response cut short by a kill, an unexpected status — is ``info``: the write may have happened,
+  now or later.
 
 A client that got ``info`` may still have its request in flight, so, as in Jepsen, it continues
 as a new process id: one process never has two operations open at once. Every written value is
@@ -15,13 +16,17 @@ unique (``p<process>-<n>``), which the checker's pruning and shrinking rely on.
 """
 from __future__ import annotations
 
+import logging
 import random
 import threading
 from dataclasses import dataclass
+from http.client import HTTPException
 from typing import Sequence
 
 from tests.jepsen.history import CAS, FAIL, GET, INFO, MISMATCH, OK, PUT, Op, Recorder
 from tests.processes import HttpResult, KVClient, Member
+
+logger = logging.getLogger(__name__)
 
 #: Longer than ckite's own write and read timeouts (its 503 comes first) but short enough that a
 #: client stuck on a paused member soon moves on.
@@ -36,6 +41,9 @@ class WorkloadConfig:
     think: float = 0.05
     #: Relative weights of get, put and CAS.
     mix: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    #: Read with ``?local=true`` (a member's own state, possibly stale): not linearizable, so
+    #: a run with it must come out INVALID — the suite's test of itself.
+    local_reads: bool = False
 
 
 class Workload:
@@ -51,6 +59,8 @@ class Workload:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._last_seen: dict[str, str | None] = {}   # per key: the value some client saw last
+        #: Exceptions that ended a client thread: the run is void (fewer clients than claimed).
+        self.errors: list[str] = []
 
     def start(self) -> None:
         for index in range(self.config.clients):
@@ -64,6 +74,14 @@ class Workload:
             thread.join(CLIENT_TIMEOUT * 2)
 
     def _client(self, index: int) -> None:
+        try:
+            self._issue(index)
+        except Exception as exc:
+            logger.exception("client %d died", index)
+            with self._lock:
+                self.errors.append(f"client {index} died: {exc!r}")
+
+    def _issue(self, index: int) -> None:
         rng = random.Random(f"{self._seed}-{index}")
         process, count = index, 0
         while not self._stop.is_set():
@@ -76,7 +94,7 @@ class Workload:
             value = f"p{process}-{count}" if kind != GET else None
             expected = (seen if seen is not None else "none") if kind == CAS else None
             op = self.recorder.invoke(process, kind, key, value, expected, member.name)
-            outcome = perform(op, member.client(CLIENT_TIMEOUT), self.recorder)
+            outcome = perform(op, member.client(CLIENT_TIMEOUT), self.recorder, self.config.local_reads)
             if outcome.outcome == INFO:
                 process += self.config.clients   # the old process may still have its request in flight
             observed = _seen_value(outcome)
@@ -86,13 +104,13 @@ class Workload:
             self._stop.wait(rng.uniform(0, self.config.think))
 
 
-def perform(op: Op, client: KVClient, recorder: Recorder) -> Op:
+def perform(op: Op, client: KVClient, recorder: Recorder, local_read: bool = False) -> Op:
     """Send ``op`` through ``client`` and complete it in ``recorder`` by the outcome rules."""
     try:
         if op.kind == PUT:
             answer = client.put(op.key, op.value or "")
         elif op.kind == GET:
-            answer = client.get(op.key)
+            answer = client.get(op.key, local=local_read)
         else:
             answer = client.cas(op.key, op.expected or "", op.value or "")
     except OSError as exc:
@@ -100,6 +118,8 @@ def perform(op: Op, client: KVClient, recorder: Recorder) -> Op:
         if isinstance(reason, ConnectionRefusedError):
             return recorder.complete(op, FAIL, error=f"refused: {reason}")
         return recorder.complete(op, INFO, error=f"{type(reason).__name__}: {reason}")
+    except HTTPException as exc:   # e.g. IncompleteRead: the member died while answering
+        return recorder.complete(op, INFO, error=f"{type(exc).__name__}: {exc!r}")
     return _complete(op, answer, recorder)
 
 
