@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from ckite import CKite, CKiteBuilder
+from ckite.errors import CKiteError
 from kvstore.store import KVStore, Put
 
 from tests.netutil import free_port
@@ -40,9 +41,15 @@ def catch_up_seconds(entries: int, threshold: int, wipe: bool, work: Path) -> di
         lagging = next(b for b in bindings if b != leader.id)
         members.pop(lagging).stop()
         for start in range(0, entries, 2000):
-            for future in [leader.write_async(Put(f"key{i % 10000}", f"value{i}"))
-                           for i in range(start, min(start + 2000, entries))]:
-                future.result(timeout=30)
+            batch = range(start, min(start + 2000, entries))
+            while True:
+                try:
+                    for future in [leader.write_async(Put(f"key{i % 10000}", f"value{i}")) for i in batch]:
+                        future.result(timeout=30)
+                    break
+                except CKiteError:   # leadership moved under load: write the batch again (puts are idempotent)
+                    leader = wait_for(lambda: next((m for m in members.values()
+                                                    if m.status()["state"] == "Leader"), None), 10, "a leader")
         target = leader.status()["log"]["commitIndex"]
         if wipe:
             for path in dirs[lagging].iterdir():

@@ -14,7 +14,9 @@ import pytest
 
 from ckite import CKite, CKiteBuilder
 from ckite.errors import LeaderTimeoutError, MembershipChangeError
+from ckite.messages import JoinMember
 from ckite.rpc.local import LocalNetwork
+from ckite.runtime.joiner import RETRY_PAUSE
 
 from tests.kv_example import Get, KVStore, Put
 from tests.waiting import wait_for
@@ -223,3 +225,48 @@ def test_transfer_to_an_unreachable_member_fails_and_the_leader_serves_again(mem
     with pytest.raises(LeaderTimeoutError):
         leader.transfer_leadership(target, timeout=3)
     assert leader.write(Put("served", "again")) == "again"
+
+
+class _CountingTransport:
+    """A member's transport that counts the JoinMember requests it sends."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.joins = 0
+
+    def serve(self, binding, handler) -> None:
+        self.inner.serve(binding, handler)
+
+    def call(self, address, request, timeout):
+        if isinstance(request, JoinMember):
+            self.joins += 1
+        return self.inner.call(address, request, timeout)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_joiner_the_seeds_already_added_asks_again_only_after_a_pause(members):
+    """A voter whose disk was replaced restarts empty with --join; the seed answers at once (it is
+    already a voter), and until the leader's entries reach it (here: cut off from the leader) the
+    joiner must retry at RETRY_PAUSE, not spin. Seen over real processes too: a joiner sent
+    JoinMember seven times in 20 ms between C_new's commit and its own copy of C_new."""
+    members.start_cluster(BINDINGS[:3])
+    leader = members.leader()
+    seed = next(b for b in BINDINGS[:3] if b != leader.id)
+    members.start(NEW, join=[seed])
+    wait_for(lambda: NEW in leader.status()["configuration"]["voters"]
+             and not leader.status()["configuration"]["joint"], 10, "the join")
+    members.stop(NEW)
+    members.network.cut(leader.id, NEW)   # the leader's entries no longer reach the new member
+    members.network.cut(NEW, leader.id)
+    counting = _CountingTransport(members.network.transport(NEW))
+    rejoined = (CKiteBuilder().with_local_binding(NEW).with_join([seed])
+                .with_min_election_timeout(300).with_max_election_timeout(600).with_heartbeats_interval(50)
+                .with_transport(counting).with_state_machine(KVStore()).with_in_memory_storage()
+                .with_membership_timeout(5000).without_admin().build())
+    rejoined.start()
+    members.members[NEW] = rejoined   # stopped by the fixture
+    threading.Event().wait(1.0)       # a measurement window: how often it asks in one second
+    assert rejoined.status()["state"] == "Joiner"
+    assert counting.joins <= 1 + 1.0 / RETRY_PAUSE + 1, f"{counting.joins} JoinMember requests in 1 s"

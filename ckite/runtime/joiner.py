@@ -32,6 +32,7 @@ def join_step(consensus: Consensus, transport: Transport, seeds: Sequence[str], 
             try:
                 transport.call(seed, JoinMember(consensus.member_id, int(timeout * 1000)), timeout)
                 logger.info("%s: added to the cluster through %s", consensus.member_id, seed)
+                worker.pause(RETRY_PAUSE)   # until the configuration that adds us reaches us
                 return
             except CKiteError as exc:
                 logger.info("%s: joining through %s failed (%s); retrying", consensus.member_id, seed, exc)

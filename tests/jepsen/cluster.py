@@ -17,6 +17,8 @@ from tests.jepsen.disk import Disks
 from tests.jepsen.network import create_network
 from tests.processes import Member, ProcessCluster
 
+#: ckite's role name for a member out of service (see ckite/consensus/lifecycle.py).
+FAILED = "Failed"
 #: The nemesis runs faults on 2 shared cores: a start may take longer than a quiet test's.
 START_TIMEOUT = 40.0
 
@@ -72,6 +74,14 @@ class JepsenCluster(ProcessCluster):
             if cluster.get("state") == "Leader" and (best is None or cluster["term"] > best[0]):
                 best = (cluster["term"], member)
         return best[1] if best else None
+
+    def out_of_service(self, member: Member) -> str | None:
+        """Why ``member`` took itself out of service (ckite's ``Failed`` role, after a durable
+        write failed), or None while it is in service or does not answer."""
+        cluster = (self.status(member) or {}).get("cluster") or {}
+        if cluster.get("state") != FAILED:
+            return None
+        return str((cluster.get("stateInfo") or {}).get("failure", "no reason given"))
 
     def close(self) -> None:
         super().close()

@@ -61,7 +61,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     recorder = Recorder()
     wall_start = time.time()   # to find the history's monotonic seconds in the members' logs
     final: dict[str, str | None] = {}
-    facts: dict[str, Any] = {"divergence": {}, "crashes": [], "members": {}, "error": None}
+    facts: dict[str, Any] = {"divergence": {}, "crashes": [], "members": {}, "out_of_service": [], "error": None}
     cluster = JepsenCluster(config.out / "cluster", config.members, config.seed, config.member_args, config.network)
     try:
         nemesis = Nemesis(cluster, recorder, config.nemesis, config.seed, config.timing)
@@ -82,6 +82,8 @@ def run(config: RunConfig) -> dict[str, Any]:
         facts["divergence"] = _divergence(cluster, final)
         facts["crashes"] = [f"{m.name} exited with status {status}" for m, status in cluster.crashed()]
         facts["members"] = {m.name: _progress(cluster, m) for m in cluster.members}
+        facts["out_of_service"] = [f"{m.name} is out of service at the end: {reason}" for m in cluster.members
+                                   if (reason := cluster.out_of_service(m))]
     except Exception as exc:   # the run could not finish: still check and report what happened
         logger.exception("run failed")
         facts["error"] = f"{type(exc).__name__}: {exc}"
@@ -153,7 +155,7 @@ def _judge(config: RunConfig, history: History, final: dict[str, str | None], fa
     lost = lost_writes(history, final)
     recovered = recovery(history, [m.name for m in members])
     found = scan_logs(m.log_path for m in members)
-    problems = [*(f"lost write: {p}" for p in lost), *facts["crashes"], *found.fatal]
+    problems = [*(f"lost write: {p}" for p in lost), *facts["crashes"], *facts["out_of_service"], *found.fatal]
     if linearizability.linearizable is False:
         problems.append(linearizability.explain())
     if facts["divergence"]:
