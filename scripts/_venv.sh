@@ -9,13 +9,17 @@ if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$sta
     touch "$stamp"
 fi
 
-# ensure_chromium: Debian's headless Chromium and its WebDriver for the console's browser test,
-# installed where that is possible (root with apt-get, as in CI); elsewhere that test is skipped.
-# A function, called by scripts/test only: running a cluster needs no browser.
-ensure_chromium() {
-    if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return 0; fi
+# ensure_test_packages: Debian's headless Chromium and its WebDriver (the console's browser test)
+# and iptables (the fault suite's network-namespace partitions), installed where that is
+# possible (root with apt-get, as in CI); elsewhere the browser test is skipped and the fault
+# suite falls back to its TCP proxies. Called by scripts/test only: a cluster needs neither.
+ensure_test_packages() {
+    local missing=()
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || missing+=(chromium chromium-driver)
+    command -v iptables >/dev/null || [ -x /usr/sbin/iptables ] || missing+=(iptables)
+    if [ ${#missing[@]} -eq 0 ]; then return 0; fi
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then return 0; fi
-    echo "installing chromium and chromium-driver for the browser test (apt-get)..." >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
-        >/dev/null 2>&1 || echo "could not install chromium; the browser test will be skipped" >&2
+    echo "installing ${missing[*]} for the browser and fault-injection tests (apt-get)..." >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } \
+        >/dev/null 2>&1 || echo "could not install ${missing[*]}; those tests skip or fall back" >&2
 }
