@@ -178,13 +178,15 @@ class Leader(Role):
 
     def _next_snapshot_chunk(self, progress: Progress, now: float) -> tuple[Request, Any] | None:
         """§7: send the latest snapshot, one chunk in flight at a time, from the offset the
-        follower acknowledged (a lost chunk is sent again; a newer snapshot starts over)."""
+        follower acknowledged (a lost chunk is sent again). The snapshot is pinned for the
+        whole transfer: restarting whenever the leader compacts again would never finish a
+        transfer that takes longer than filling ``compaction_threshold`` entries."""
         consensus = self.consensus
-        snapshot = consensus.snapshot
-        if snapshot is None:
-            return None
-        if progress.snapshot_index != snapshot.last_index:
-            progress.snapshot_index, progress.snapshot_offset = snapshot.last_index, 0
+        if progress.snapshot is None:
+            if consensus.snapshot is None:
+                return None
+            progress.snapshot, progress.snapshot_offset = consensus.snapshot, 0
+        snapshot = progress.snapshot
         offset = progress.snapshot_offset
         chunk = snapshot.data[offset:offset + consensus.settings.snapshot_chunk_bytes]
         done = offset + len(chunk) >= len(snapshot.data)
@@ -196,10 +198,10 @@ class Leader(Role):
 
     def _on_snapshot_response(self, progress: Progress, context: _SnapshotContext,
                               response: InstallSnapshotResponse) -> None:
-        if context.last_index != progress.snapshot_index:
-            return   # about an older snapshot
+        if progress.snapshot is None or context.last_index != progress.snapshot.last_index:
+            return   # about an earlier transfer
         if response.success and context.done:
-            progress.snapshot_index = progress.snapshot_offset = 0
+            progress.snapshot, progress.snapshot_offset = None, 0
             progress.acknowledge(context.last_index)
             self.consensus.advance_commit_as_leader()
         else:

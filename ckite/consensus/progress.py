@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ckite.log.snapshot import Snapshot
+
 
 @dataclass(slots=True)
 class Progress:
@@ -23,7 +25,7 @@ class Progress:
     sent_round: int = 0
     sent_seq: int = 0          # AppendEntries sent so far (numbers each request)
     match_seq: int = 0         # requests sent before the success that established match_index
-    snapshot_index: int = 0    # the snapshot being sent (0: none)
+    snapshot: Snapshot | None = None   # the snapshot being sent, pinned until the transfer ends
     snapshot_offset: int = 0   # the byte of it to send next
 
     def window(self, max_inflight: int) -> int:

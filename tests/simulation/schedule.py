@@ -111,9 +111,10 @@ def heal_and_converge(cluster: SimCluster, limit: float = 20.0) -> None:
         leaders = cluster.leaders()
         if len(leaders) == 1 and cluster.client_write(leaders[0].member_id):
             cluster.run_until(cluster.now + 0.5)
-            commit = leaders[0].consensus.commit_index
-            final = cluster.final_members()
-            if all(m.applied_index >= commit for m in cluster.up_members() if m.member_id in final):
+            final = [m for m in cluster.up_members() if m.member_id in cluster.final_members()]
+            # A follower may know of commits the new leader has not re-established yet.
+            commit = max(m.consensus.commit_index for m in [leaders[0], *final])
+            if all(m.applied_index >= commit for m in final):
                 cluster.check_log_matching()
                 cluster.check_convergence()
                 return
