@@ -95,9 +95,11 @@ class Follower(Role):
         consensus.heard_from_leader(request.leader_id, now)
         term = consensus.term
         incoming = self._incoming_snapshot
-        if request.offset == 0:
+        if request.offset == 0 and not (incoming is not None and incoming.is_for(request) and incoming.data):
             incoming = self._incoming_snapshot = _IncomingSnapshot(request.last_index, request.last_term)
         elif incoming is None or not incoming.continued_by(request):
+            # A duplicate or late chunk (a late first chunk must not wipe what came after it),
+            # or chunks of another snapshot: say where to resume.
             expected = incoming.expected_offset(request) if incoming is not None else 0
             return InstallSnapshotResponse(term, False, next_offset=expected)
         incoming.data += request.data

@@ -182,6 +182,8 @@ class Leader(Role):
         whole transfer: restarting whenever the leader compacts again would never finish a
         transfer that takes longer than filling ``compaction_threshold`` entries."""
         consensus = self.consensus
+        if progress.inflight:
+            return None   # one chunk at a time: the next offset depends on the reply
         if progress.snapshot is None:
             if consensus.snapshot is None:
                 return None

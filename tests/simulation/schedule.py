@@ -30,7 +30,7 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
     # (thesis §4.2.3) -- a liveness problem, which the convergence check would report.
     settings = replace(SIM_SETTINGS, pre_vote=protections or bool(spares), check_quorum=protections,
                        compaction_threshold=variant.choice([0, 8, 30, 30]),
-                       snapshot_chunk_bytes=variant.choice([16, 64, 4096]))
+                       snapshot_chunk_bytes=variant.choice([64, 512, 4096]))
     cluster = SimCluster(seed, size, settings, spares=spares)
     rng = cluster.rng
     ids = cluster.ids
