@@ -123,15 +123,34 @@ def heal_and_converge(cluster: SimCluster, limit: float = 20.0) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Replay one simulated fault schedule.")
-    parser.add_argument("--seed", type=int, required=True)
+    parser = argparse.ArgumentParser(description="Replay one simulated fault schedule, or soak a range of seeds.")
+    chosen = parser.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--seed", type=int, help="replay this seed (a failure prints its traceback)")
+    chosen.add_argument("--seeds", metavar="FIRST:END", help="run seeds FIRST..END-1 and summarize the failures")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--size", type=int, default=None, help="members (default: chosen by the seed)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every role change and fault")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="%(message)s")
-    cluster = run_random_schedule(args.seed, args.seconds, args.size)
-    print(f"seed {args.seed}: ok — {cluster.steps} steps, {len(cluster.acknowledged)} writes acknowledged, "
-          f"{cluster.reads_checked} reads checked, {len(cluster.leaders_by_term)} terms with a leader, "
-          f"{cluster.network.sent} messages")
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(message)s")
+    if args.seed is not None:
+        cluster = run_random_schedule(args.seed, args.seconds, args.size)
+        print(f"seed {args.seed}: ok — {cluster.steps} steps, {len(cluster.acknowledged)} writes acknowledged, "
+              f"{cluster.reads_checked} reads checked, {len(cluster.leaders_by_term)} terms with a leader, "
+              f"{cluster.network.sent} messages")
+        return
+    first, end = (int(part) for part in args.seeds.split(":"))
+    failures, changes, chunks, acknowledged = [], 0, 0, 0
+    for seed in range(first, end):
+        try:
+            cluster = run_random_schedule(seed, args.seconds, args.size)
+        except Exception as exc:   # a safety violation or a crash of the core: report, go on
+            failures.append(f"seed {seed}: {type(exc).__name__}: {exc}")
+            continue
+        changes += cluster.membership_changes
+        chunks += cluster.sent["InstallSnapshot"]
+        acknowledged += len(cluster.acknowledged)
+    print(f"seeds {first}..{end - 1} x {args.seconds:g} s: {len(failures)} failed; {changes} membership changes, "
+          f"{chunks} InstallSnapshot chunks, {acknowledged} writes acknowledged")
+    for failure in failures:
+        print("  " + failure)
+    raise SystemExit(1 if failures else 0)
