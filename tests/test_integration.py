@@ -186,6 +186,19 @@ def test_loses_quorum_with_two_members_down_and_times_out(make_cluster, transpor
     assert time.monotonic() - started < 2.5
 
 
+def test_a_write_async_future_without_quorum_fails_at_its_timeout(make_cluster):
+    """The future handed out by write_async never waits forever either."""
+    cluster = make_cluster(3, "local").start_all()
+    leader = cluster.leader()
+    for follower in cluster.followers():
+        cluster.network.isolate(follower.id)
+    started = time.monotonic()
+    future = leader.write_async(Put("key1", "value1"), timeout=0.5)
+    with pytest.raises((WriteTimeoutError, LostLeadershipError, NotLeaderError)):
+        future.result(timeout=5)
+    assert time.monotonic() - started < 2.0
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_replicates_missing_entries_to_a_restarted_member(make_cluster, transport):
     cluster = make_cluster(3, transport).start_all()
