@@ -15,6 +15,7 @@ from typing import Iterator
 import pytest
 
 from tests.jepsen.proxy import LOOPBACK, ProxyNetwork
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,10 +149,7 @@ def test_namespace_network_cuts_one_way_with_iptables_and_cleans_up() -> None:
         command = ["ip", "netns", "exec", net.namespaces["a"], sys.executable, "-c", probe, net.host("b")]
         return subprocess.run(command, capture_output=True, text=True, timeout=30).stdout.strip()
     try:
-        deadline = time.monotonic() + 10
-        while from_a() != "open" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert from_a() == "open"
+        wait_for(lambda: from_a() == "open", 10, "the link between a and b to carry traffic", interval=0.1)
         net.cut([("a", "b")])
         assert from_a() == "dropped"
         rules = subprocess.run(["ip", "netns", "exec", net.namespaces["b"], "iptables-legacy", "-S", "OUTPUT"],

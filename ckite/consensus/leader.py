@@ -128,15 +128,16 @@ class Leader(Role):
         for peer in peers - self.progress.keys():
             self.progress[peer] = Progress(next_index=consensus.log.last_index + 1, last_ack=now)
         for peer in self.progress.keys() - peers:
-            if self.progress[peer].match_index >= consensus.configuration_index:
-                del self.progress[peer]
+            self._release_if_departed(peer)
 
-    def _release_if_departed(self, peer: str) -> None:
+    def _release_if_departed(self, peer: str) -> bool:
+        """Stop tracking ``peer`` once it is outside the configuration and holds it."""
         consensus = self.consensus
-        if peer not in consensus.configuration.members and \
-                self.progress[peer].match_index >= consensus.configuration_index:
-            del self.progress[peer]
-            consensus.listener.peers_changed(consensus.peers)
+        if peer in consensus.configuration.members or \
+                self.progress[peer].match_index < consensus.configuration_index:
+            return False
+        del self.progress[peer]
+        return True
 
     # --- replication -------------------------------------------------------------------------
 
@@ -237,7 +238,8 @@ class Leader(Role):
                 progress.match_seq = progress.sent_seq   # every request sent so far left before this ack
             progress.acknowledge(response.match_index)
             self.consensus.advance_commit_as_leader()
-            self._release_if_departed(peer)
+            if self._release_if_departed(peer):
+                self.consensus.listener.peers_changed(self.consensus.peers)
             if self.transfer is not None or self.consensus.configuration.learners:
                 self._after_commit_or_progress(now)
                 if self.transfer is not None and self.transfer.ready():

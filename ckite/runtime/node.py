@@ -19,8 +19,8 @@ from ckite.consensus.consensus import Consensus
 from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.role import Role
 from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MembershipChangeError,
-                          MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError, RpcError, StoppedError, UnreachableError,
-                          WriteTimeoutError)
+                          MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError, RpcError, StoppedError,
+                          UnreachableError, WriteTimeoutError)
 from ckite.log.entry import EntryKind
 from ckite.log.snapshot import Snapshot
 from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, JoinMember, JoinMemberResponse, Request
@@ -106,8 +106,8 @@ class RaftNode:
             return
         self._stopped = True
         self.consensus.stop()
-        workers = [self._election, self._apply, self._compact, self._submit_worker, *self._replicators.values(), *self._retired,
-                   *([self._join] if self._join is not None else [])]
+        workers = [self._election, self._apply, self._compact, self._submit_worker, *self._replicators.values(),
+                   *self._retired, *([self._join] if self._join is not None else [])]
         for worker in workers:
             worker.signal_stop()
         self.applier.notify_stop()
