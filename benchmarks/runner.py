@@ -237,6 +237,8 @@ def run_system(system: str, options: Options, directory: Path) -> dict[str, Any]
                                              "drain_timeout": drain}),
         ("linearizable_read", "readers", {"duration": d, "clients": options.read_clients}),
     ]
+    if spec.rows is not None:   # a variant of another system runs only the rows it changes
+        rows = [row for row in rows if row[0] in spec.rows]
     started = time.monotonic()
     cluster = Cluster(system, directory)
     try:
@@ -260,14 +262,15 @@ def run_system(system: str, options: Options, directory: Path) -> dict[str, Any]
                 f"p99 {result['p99_ms']} ms, errors {result['errors']}, "
                 f"foreign load {result['foreign_busy_cores']} cores")
         outcome["memory_after_rows"] = _memory(cluster)
-        fill = run_row(cluster, "fill", {"keys": options.fill_keys, "size": options.small,
-                                         "inflight": options.fill_window}, timeout=700.0)
-        outcome["rows"]["fill"] = fill
-        outcome["memory_at_fill"] = _memory(cluster)
-        outcome["fill_keys"] = options.fill_keys
-        say(f"  {system}: filled {options.fill_keys} keys in {fill['elapsed_s']}s "
-            f"({fill['ops_per_s']} writes/s, {fill['errors']} failed and retried); peak RSS "
-            f"{max(m['peak_rss_mib'] for m in outcome['memory_at_fill'])} MiB")
+        if spec.rows is None or "fill" in spec.rows:
+            fill = run_row(cluster, "fill", {"keys": options.fill_keys, "size": options.small,
+                                             "inflight": options.fill_window}, timeout=700.0)
+            outcome["rows"]["fill"] = fill
+            outcome["memory_at_fill"] = _memory(cluster)
+            outcome["fill_keys"] = options.fill_keys
+            say(f"  {system}: filled {options.fill_keys} keys in {fill['elapsed_s']}s "
+                f"({fill['ops_per_s']} writes/s, {fill['errors']} failed and retried); peak RSS "
+                f"{max(m['peak_rss_mib'] for m in outcome['memory_at_fill'])} MiB")
     except Exception as exc:   # one system failing must not lose the others' numbers
         logger.debug("system %s failed", system, exc_info=True)
         outcome["error"] = f"{type(exc).__name__}: {exc}"

@@ -36,6 +36,8 @@ class SystemSpec:
     durability: str      # what is on disk when a write is acknowledged
     read_path: str       # what the "linearizable reads" row measures for this system
     default: bool = True  # part of a run without --systems
+    rows: tuple[str, ...] | None = None   # the rows it runs (None: all); a variant runs only what it changes
+    lease_reads: bool = False             # ckite: CKiteBuilder.with_lease_reads()
 
 
 SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
@@ -45,6 +47,10 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
     SystemSpec("ckite-nofsync", "ckite", "SQLite synchronous=OFF (labelled: fsync off)", False,
                "entries written to SQLite (page cache) but never fsynced, like PySyncObj's journal",
                "read(): ReadIndex, as above"),
+    SystemSpec("ckite-lease", "ckite", "default + with_lease_reads() (reads only: writes are ckite's)", True,
+               "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
+               "read(): leader lease (thesis 6.4.1), answered on the caller's thread, no quorum round",
+               rows=("linearizable_read",), lease_reads=True),
     SystemSpec("pysyncobj", "pysyncobj", "default SyncObjConf (in-memory journal, 100 ms batching)", False,
                "nothing on disk: MemoryJournal; PySyncObj never fsyncs in any configuration",
                "@replicated get(sync=True): the read goes through the log (no ReadIndex in PySyncObj)"),
@@ -60,7 +66,7 @@ def create(name: str, binding: str, peers: list[str], data_dir: Path) -> "CKiteS
     """Build (not start) the member of system ``name`` listening on ``binding``."""
     spec = SYSTEMS[name]
     if spec.family == "ckite":
-        return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync)
+        return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync, lease_reads=spec.lease_reads)
     conf: dict[str, Any] = {}
     if name in ("pysyncobj-nobatch", "pysyncobj-journal"):
         conf["appendEntriesUseBatch"] = False
@@ -73,7 +79,8 @@ def create(name: str, binding: str, peers: list[str], data_dir: Path) -> "CKiteS
 class CKiteSystem:
     """ckite-py with the kvstore state machine, library defaults (timeouts, heartbeats), no admin."""
 
-    def __init__(self, binding: str, peers: list[str], data_dir: Path, *, fsync: bool) -> None:
+    def __init__(self, binding: str, peers: list[str], data_dir: Path, *, fsync: bool,
+                 lease_reads: bool = False) -> None:
         from ckite import CKiteBuilder
         from ckite.errors import CKiteError
         from kvstore.store import Get, KVStore, Put
@@ -81,6 +88,8 @@ class CKiteSystem:
         self._put, self._get, self._error = Put, Get, CKiteError
         builder = (CKiteBuilder().with_local_binding(binding).with_members_bindings(peers)
                    .with_state_machine(KVStore()).without_admin())
+        if lease_reads:
+            builder.with_lease_reads()
         if fsync:
             builder.with_data_dir(data_dir)
         else:

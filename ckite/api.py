@@ -74,7 +74,8 @@ class CKite:
         return self._node.write_async(command, timeout)
 
     def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
-        """Linearizable read: sees every write acknowledged before it was called."""
+        """Linearizable read: sees every write acknowledged before it was called (answered on the
+        leader through a ReadIndex round, or from its lease with ``with_lease_reads()``)."""
         return self._node.read(command, timeout)
 
     def read_local(self, command: ReadCommand) -> Any:

@@ -87,6 +87,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--compaction-threshold", type=_non_negative, default=DEFAULT_COMPACTION_THRESHOLD,
                    metavar="ENTRIES", help="snapshot the store and compact the log every ENTRIES applied "
                                            "entries; 0 never compacts (default: %(default)s)")
+    p.add_argument("--lease-reads", action="store_true",
+                   help="answer linearizable reads from the leader's lease, without a quorum round per read; "
+                        "assumes the members' clocks run at rates within 10%% of each other")
     p.add_argument("--max-value-bytes", type=_positive, default=DEFAULT_MAX_VALUE_BYTES, metavar="BYTES",
                    help="largest value accepted over HTTP (default: %(default)s)")
     p.add_argument("--tls-cert", metavar="PEM", help="this member's certificate: turns on mutual TLS between "
@@ -125,6 +128,8 @@ def build(args: argparse.Namespace) -> CKite:
                .with_admin_host(args.admin_host))
     if args.admin_port is not None:
         builder.with_admin_port(args.admin_port)
+    if args.lease_reads:
+        builder.with_lease_reads()
     tls = {"--tls-cert": args.tls_cert, "--tls-key": args.tls_key, "--tls-ca": args.tls_ca}
     missing = [flag for flag, value in tls.items() if not value]
     if missing and len(missing) < len(tls):

@@ -28,6 +28,7 @@ class TestCluster:
     state_machines: dict[str, KVStore] = field(default_factory=dict)
     network: LocalNetwork = field(default_factory=LocalNetwork)
     compaction_threshold: int = DEFAULT_COMPACTION_THRESHOLD
+    lease_reads: bool = False
 
     __test__ = False   # not a pytest test class
 
@@ -45,14 +46,16 @@ class TestCluster:
             self.storages[binding] = storage
         state_machine = KVStore()
         transport = self.network.transport(binding) if self.transport_kind == "local" else ThriftTransport()
-        member = (CKiteBuilder().with_local_binding(binding)
-                  .with_members_bindings([b for b in self.bindings if b != binding])
-                  .with_min_election_timeout(MIN_ELECTION_MS).with_max_election_timeout(MAX_ELECTION_MS)
-                  .with_heartbeats_interval(HEARTBEAT_MS)
-                  .with_storage(self.storages[binding]).with_transport(transport)
-                  .with_state_machine(state_machine).with_write_timeout(3000).with_read_timeout(3000)
-                  .with_leader_timeout(5000).with_compaction_threshold(self.compaction_threshold).without_admin()
-                  .build())
+        builder = (CKiteBuilder().with_local_binding(binding)
+                   .with_members_bindings([b for b in self.bindings if b != binding])
+                   .with_min_election_timeout(MIN_ELECTION_MS).with_max_election_timeout(MAX_ELECTION_MS)
+                   .with_heartbeats_interval(HEARTBEAT_MS)
+                   .with_storage(self.storages[binding]).with_transport(transport)
+                   .with_state_machine(state_machine).with_write_timeout(3000).with_read_timeout(3000)
+                   .with_leader_timeout(5000).with_compaction_threshold(self.compaction_threshold).without_admin())
+        if self.lease_reads:
+            builder.with_lease_reads()
+        member = builder.build()
         member.start()
         self.members[binding] = member
         self.state_machines[binding] = state_machine

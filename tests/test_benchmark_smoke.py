@@ -54,3 +54,21 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     if HAVE_PYSYNCOBJ:
         assert document["meta"]["fsync"]["pysyncobj"] is False
         assert document["ratios"]["ckite/pysyncobj"]["w16_ops_per_s"] is not None
+
+
+@pytest.mark.timeout(120)
+def test_the_lease_variant_runs_the_read_row_only(tmp_path):
+    """``ckite-lease`` (with_lease_reads) runs just the linearizable read row; the other rows
+    would measure ckite's write path again. Its summary has reads and nothing else."""
+    out = tmp_path / "results.json"
+    command = [sys.executable, "-m", "benchmarks", "--systems", "ckite-lease", "--duration", "0.5",
+               "--read-clients", "16", "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=110)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(out.read_text())
+    outcome = document["runs"][0]["ckite-lease"]
+    assert "error" not in outcome, outcome.get("error")
+    assert set(outcome["rows"]) == {"linearizable_read"} and outcome["rows"]["linearizable_read"]["ops"] > 0
+    summary = document["summary"]["ckite-lease"]
+    assert summary["read_ops_per_s"] is not None and summary["w16_ops_per_s"] is None
+    assert "leader lease" in document["meta"]["configs"]["ckite-lease"]["read_path"]

@@ -30,8 +30,8 @@ TRANSPORTS = ["local", "thrift"]
 def make_cluster(request):
     clusters: list[TestCluster] = []
 
-    def make(size: int, transport: str) -> TestCluster:
-        cluster = TestCluster(transport, size)
+    def make(size: int, transport: str, **options) -> TestCluster:
+        cluster = TestCluster(transport, size, **options)
         clusters.append(cluster)
         return cluster
     yield make
@@ -257,6 +257,95 @@ def test_partitioned_old_leader_serves_no_stale_read(make_cluster):
     new = cluster.leader(among=others)
     assert new.write(Put("key1", "value2")) == "value2"
     assert new.read(Get("key1")) == "value2"
+    with pytest.raises((ReadTimeoutError, LostLeadershipError, NotLeaderError, LeaderTimeoutError)):
+        old.read(Get("key1"), timeout=1.0)
+    cluster.network.heal(old.id)
+    assert old.read(Get("key1")) == "value2"
+
+
+# --- leader lease reads (thesis §6.4.1) --------------------------------------------------------------
+
+
+def count_read_index_rounds(member) -> list[int]:
+    """Count the reads that take the ReadIndex path on ``member`` (a spy on its core)."""
+    consensus = member._node.consensus
+    calls = [0]
+    request_read = consensus.request_read
+
+    def counting():
+        calls[0] += 1
+        return request_read()
+    consensus.request_read = counting
+    return calls
+
+
+def test_lease_reads_see_every_acknowledged_write_without_a_quorum_round(make_cluster):
+    """With lease reads on, the leader answers reads from its lease on the caller's thread; every
+    read, on the leader or forwarded by a follower, still sees every write acknowledged before it
+    began. (Almost) none takes a ReadIndex round: only if the lease lapsed on a starved machine."""
+    cluster = make_cluster(3, "local", lease_reads=True).start_all()
+    leader = cluster.leader()
+    leader.write(Put("k", "0"))
+    wait_for(lambda: leader._node.consensus.lease_read_index() is not None, 5, "the leader to hold a lease")
+    rounds = count_read_index_rounds(leader)
+    acknowledged, stale, reads = [0], [], [0]
+    done = threading.Event()
+
+    def writer():
+        try:
+            for i in range(1, 81):
+                leader.write(Put("k", str(i)))
+                acknowledged[0] = i
+        finally:
+            done.set()
+
+    def reader(member):
+        while not done.is_set():
+            before = acknowledged[0]
+            seen = int(member.read(Get("k")))
+            reads[0] += 1
+            if seen < before:
+                stale.append((member.id, before, seen))
+
+    threads = [threading.Thread(target=writer)] + [threading.Thread(target=reader, args=(member,))
+                                                     for member in cluster.running() for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not stale
+    assert reads[0] > 100 and rounds[0] < reads[0] / 10, (reads[0], rounds[0])
+
+
+def test_lease_reads_fall_back_to_read_index_once_a_transfer_revoked_the_lease(make_cluster):
+    """A leader that sent TimeoutNow has no lease for the rest of its leadership, even when the
+    transfer fails (the target may still win with transfer votes): reads then take ReadIndex."""
+    cluster = make_cluster(3, "local", lease_reads=True).start_all()
+    leader = cluster.leader()
+    leader.write(Put("k", "v"))
+    target = cluster.followers()[0]
+    wait_for(lambda: target.read_local(Get("k")) == "v", 5, "the target to hold the whole log")
+    assert leader._node.consensus.lease_read_index() is not None
+    cluster.network.isolate(target.id)                     # TimeoutNow goes out, and is lost
+    with pytest.raises(LeaderTimeoutError):
+        leader.transfer_leadership(target.id, timeout=2.0)
+    cluster.network.heal(target.id)
+    assert cluster.leader() is leader
+    rounds = count_read_index_rounds(leader)
+    assert [leader.read(Get("k")) for _ in range(3)] == ["v"] * 3
+    assert leader._node.consensus.lease_read_index() is None and rounds[0] == 3
+
+
+def test_a_partitioned_leader_with_lease_reads_serves_no_stale_read(make_cluster):
+    """The followers refuse votes for a minimum election timeout after they last heard from the
+    leader; its lease ends before (90% of it), so the old leader stops reading from the lease
+    before a new leader can exist, and its ReadIndex rounds cannot be confirmed."""
+    cluster = make_cluster(3, "local", lease_reads=True).start_all()
+    old = cluster.leader()
+    old.write(Put("key1", "value1"))
+    cluster.network.isolate(old.id)
+    new = cluster.leader(among=[m for m in cluster.running() if m is not old])
+    assert new.write(Put("key1", "value2")) == "value2"
     with pytest.raises((ReadTimeoutError, LostLeadershipError, NotLeaderError, LeaderTimeoutError)):
         old.read(Get("key1"), timeout=1.0)
     cluster.network.heal(old.id)

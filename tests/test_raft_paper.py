@@ -174,6 +174,7 @@ def test_vote_goes_only_to_a_candidate_whose_log_is_at_least_as_up_to_date(last_
     assert candidate_log_is_up_to_date(last_term, last_index, 2, 5) is granted
     h = Harness(3, logs={"n1": [1, 1, 1, 1, 2]})
     n1 = h["n1"]
+    h.advance(SETTINGS.min_election_timeout)        # past the vote refusal of a member restarted with a term
     response = n1.handle_request(vote(4, "n2", last_index, last_term, pre_vote=pre_vote))
     assert response.granted is granted
     assert n1.voted_for == ("n2" if granted and not pre_vote else None)
@@ -339,10 +340,31 @@ def test_one_append_entries_carries_a_batch_bounded_by_count_and_bytes(sizes, ba
     n1 = h["n1"]
     first, _ = n1.propose([(EntryKind.COMMAND, b"x" * size) for size in sizes])
     sent = []
-    while (taken := h.send("n1", "n2")) is not None:
-        sent.append([entry.index for entry in taken[0].entries])
+    while (exchange := h.deliver("n1", "n2")) is not None:
+        sent.append([entry.index for entry in exchange[0].entries])
     assert [len(batch) for batch in sent] == batches
     assert sum(sent, []) == list(range(first, first + len(sizes)))
+
+
+def test_the_leader_pipelines_only_full_batches_within_its_window():
+    """Up to max_inflight_appends requests go out before the first reply, but a request other
+    than the first goes only when it is full: a partial batch waits for a reply and then carries
+    whatever was appended meanwhile (fewer, larger batches)."""
+    h = leader_of_three(replace(SETTINGS, max_entries_per_append=5, max_inflight_appends=3))
+    n1 = h["n1"]
+    first, _ = n1.propose([(EntryKind.COMMAND, b"x")] * 17)
+    taken = []
+    while (request := h.send("n1", "n2")) is not None:
+        taken.append(request)
+    assert [len(request.entries) for request, _ in taken] == [5, 5, 5]        # the window is full
+    h.answer("n1", "n2", *taken[0])
+    assert h.send("n1", "n2") is None            # 2 entries left: not a full batch, 2 still in flight
+    n1.propose([(EntryKind.COMMAND, b"y")] * 3)
+    fourth = h.send("n1", "n2")                  # 5 left now: a full batch goes at once
+    assert fourth is not None and len(fourth[0].entries) == 5
+    for request in taken[1:] + [fourth]:
+        h.answer("n1", "n2", *request)
+    assert h["n2"].log.last_index == first + 19
 
 
 def test_new_leader_appends_an_entry_of_its_own_term_at_once():

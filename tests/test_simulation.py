@@ -14,8 +14,8 @@ import pytest
 
 import ckite.consensus.consensus as consensus_module
 from ckite.consensus.consensus import Consensus
-from tests.simulation.cluster import SafetyViolation
-from tests.simulation.schedule import run_random_schedule
+from tests.simulation.cluster import SafetyViolation, SimCluster
+from tests.simulation.schedule import run_lease_bridge_schedule, run_random_schedule
 
 SOAK = os.environ.get("CKITE_SOAK") == "1"
 SEEDS, SECONDS, MARKS = (range(2000), 60.0, [pytest.mark.slow]) if SOAK else (range(150), 20.0, [])
@@ -94,3 +94,55 @@ def test_checker_catches_a_broken_vote_rule(monkeypatch, break_core):
     assert all(isinstance(exc.__cause__, SafetyViolation) for _, exc in failures)
     seed, exc = failures[0]
     assert replay_command(seed, 20.0) in str(exc)
+
+
+# --- leader leases (thesis §6.4.1) ---------------------------------------------------------------------
+
+
+def test_the_schedules_exercise_lease_reads():
+    """Half the schedules with check-quorum read from leader leases, through partial partitions,
+    read-only phases and followers that restart at once."""
+    clusters = [run_random_schedule(seed, 20.0) for seed in range(12)]
+    leased = [c for c in clusters if c.settings.lease_reads]
+    assert len(leased) >= 2 and sum(c.lease_reads for c in leased) > 100
+
+
+def test_a_lease_survives_restarts_of_the_member_it_counts_on():
+    for seed in range(20):
+        run_lease_bridge_schedule(seed)
+
+
+def forget_the_restart_window(monkeypatch) -> None:
+    """Break the restart rule: a member that restarts votes at once (it forgot its leader)."""
+    start = Consensus.start
+
+    def forgetful(self):
+        start(self)
+        self.votes_refused_until = float("-inf")
+
+    monkeypatch.setattr(Consensus, "start", forgetful)
+
+
+def ignore_a_live_leader(monkeypatch) -> None:
+    """Break thesis §4.2.3: grant votes whenever the log allows, however recently a leader spoke."""
+    monkeypatch.setattr(Consensus, "_in_leader_lease", lambda self, now: False)
+
+
+@pytest.mark.parametrize("checks", ["all", "reads only"])
+@pytest.mark.parametrize("break_core", [forget_the_restart_window, ignore_a_live_leader])
+def test_checker_catches_a_lease_without_the_vote_refusal(monkeypatch, break_core, checks):
+    """Lease reads are only as safe as the followers' vote refusal. Without it (for a restarted
+    member, or at all), a new leader is elected while the old one still reads from its lease:
+    the Lease Safety check fails at once, and without that check a read misses a write that the
+    newer leader acknowledged (the stale-read check)."""
+    break_core(monkeypatch)
+    if checks == "reads only":
+        monkeypatch.setattr(SimCluster, "check_lease_safety", lambda self, member: None)
+    failures = []
+    for seed in range(20):
+        try:
+            run_lease_bridge_schedule(seed)
+        except SafetyViolation as exc:
+            failures.append(str(exc))
+    assert failures, "no seed out of 20 noticed the broken vote refusal"
+    assert all(("stale read" if checks == "reads only" else "Lease Safety") in failure for failure in failures)

@@ -99,6 +99,9 @@ class Consensus:
         self.applied_index = 0
         self.leader_id: str | None = None
         self.last_leader_contact: float | None = None
+        #: Until then (clock time) this member refuses non-transfer votes as if it had just heard
+        #: from a leader: set at start when it may have acknowledged one before (see start()).
+        self.votes_refused_until = float("-inf")
         self.election_deadline = 0.0
         snapshot_index = stored.snapshot.last_index if stored.snapshot else 0
         #: The configuration before the first one in ``_configurations``: the snapshot's, or
@@ -117,6 +120,11 @@ class Consensus:
             if self.failure is not None:
                 return   # failed while starting (e.g. its snapshot cannot be restored): stays out
             now = self.clock()
+            if self.term > 0 and self.settings.check_quorum:
+                # Before it stopped, this member may have acknowledged a leader that now counts
+                # on it to refuse votes for min_election_timeout (check-quorum's vote refusal,
+                # and the leader lease built on it). It forgot when: refuse for a whole window.
+                self.votes_refused_until = now + self.settings.min_election_timeout
             joining = self.join and self.member_id not in self.configuration.members
             self._set_role(Joiner(self) if joining else Follower(self), now)
             if self.configuration.voters == {self.member_id} and not self.configuration.is_joint:
@@ -242,11 +250,17 @@ class Consensus:
         return TimeoutNowResponse(self.term, self.role.on_timeout_now(request, now))
 
     def _in_leader_lease(self, now: float) -> bool:
+        """Whether to refuse a (pre-)vote for a newer term that is not a leadership transfer:
+        this member leads, or heard from a leader (or restarted) less than min_election_timeout ago.
+
+        Only time counts, not whether a leader is still known: adopting a newer term from a
+        stray reply forgets the leader, yet that leader may hold a lease that counts on us.
+        """
         if not self.settings.check_quorum:
             return False
-        if isinstance(self.role, Leader):
+        if isinstance(self.role, Leader) or now < self.votes_refused_until:
             return True
-        return (self.leader_id is not None and self.last_leader_contact is not None
+        return (self.last_leader_contact is not None
                 and now - self.last_leader_contact < self.settings.min_election_timeout)
 
     # --- outbound requests and their replies -------------------------------------------------
@@ -260,6 +274,18 @@ class Consensus:
         """The clock time at which :meth:`next_request` for ``peer`` should be asked again."""
         with self.lock:
             return self.role.peer_deadline(peer)
+
+    def outgoing(self, peer: str) -> tuple[list[tuple[Request, Any]], float | None]:
+        """Everything to send to ``peer`` now (as :meth:`next_request` would give it, one by one)
+        and :meth:`peer_deadline` after that, under one acquisition of the lock: the
+        replicators take it once per wake-up, not once per request plus once to find out
+        there is nothing more."""
+        with self.lock:
+            now = self.clock()
+            requests = []
+            while (item := self.role.next_request(peer, now)) is not None:
+                requests.append(item)
+            return requests, self.role.peer_deadline(peer)
 
     def handle_response(self, peer: str, request: Request, context: Any, response: Any) -> None:
         with self.lock:
@@ -354,6 +380,16 @@ class Consensus:
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
             return self.role.request_read()
+
+    def lease_read_index(self) -> int | None:
+        """The index a linearizable read may use at once, without a quorum round, when this
+        member leads under a valid lease (``RaftSettings.lease_reads``); None otherwise, and the
+        read must go through :meth:`request_read`."""
+        with self.lock:
+            role = self.role
+            if not isinstance(role, Leader):
+                return None
+            return role.lease_read_index(self.clock())
 
     def set_applied(self, index: int) -> None:
         with self.lock:

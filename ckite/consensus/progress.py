@@ -23,6 +23,9 @@ class Progress:
     last_ack: float = float("-inf")
     acked_round: int = 0
     sent_round: int = 0
+    #: When (leader clock) the latest AppendEntries the peer answered in our term was built: the
+    #: peer then refuses votes for ``min_election_timeout`` from its receipt (the leader lease).
+    acked_sent_at: float = float("-inf")
     sent_seq: int = 0          # AppendEntries sent so far (numbers each request)
     match_seq: int = 0         # requests sent before the success that established match_index
     snapshot: Snapshot | None = None   # the snapshot being sent, pinned until the transfer ends

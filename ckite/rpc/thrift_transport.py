@@ -1,8 +1,8 @@
 """The default transport: standard Thrift (framed transport, binary protocol) over TCP.
 
-Any Thrift client of ``ckite.thrift`` can call a member. The client side is thriftpy2's own
-(``TClient`` over ``TSocket`` + ``TCyFramedTransport`` + ``TCyBinaryProtocol``), with a small
-pool of connections per peer. The server side is ours: thriftpy2's threaded server reads the
+Any Thrift client of ``ckite.thrift`` can call a member. The client side
+(:mod:`ckite.rpc.thrift_client`) is thriftpy2's own client, with a small pool of connections per
+peer for calls, and one pipelined connection per peer for a leader's replication. The server side is ours: thriftpy2's threaded server reads the
 4-byte frame length and mallocs whatever a peer claims (a stranger can ask for 2 GB), so
 :class:`_FrameServer` reads frames itself, refuses a length outside ``1..max_frame_bytes``,
 checks the frame's structure (:mod:`ckite.rpc.frame_check`: thriftpy2's decoder trusts the
@@ -18,7 +18,8 @@ never finishes its handshake costs one thread for that long and stalls nobody el
 
 Threads (all named, all stopped and joined by :meth:`ThriftTransport.close`):
 ``ckite-<port>-rpc-accept`` accepts connections, ``ckite-<port>-rpc-conn-<n>`` serves one
-connection (one request at a time, as a Thrift client sends them).
+connection (one request at a time, answered in the order they arrived: that is what lets a
+client pipeline requests on one connection).
 """
 from __future__ import annotations
 
@@ -33,46 +34,31 @@ import time
 from typing import Any
 
 from thriftpy2.protocol.cybin import TCyBinaryProtocol
-from thriftpy2.thrift import TClient, TProcessor
-from thriftpy2.transport import TSocket, TSSLSocket, TTransportException
+from thriftpy2.thrift import TProcessor
 from thriftpy2.transport.framed import TCyFramedTransport
 
-from ckite.errors import CKiteError, EncodingError, RpcError, StoppedError, UnreachableError
+from ckite.errors import CKiteError, EncodingError, RpcError, StoppedError
 from ckite.messages import Request, Response
 from ckite.rpc.frame_check import check_frame
+from ckite.rpc.framing import BadFrame, FrameDecoder, FrameReader
 from ckite.rpc.idl import CKiteService, ckite_thrift
 from ckite.rpc.thrift_codec import (METHODS, decode_request, decode_response, encode_request, error_from_thrift,
                                     error_to_thrift, to_thrift)
+from ckite.rpc.thrift_client import MIN_TIMEOUT, ClientConnection, ThriftPipeline, family, split_address
 from ckite.rpc.tls import TlsConfig
-from ckite.rpc.transport import RpcHandler, Transport
+from ckite.rpc.transport import Pipeline, RpcHandler, Transport
 from ckite.rpc.validation import RequestLimits, validate_request
 
 logger = logging.getLogger(__name__)
 
 #: Idle connections kept per peer; more may be open while calls run concurrently.
 MAX_IDLE_PER_ADDRESS = 4
-#: Bytes asked of the kernel per recv() by the server (frames are accumulated, never preallocated).
-_RECV_SIZE = 64 * 1024
 #: How long close() waits for the server threads in total.
 _JOIN_TIMEOUT = 2.0
-#: A call never runs with a socket timeout shorter than this (0 would make the socket non-blocking).
-_MIN_TIMEOUT = 0.001
 #: Defaults of ThriftTransport's server-side limits.
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
 DEFAULT_HANDSHAKE_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 256
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """``"host:port"`` (or ``"[v6]:port"``) -> (host, port); raises ValueError."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{address!r} is not a host:port address")
-    return host.removeprefix("[").removesuffix("]"), int(port)
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 class HandlerAdapter:
@@ -115,69 +101,6 @@ class HandlerAdapter:
 
 # --- server ---------------------------------------------------------------------------------------
 
-class _BadFrame(Exception):
-    """The peer broke the framing (a length out of bounds, or it closed mid-frame)."""
-
-
-class _FrameReader:
-    """Reads whole frames (4-byte big-endian length + payload) from one connection.
-
-    Memory grows with the bytes that actually arrive, never with the length a peer claims.
-    """
-
-    def __init__(self, sock: socket.socket, max_frame_bytes: int) -> None:
-        self._sock = sock
-        self._max = max_frame_bytes
-        self._buffer = bytearray()
-
-    def next_frame(self) -> bytes | None:
-        """The next frame, header included; None when the peer closed between frames."""
-        buffer = self._buffer
-        while len(buffer) < 4:
-            if not self._fill():
-                if buffer:
-                    raise _BadFrame(f"connection closed after {len(buffer)} bytes of a frame header")
-                return None
-        length = int.from_bytes(buffer[:4], "big", signed=True)
-        if length <= 0 or length > self._max:
-            raise _BadFrame(f"frame length {length} is outside 1..{self._max}")
-        end = 4 + length
-        while len(buffer) < end:
-            if not self._fill():
-                raise _BadFrame(f"connection closed after {len(buffer) - 4} of {length} frame bytes")
-        frame = bytes(buffer[:end])
-        del buffer[:end]
-        return frame
-
-    def _fill(self) -> bool:
-        chunk = self._sock.recv(_RECV_SIZE)
-        self._buffer += chunk
-        return bool(chunk)
-
-
-class _FrameSource:
-    """The transport under the decoding ``TCyFramedTransport``: one received frame, then EOF.
-
-    Why not ``TCyMemoryBuffer``: it answers a read past its end with zeros instead of failing, so
-    a list length that lies (2**31 entries in a 100-byte frame) makes the Cython protocol build
-    two billion empty structs. Ending at the frame's last byte turns every lie into END_OF_FILE.
-    """
-
-    __slots__ = ("_data", "_position")
-
-    def __init__(self) -> None:
-        self._data = b""
-        self._position = 0
-
-    def load(self, frame: bytes) -> None:
-        self._data, self._position = frame, 0
-
-    def read(self, size: int) -> bytes:
-        start = self._position
-        self._position = start + size
-        return self._data[start:start + size]
-
-
 class _Sink:
     """The transport under the replying ``TCyFramedTransport``: its flush sends the framed reply."""
 
@@ -208,7 +131,7 @@ class _FrameServer:
         self._lock = threading.Lock()
         self._connections: dict[threading.Thread, socket.socket] = {}   # guarded by _lock
         self._numbers = itertools.count(1)
-        self._listener = socket.socket(_family(host), socket.SOCK_STREAM)
+        self._listener = socket.socket(family(host), socket.SOCK_STREAM)
         try:
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._listener.bind((host, port))
@@ -267,7 +190,7 @@ class _FrameServer:
                     return
                 conn = tls
             self._answer_frames(conn)
-        except _BadFrame as exc:
+        except BadFrame as exc:
             logger.warning("ckite-%s: closing the connection from %s: %s", self.port, peer, exc)
         except OSError as exc:
             if not self._stopping.is_set():
@@ -301,19 +224,15 @@ class _FrameServer:
         return tls
 
     def _answer_frames(self, conn: socket.socket) -> None:
-        reader = _FrameReader(conn, self._max_frame_bytes)
-        source = _FrameSource()
-        inbound = TCyFramedTransport(source)
-        iprot = TCyBinaryProtocol(inbound, strict_decode=True)
+        reader = FrameReader(conn, self._max_frame_bytes)
+        decoder = FrameDecoder()
         oprot = TCyBinaryProtocol(TCyFramedTransport(_Sink(conn)))
         while not self._stopping.is_set():
             frame = reader.next_frame()
             if frame is None:
                 return
             check_frame(frame, self._max_items)
-            inbound.clean()   # nothing of a previous frame may leak into this one
-            source.load(frame)
-            self._processor.process(iprot, oprot)
+            self._processor.process(decoder.load(frame), oprot)
 
     def close(self) -> None:
         """Stop accepting, shut every connection down and join the threads (bounded)."""
@@ -341,64 +260,6 @@ class _FrameServer:
 
 
 # --- client ---------------------------------------------------------------------------------------
-
-class _Connection:
-    """One open client connection: a TClient over a framed, binary-protocol socket."""
-
-    __slots__ = ("socket", "client")
-
-    def __init__(self, address: str, connect_timeout: float, ssl_context: ssl.SSLContext | None) -> None:
-        try:
-            host, port = split_address(address)
-        except ValueError as exc:
-            raise UnreachableError(str(exc)) from None
-        timeout_ms = connect_timeout * 1000
-        if ssl_context is None:
-            self.socket = TSocket(host, port, socket_family=_family(host), socket_timeout=timeout_ms,
-                                  connect_timeout=timeout_ms)
-        else:
-            self.socket = TSSLSocket(host, port, socket_family=_family(host), socket_timeout=timeout_ms,
-                                     connect_timeout=timeout_ms, ssl_context=ssl_context)
-        try:
-            self.socket.open()
-        except TTransportException as exc:
-            raise UnreachableError(f"cannot connect to {address}: {exc.__context__ or exc}") from exc
-        self.client = TClient(CKiteService, TCyBinaryProtocol(TCyFramedTransport(self.socket), strict_decode=True))
-
-    def is_stale(self) -> bool:
-        """True when an idle connection was closed by the peer (or holds bytes nobody asked for)."""
-        sock = self.socket.sock
-        if sock is None:
-            return True
-        try:
-            sock.setblocking(False)
-            if isinstance(sock, ssl.SSLSocket):
-                # TLS cannot peek; reading is harmless, since any byte here makes the connection unusable.
-                # It also consumes TLS 1.3 session tickets, which are no application data.
-                sock.recv(1)
-            else:
-                sock.recv(1, socket.MSG_PEEK)   # b"" (closed) or unexpected bytes: either way unusable
-            return True
-        except (BlockingIOError, ssl.SSLWantReadError):   # nothing to read: healthy
-            return False
-        except OSError:
-            return True
-
-    def settimeout(self, timeout: float) -> None:
-        self.socket.sock.settimeout(max(timeout, _MIN_TIMEOUT))
-
-    def shutdown(self) -> None:
-        """Wake a call blocked on this connection (it then fails and closes it)."""
-        sock = self.socket.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self.socket.close()
-
 
 class ThriftTransport(Transport):
     """Thrift over TCP; ``call`` is safe from any number of threads.
@@ -434,8 +295,8 @@ class ThriftTransport(Transport):
         self._lock = threading.Lock()
         self._closed = False                                # guarded by _lock, like the three below
         self._servers: list[_FrameServer] = []
-        self._idle: dict[str, list[_Connection]] = {}       # per address, most recently used last
-        self._open: set[_Connection] = set()                # every open client connection, idle or in use
+        self._idle: dict[str, list[ClientConnection]] = {}       # per address, most recently used last
+        self._open: set[ClientConnection] = set()                # every open client connection, idle or in use
 
     @property
     def address(self) -> str | None:
@@ -476,7 +337,13 @@ class ThriftTransport(Transport):
         except EncodingError as exc:
             raise RpcError(f"{address} answered {method} with a malformed reply: {exc}") from exc
 
-    def _take(self, address: str, timeout: float) -> _Connection:
+    def open_pipeline(self, address: str, timeout: float) -> Pipeline:
+        """Several requests in flight on one connection, without TLS (see :class:`ThriftPipeline`)."""
+        if self.ssl_context_client is not None:
+            return super().open_pipeline(address, timeout)
+        return ThriftPipeline(address, timeout, self.connect_timeout)
+
+    def _take(self, address: str, timeout: float) -> ClientConnection:
         stale = []
         with self._lock:
             if self._closed:
@@ -494,7 +361,7 @@ class ThriftTransport(Transport):
             old.close()
         if connection is not None:
             return connection
-        connection = _Connection(address, max(min(self.connect_timeout, timeout), _MIN_TIMEOUT),
+        connection = ClientConnection(address, max(min(self.connect_timeout, timeout), MIN_TIMEOUT),
                                  self.ssl_context_client)
         with self._lock:
             if not self._closed:
@@ -503,7 +370,7 @@ class ThriftTransport(Transport):
         connection.close()
         raise RpcError(f"cannot call {address}: the transport is closed")
 
-    def _give_back(self, address: str, connection: _Connection) -> None:
+    def _give_back(self, address: str, connection: ClientConnection) -> None:
         with self._lock:
             if not self._closed and connection in self._open:
                 idle = self._idle.setdefault(address, [])
@@ -513,7 +380,7 @@ class ThriftTransport(Transport):
                 self._open.discard(connection)
         connection.close()
 
-    def _discard(self, connection: _Connection) -> None:
+    def _discard(self, connection: ClientConnection) -> None:
         with self._lock:
             self._open.discard(connection)
         connection.close()

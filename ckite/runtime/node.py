@@ -1,7 +1,8 @@
 """A running member: the consensus core wired to threads, a transport and a state machine.
 
 Threads (all named ``ckite-<port>-...``, all stopped and joined by :meth:`RaftNode.stop`):
-``election`` (timer), ``replicate-<peer>`` (one sender per peer), ``apply`` (applier),
+``election`` (timer), ``replicate-<peer>`` and ``acks-<peer>`` (a sender and a receiver per peer),
+``apply`` (applier),
 ``forward_N`` (a small pool for forwarded async calls), plus the transport's server threads.
 See docs/architecture.md for the locks and the path of a write.
 """
@@ -30,7 +31,7 @@ from ckite.runtime.compactor import Compactor
 from ckite.runtime.election_timer import election_timer_step
 from ckite.runtime.joiner import join_step
 from ckite.runtime.pending import PendingWrites
-from ckite.runtime.replicator import replicator_step
+from ckite.runtime.replicator import Replicator
 from ckite.runtime.submitter import Submitter
 from ckite.runtime.worker import Worker
 from ckite.statemachine import StateMachine
@@ -75,8 +76,8 @@ class RaftNode:
         self._election = Worker(f"ckite-{tag}-election", election_timer_step(consensus, clock))
         self._apply = Worker(f"ckite-{tag}-apply", self.applier.step)
         self._compact = self.compactor.worker = Worker(f"ckite-{tag}-compact", self.compactor.step)
-        self._replicators: dict[str, Worker] = {}
-        self._retired: list[Worker] = []
+        self._replicators: dict[str, Replicator] = {}
+        self._retired: list[Replicator] = []
         self._join = (Worker(f"ckite-{tag}-join", join_step(consensus, transport, join_seeds, membership_timeout))
                       if join_seeds else None)
         self._forwarders = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"ckite-{tag}-forward")
@@ -144,15 +145,14 @@ class RaftNode:
         if self._stopped:
             return
         for peer in peers - self._replicators.keys():
-            worker = Worker(f"ckite-{self._tag}-replicate-{peer.rsplit(':', 1)[-1]}",
-                            replicator_step(self.consensus, self.transport, peer, self.clock))
-            self._replicators[peer] = worker
+            replicator = Replicator(self._tag, self.consensus, self.transport, peer, self.clock)
+            self._replicators[peer] = replicator
             if self._started:
-                worker.start()
+                replicator.start()
         for peer in self._replicators.keys() - peers:
-            worker = self._replicators.pop(peer)
-            worker.signal_stop()
-            self._retired.append(worker)
+            replicator = self._replicators.pop(peer)
+            replicator.signal_stop()
+            self._retired.append(replicator)
 
     # --- RpcHandler ---------------------------------------------------------------------------
 
@@ -261,7 +261,8 @@ class RaftNode:
     # --- reads --------------------------------------------------------------------------------
 
     def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
-        """Linearizable read: ReadIndex on the leader (forwarded there from other members)."""
+        """Linearizable read on the leader (forwarded there from other members): from the
+        leader's lease when lease reads are on and it holds, else through a ReadIndex round."""
         deadline = self.clock() + (self.read_timeout if timeout is None else timeout)
         return self._until_deadline(deadline, lambda remaining: self._read_once(command, deadline),
                                     ReadTimeoutError, _CERTAINLY_NOT_APPLIED + (LostLeadershipError, RpcError))
@@ -273,8 +274,13 @@ class RaftNode:
         return self._forward(leader, ForwardKind.READ, encode_command(command), deadline - self.clock())
 
     def _read_here(self, command: ReadCommand, deadline: float) -> Any:
-        read_index = self._wait(self.consensus.request_read(), deadline - self.clock(), ReadTimeoutError,
-                                "leadership not confirmed by a quorum within the timeout")
+        # Under a leader lease the commit index is the read index at once, on this thread: no
+        # quorum round, no future. Without one (lease reads off, expired, revoked, or no entry
+        # of this term committed yet) the read takes a ReadIndex round.
+        read_index = self.consensus.lease_read_index()
+        if read_index is None:
+            read_index = self._wait(self.consensus.request_read(), deadline - self.clock(), ReadTimeoutError,
+                                    "leadership not confirmed by a quorum within the timeout")
         if not self.applier.wait_applied(read_index, max(deadline - self.clock(), 0)):
             raise ReadTimeoutError(f"state machine did not reach index {read_index} within the timeout")
         return self.read_local(command)

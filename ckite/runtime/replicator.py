@@ -1,8 +1,13 @@
-"""One sender thread per peer: sends whatever the consensus core wants that peer to get.
+"""One thread per peer: sends whatever the consensus core wants that peer to get, and hands
+the replies back.
 
 For a leader that is AppendEntries (entries, heartbeats, read-confirmation rounds); for a
-candidate, RequestVote. The thread only waits, calls and hands the reply back; the role
-classes decide what to send and what a reply means.
+candidate, RequestVote. The thread drives a :class:`~ckite.rpc.transport.Pipeline`: it sends
+without waiting for replies, up to the core's window (``max_inflight_appends``), so the next
+batch travels while the follower is still writing the previous one to its disk; then it
+waits for a reply, a wake-up (new entries) or the next heartbeat, whichever comes first. The
+thread only waits, sends and hands replies back; the role classes decide what to send and
+what a reply means.
 """
 from __future__ import annotations
 
@@ -17,23 +22,55 @@ from ckite.runtime.worker import Worker
 logger = logging.getLogger(__name__)
 
 
-def replicator_step(consensus: Consensus, transport: Transport, peer: str,
-                    clock: Callable[[], float]) -> Callable[[Worker], None]:
-    settings = consensus.settings
+class Replicator:
+    """The ``ckite-<port>-replicate-<peer port>`` thread of one peer. After a failed request
+    it sends nothing for a heartbeat interval, so a down peer does not make it spin."""
 
-    def step(worker: Worker) -> None:
-        item = consensus.next_request(peer)
-        if item is None:
+    def __init__(self, tag: str, consensus: Consensus, transport: Transport, peer: str,
+                 clock: Callable[[], float]) -> None:
+        self._consensus = consensus
+        self._peer = peer
+        self._clock = clock
+        self._backoff_until = float("-inf")
+        self._pipeline = transport.open_pipeline(peer, consensus.settings.rpc_timeout)
+        self._worker = Worker(f"ckite-{tag}-replicate-{peer.rsplit(':', 1)[-1]}", self._step)
+
+    def start(self) -> None:
+        self._worker.start()
+
+    def wake(self) -> None:
+        """Something new to send (entries, a read round, a role change)."""
+        self._pipeline.wake()
+
+    def signal_stop(self) -> None:
+        self._worker.signal_stop()
+        self._pipeline.interrupt()
+
+    def join(self) -> None:
+        self._worker.join()
+        self._pipeline.close()
+
+    def _step(self, worker: Worker) -> None:
+        consensus, peer = self._consensus, self._peer
+        if self._clock() >= self._backoff_until:
+            requests, deadline = consensus.outgoing(peer)
+            for position, (request, context) in enumerate(requests):
+                if not self._pipeline.send(request, context):
+                    self._back_off()
+                    for unsent in requests[position + 1:]:   # never left: as good as lost
+                        consensus.handle_failure(peer, *unsent)
+                    break
+        else:
             deadline = consensus.peer_deadline(peer)
-            worker.wait(None if deadline is None else deadline - clock())
-            return
-        request, context = item
-        try:
-            response = transport.call(peer, request, settings.rpc_timeout)
-        except CKiteError as exc:
-            logger.debug("%s -> %s failed: %s", consensus.member_id, peer, exc)
-            consensus.handle_failure(peer, request, context)
-            worker.pause(settings.heartbeat_interval)   # a down peer must not make us spin
-            return
-        consensus.handle_response(peer, request, context, response)
-    return step
+        wake_at = max(float("inf") if deadline is None else deadline, self._backoff_until)
+        for request, context, reply in self._pipeline.wait(None if wake_at == float("inf")
+                                                           else wake_at - self._clock()):
+            if isinstance(reply, CKiteError):
+                logger.debug("%s -> %s failed: %s", consensus.member_id, peer, reply)
+                consensus.handle_failure(peer, request, context)
+                self._back_off()
+            else:
+                consensus.handle_response(peer, request, context, reply)
+
+    def _back_off(self) -> None:
+        self._backoff_until = self._clock() + self._consensus.settings.heartbeat_interval

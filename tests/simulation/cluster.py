@@ -9,7 +9,9 @@ The checker asserts Raft's safety properties (Figure 3 of the paper) after every
   state restored from a snapshot equals the commands committed up to the snapshot's index.
 
 and, for clients: every acknowledged write is applied everywhere by the end, and every
-linearizable read reflects every write acknowledged before the read began.
+linearizable read reflects every write acknowledged before the read began. With lease reads
+(thesis §6.4.1) one more property holds after every step, since every member runs on the same
+clock: a leader whose lease holds is the newest leader (no higher term has elected anyone yet).
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ class SimCluster:
         self.pending_writes: dict[tuple[str, int], tuple[int, bytes]] = {}   # (leader, index) -> (term, data)
         self.pending_reads: list[tuple[SimMember, Future, set[bytes], int]] = []
         self.reads_checked = 0
+        self.write_share = 0.75                               # the schedule's share of writes among client calls
+        self.lease_reads = 0                                  # reads answered from a leader lease
         self.steps = 0
         self._write_counter = 0
         self._leaders_seen: dict[str, object] = {}
@@ -114,6 +118,11 @@ class SimCluster:
         self.network.blocked = {(a, b) for a in self.ids for b in self.ids
                                 if a != b and not any(a in g and b in g for g in groups)}
 
+    def cut_off(self, member_id: str, others: set[str]) -> None:
+        """Cut only the links between ``member_id`` and ``others``, who still reach everyone else
+        (a partial partition, like Jepsen's "bridge": not every fault splits into groups)."""
+        self.network.blocked = {(member_id, other) for other in others} | {(other, member_id) for other in others}
+
     def heal(self) -> None:
         self.network.blocked = set()
 
@@ -140,14 +149,21 @@ class SimCluster:
         return True
 
     def client_read(self, member_id: str) -> bool:
-        """Start a ReadIndex read at ``member_id`` if it leads."""
+        """Start a linearizable read at ``member_id`` if it leads: from its lease when it holds
+        one (the read index is known at once, as in RaftNode._read_here), else ReadIndex."""
         member = self.members[member_id]
         if not member.up or not member.consensus.is_leader:
             return False
-        try:
-            future = member.consensus.request_read()
-        except CKiteError:
-            return False
+        lease_index = member.consensus.lease_read_index()
+        if lease_index is not None:
+            future: Future = Future()
+            future.set_result(lease_index)
+            self.lease_reads += 1
+        else:
+            try:
+                future = member.consensus.request_read()
+            except CKiteError:
+                return False
         self.pending_reads.append((member, future, set(self.acknowledged), self.steps))
         return True
 
@@ -297,8 +313,21 @@ class SimCluster:
             if self._leaders_seen.get(member.member_id) is not member.consensus.role:
                 self._leaders_seen[member.member_id] = member.consensus.role
                 self.check_leader_completeness(member)
+            if self.settings.lease_reads:
+                self.check_lease_safety(member)
         if self.steps % 50 == 0:
             self.check_log_matching()
+
+    def check_lease_safety(self, member: SimMember) -> None:
+        """A leader that may read from its lease is the newest leader (one clock for everyone,
+        so the lease margin for clock rates is not needed: this holds exactly)."""
+        term = member.consensus.term
+        if member.consensus.lease_read_index() is None:
+            return
+        newer = sorted(t for t in self.leaders_by_term if t > term)
+        if newer:
+            self.fail(f"Lease Safety: {member.member_id} reads from its lease in term {term} while "
+                      f"{self.leaders_by_term[newer[0]]} was elected in term {newer[0]}")
 
     def check_leader_completeness(self, member: SimMember) -> None:
         log = member.consensus.log

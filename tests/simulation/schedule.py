@@ -7,6 +7,7 @@ import random
 from dataclasses import replace
 
 from ckite.consensus.reconfiguration import ChangeKind
+from ckite.errors import CKiteError
 
 from tests.simulation.cluster import SIM_SETTINGS, SimCluster
 
@@ -16,7 +17,9 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
     everything and check that the cluster converges with no acknowledged write lost.
 
     Faults: message loss, duplication and reordering (random delays), partitions (majority/
-    minority, isolated leader), crashes and restarts of any member (possibly a majority).
+    minority, isolated leader), crashes and restarts of any member (possibly a majority), and
+    in lease-read runs read-only phases, immediate restarts of followers, leadership transfers,
+    and a leader cut off from a minority only.
     """
     variant = random.Random(seed)
     size = size or variant.choice([3, 3, 5])
@@ -31,6 +34,10 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
     settings = replace(SIM_SETTINGS, pre_vote=protections or bool(spares), check_quorum=protections,
                        compaction_threshold=variant.choice([0, 8, 30, 30]),
                        snapshot_chunk_bytes=variant.choice([64, 512, 4096]))
+    # Half the runs with check-quorum read from leader leases (thesis §6.4.1), with faults aimed
+    # at leases on top (_lease_fault). Drawn last, so the other runs keep their schedules.
+    if protections and variant.random() < 0.5:
+        settings = replace(settings, lease_reads=True)
     cluster = SimCluster(seed, size, settings, spares=spares)
     rng = cluster.rng
     ids = cluster.ids
@@ -39,7 +46,7 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
         cluster.run_until(cluster.now + rng.uniform(0.005, 0.040))
         leaders = cluster.leaders()
         target = leaders[0].member_id if leaders and rng.random() < 0.7 else rng.choice(ids)
-        if rng.random() < 0.75:
+        if rng.random() < cluster.write_share:
             cluster.client_write(target)
         else:
             cluster.client_read(target)
@@ -52,6 +59,8 @@ def run_random_schedule(seed: int, seconds: float = 30.0, size: int | None = Non
 
 def _inject_fault(cluster: SimCluster, rng) -> None:
     ids = cluster.ids
+    if cluster.settings.lease_reads and _lease_fault(cluster, rng):
+        return
     if cluster.spares and rng.random() < 0.3:
         _change_membership(cluster, rng)
         return
@@ -83,6 +92,38 @@ def _inject_fault(cluster: SimCluster, rng) -> None:
         faults.max_delay = rng.choice([0.005, 0.020, 0.080])
 
 
+def _lease_fault(cluster: SimCluster, rng) -> bool:
+    """The faults that matter to leader leases; True when one was injected instead of the usual.
+
+    Read-only phases: while the log does not grow, a member cut off from the leader stays up to
+    date, so only the vote refusals (not §5.4.1) keep it from being elected. A partial partition:
+    the leader keeps its lease through a majority while a minority, cut off from it alone,
+    campaigns among the very members the lease counts on. Rolling restarts: a follower restarts
+    at once, forgetting when it last heard from the leader. Leadership transfers: the target's
+    votes ignore the followers' refusal, whether or not the leader hears that it won.
+    """
+    if rng.random() < 0.25:
+        cluster.write_share = 0.0 if cluster.write_share else 0.75
+    leaders = cluster.leaders()
+    choice = rng.random()
+    if not leaders or choice >= 0.55:
+        return False
+    leader = leaders[0].member_id
+    followers = sorted(m.member_id for m in cluster.up_members() if m.member_id != leader)
+    if choice < 0.15:
+        cluster.cut_off(leader, set(rng.sample(sorted(set(cluster.ids) - {leader}), len(cluster.ids) // 2)))
+    elif choice < 0.25:
+        try:
+            leaders[0].consensus.request_leadership_transfer(None)
+        except CKiteError:
+            pass   # no other voter
+    elif followers:
+        member_id = rng.choice(followers)
+        cluster.crash(member_id)
+        cluster.restart(member_id)
+    return True
+
+
 def _change_membership(cluster: SimCluster, rng) -> None:
     """Add a member outside the leader's configuration, or remove one of its voters."""
     leaders = cluster.leaders()
@@ -94,6 +135,32 @@ def _change_membership(cluster: SimCluster, rng) -> None:
         cluster.change_membership(ChangeKind.ADD, rng.choice(outside))
     else:
         cluster.change_membership(ChangeKind.REMOVE, rng.choice(sorted(configuration.voters)))
+
+
+def run_lease_bridge_schedule(seed: int, seconds: float = 6.0) -> SimCluster:
+    """The situation a leader lease must survive, forced rather than left to chance: three
+    members with lease reads, no client writes, the leader cut off from one member only (which
+    keeps campaigning) while the member between them restarts every 50-300 ms. Whenever two
+    members lead, a write goes to the newer one and a read to the older one, so a lease that
+    outlived the members' vote refusal shows as a stale read (or first as a Lease Safety failure).
+    """
+    cluster = SimCluster(seed, 3, replace(SIM_SETTINGS, lease_reads=True))
+    cluster.run_until(1.0)
+    leader = cluster.leaders()[0].member_id
+    cut, bridge = [member_id for member_id in cluster.ids if member_id != leader]
+    cluster.cut_off(leader, {cut})
+    next_restart = cluster.now
+    while cluster.now < seconds:
+        cluster.run_until(cluster.now + 0.002)
+        if cluster.now >= next_restart:
+            cluster.crash(bridge)
+            cluster.restart(bridge)
+            next_restart = cluster.now + cluster.rng.uniform(0.05, 0.3)
+        leaders = sorted(cluster.leaders(), key=lambda member: member.consensus.term)
+        if len(leaders) == 2:
+            cluster.client_write(leaders[1].member_id)
+            cluster.client_read(leaders[0].member_id)
+    return cluster
 
 
 def heal_and_converge(cluster: SimCluster, limit: float = 20.0) -> None:
@@ -135,11 +202,12 @@ def main() -> None:
     if args.seed is not None:
         cluster = run_random_schedule(args.seed, args.seconds, args.size)
         print(f"seed {args.seed}: ok — {cluster.steps} steps, {len(cluster.acknowledged)} writes acknowledged, "
-              f"{cluster.reads_checked} reads checked, {len(cluster.leaders_by_term)} terms with a leader, "
+              f"{cluster.reads_checked} reads checked ({cluster.lease_reads} from a lease), "
+              f"{len(cluster.leaders_by_term)} terms with a leader, "
               f"{cluster.network.sent} messages")
         return
     first, end = (int(part) for part in args.seeds.split(":"))
-    failures, changes, chunks, acknowledged = [], 0, 0, 0
+    failures, changes, chunks, acknowledged, lease_runs, lease_reads = [], 0, 0, 0, 0, 0
     for seed in range(first, end):
         try:
             cluster = run_random_schedule(seed, args.seconds, args.size)
@@ -149,8 +217,11 @@ def main() -> None:
         changes += cluster.membership_changes
         chunks += cluster.sent["InstallSnapshot"]
         acknowledged += len(cluster.acknowledged)
+        lease_runs += cluster.settings.lease_reads
+        lease_reads += cluster.lease_reads
     print(f"seeds {first}..{end - 1} x {args.seconds:g} s: {len(failures)} failed; {changes} membership changes, "
-          f"{chunks} InstallSnapshot chunks, {acknowledged} writes acknowledged")
+          f"{chunks} InstallSnapshot chunks, {acknowledged} writes acknowledged; {lease_runs} runs with lease "
+          f"reads ({lease_reads} reads from a lease)")
     for failure in failures:
         print("  " + failure)
     raise SystemExit(1 if failures else 0)

@@ -1,0 +1,200 @@
+"""ThriftPipeline: several requests in flight to one peer over one connection, replies in order,
+every request's outcome reported exactly once (reply or error), and the blocking fallback that
+TLS and the in-process transport use."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from ckite.errors import CKiteError, NotLeaderError, RpcError, UnreachableError
+from ckite.messages import AppendEntries, AppendEntriesResponse
+from ckite.rpc.thrift_client import ThriftPipeline
+from ckite.rpc.thrift_transport import ThriftTransport
+from ckite.rpc.transport import CallPipeline
+
+from tests.netutil import free_port
+from tests.waiting import wait_for
+
+
+class GatedFollower:
+    """Answers AppendEntries with its prev_log_index as match_index once ``gate`` is open; records
+    the order of requests and the connection thread each arrived on."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.seen: list[tuple[int, str]] = []
+        self.refuse: set[int] = set()
+
+    def handle(self, request):
+        self.seen.append((request.prev_log_index, threading.current_thread().name))
+        self.gate.wait(10)
+        if request.prev_log_index in self.refuse:
+            raise NotLeaderError("refused for the test", leader="elsewhere:1")
+        return AppendEntriesResponse(request.term, True, request.prev_log_index)
+
+
+def append(index: int) -> AppendEntries:
+    return AppendEntries(1, "leader:1", index, 1 if index else 0)
+
+
+@pytest.fixture
+def follower():
+    handler = GatedFollower()
+    server = ThriftTransport()
+    server.serve(f"127.0.0.1:{free_port()}", handler)
+    yield handler, server
+    server.close()
+
+
+def collect(pipeline, count: int, timeout: float = 5.0) -> list:
+    """Outcomes from ``pipeline.wait`` until ``count`` arrived (fails after ``timeout``)."""
+    outcomes: list = []
+    deadline = time.monotonic() + timeout
+    while len(outcomes) < count:
+        assert time.monotonic() < deadline, f"only {len(outcomes)} of {count} outcomes within {timeout}s"
+        outcomes += pipeline.wait(0.1)
+    return outcomes
+
+
+def test_requests_in_flight_together_come_back_in_order_over_one_connection(follower):
+    handler, server = follower
+    handler.gate.clear()
+    pipeline = ThriftPipeline(server.address, timeout=5.0, connect_timeout=1.0)
+    try:
+        for index in range(5):
+            assert pipeline.send(append(index), f"context-{index}")
+        wait_for(lambda: handler.seen, message="the first request at the follower")
+        assert pipeline.wait(0.05) == []          # nothing answered while the follower is held
+        handler.gate.set()
+        outcomes = collect(pipeline, 5)
+    finally:
+        pipeline.close()
+    assert [(context, reply.match_index) for _, context, reply in outcomes] == [
+        (f"context-{index}", index) for index in range(5)]
+    assert [index for index, _ in handler.seen] == list(range(5))
+    assert len({thread for _, thread in handler.seen}) == 1    # all on one connection
+
+
+def test_a_refused_request_fails_alone_and_the_connection_carries_on(follower):
+    handler, server = follower
+    handler.refuse = {1}
+    pipeline = ThriftPipeline(server.address, timeout=5.0, connect_timeout=1.0)
+    try:
+        for index in range(3):
+            pipeline.send(append(index), index)
+        outcomes = collect(pipeline, 3)
+    finally:
+        pipeline.close()
+    replies = [reply for _, _, reply in outcomes]
+    assert isinstance(replies[1], NotLeaderError) and replies[1].leader == "elsewhere:1"
+    assert [reply.match_index for reply in (replies[0], replies[2])] == [0, 2]
+    assert len({thread for _, thread in handler.seen}) == 1
+
+
+def test_a_silent_peer_fails_every_request_in_flight_after_the_timeout(follower):
+    handler, server = follower
+    handler.gate.clear()
+    pipeline = ThriftPipeline(server.address, timeout=0.3, connect_timeout=1.0)
+    try:
+        started = time.monotonic()
+        for index in range(3):
+            pipeline.send(append(index), index)
+        outcomes = collect(pipeline, 3)
+        elapsed = time.monotonic() - started
+        handler.gate.set()
+        assert [context for _, context, _ in outcomes] == [0, 1, 2]
+        assert all(isinstance(reply, RpcError) and "no answer" in str(reply) for _, _, reply in outcomes)
+        assert 0.3 <= elapsed < 3.0
+        assert pipeline.send(append(7), 7)        # a new connection for what comes next
+        [(_, _, reply)] = collect(pipeline, 1)
+        assert reply.match_index == 7
+    finally:
+        handler.gate.set()
+        pipeline.close()
+
+
+def test_an_unreachable_peer_fails_at_once_and_the_wait_returns_it():
+    pipeline = ThriftPipeline(f"127.0.0.1:{free_port()}", timeout=1.0, connect_timeout=1.0)
+    try:
+        assert pipeline.send(append(0), "ctx") is False
+        [(request, context, reply)] = pipeline.wait(5.0)
+    finally:
+        pipeline.close()
+    assert (request, context, type(reply)) == (append(0), "ctx", UnreachableError)
+
+
+def test_a_peer_that_goes_away_fails_what_is_in_flight_and_a_new_one_is_reached(follower):
+    handler, server = follower
+    handler.gate.clear()
+    address = server.address
+    pipeline = ThriftPipeline(address, timeout=5.0, connect_timeout=1.0)
+    try:
+        pipeline.send(append(0), 0)
+        wait_for(lambda: handler.seen, message="the request at the follower")
+        server.close()                            # the follower goes down with the request in flight
+        handler.gate.set()
+        [(_, _, reply)] = collect(pipeline, 1)
+        assert isinstance(reply, RpcError)
+        restarted = ThriftTransport()
+        restarted.serve(address, GatedFollower())
+        try:
+            assert pipeline.send(append(3), 3)
+            [(_, _, reply)] = collect(pipeline, 1)
+            assert reply.match_index == 3
+        finally:
+            restarted.close()
+    finally:
+        pipeline.close()
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda address: ThriftPipeline(address, 1.0, 1.0), id="thrift"),
+    pytest.param(lambda address: CallPipeline(ThriftTransport(), address, 1.0), id="blocking-calls"),
+])
+def test_wake_cuts_an_idle_wait_short(follower, make):
+    _, server = follower
+    pipeline = make(server.address)
+    try:
+        threading.Timer(0.05, pipeline.wake).start()
+        started = time.monotonic()
+        assert pipeline.wait(10.0) == []
+        assert time.monotonic() - started < 5.0
+    finally:
+        pipeline.close()
+
+
+def test_the_blocking_fallback_reports_each_outcome_once_in_order(follower):
+    handler, server = follower
+    handler.refuse = {1}
+    transport = ThriftTransport()
+    pipeline = CallPipeline(transport, server.address, 1.0)
+    try:
+        results = [pipeline.send(append(index), index) for index in range(3)]
+        outcomes = pipeline.wait(0)
+        assert pipeline.wait(0) == []
+    finally:
+        pipeline.close()
+        transport.close()
+    assert results == [True, False, True]
+    assert [context for _, context, _ in outcomes] == [0, 1, 2]
+    assert isinstance(outcomes[1][2], CKiteError) and outcomes[2][2].match_index == 2
+
+
+def test_interrupt_ends_a_wait_for_a_reply_at_once_and_fails_what_was_in_flight(follower):
+    handler, server = follower
+    handler.gate.clear()
+    pipeline = ThriftPipeline(server.address, timeout=30.0, connect_timeout=1.0)
+    try:
+        pipeline.send(append(0), 0)
+        wait_for(lambda: handler.seen, message="the request at the follower")
+        threading.Timer(0.05, pipeline.interrupt).start()
+        started = time.monotonic()
+        [(_, context, reply)] = collect(pipeline, 1)
+        assert context == 0 and isinstance(reply, RpcError)
+        assert time.monotonic() - started < 5.0       # not the 30 s reply timeout
+    finally:
+        handler.gate.set()
+        pipeline.close()
