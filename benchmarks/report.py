@@ -179,9 +179,11 @@ def _targets(summary: dict[str, dict[str, Any]], ours: str | None, theirs: list[
             goal(f"peak RSS at fill <= {other} + 30 MB", extra <= 30 * 1.048576, f"{extra:+.1f} MiB")
     if us["seq_p50_ms"] is not None:
         goal("sequential p50 <= 2 ms", us["seq_p50_ms"] <= 2, f"{us['seq_p50_ms']:.2f} ms")
-    if us["read_ops_per_s"] and us["w16_ops_per_s"]:
-        ratio = us["read_ops_per_s"] / us["w16_ops_per_s"]
-        goal("linearizable reads >= 5x our concurrent writes", ratio >= 5, f"{ratio:.2f}x")
+    if us["w16_ops_per_s"]:   # each read path of ours against our own writes
+        for system, outcome in summary.items():
+            if SYSTEMS[system].family == "ckite" and outcome.get("read_ops_per_s"):
+                ratio = outcome["read_ops_per_s"] / us["w16_ops_per_s"]
+                goal(f"linearizable reads >= 5x our concurrent writes ({system})", ratio >= 5, f"{ratio:.2f}x")
     return goals
 
 

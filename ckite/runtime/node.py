@@ -263,6 +263,9 @@ class RaftNode:
     def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
         """Linearizable read on the leader (forwarded there from other members): from the
         leader's lease when lease reads are on and it holds, else through a ReadIndex round."""
+        lease_index = self.consensus.lease_read_index()
+        if lease_index is not None and self.applier.applied_index >= lease_index:
+            return self.read_local(command)   # the lease's common case: nothing to wait for, no retry loop
         deadline = self.clock() + (self.read_timeout if timeout is None else timeout)
         return self._until_deadline(deadline, lambda remaining: self._read_once(command, deadline),
                                     ReadTimeoutError, _CERTAINLY_NOT_APPLIED + (LostLeadershipError, RpcError))
