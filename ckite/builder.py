@@ -39,6 +39,7 @@ class CKiteBuilder:
         self._heartbeats_ms = DEFAULT_HEARTBEATS_INTERVAL_MS
         self._compaction_threshold = DEFAULT_COMPACTION_THRESHOLD
         self._lease_reads = False
+        self._max_inflight_appends = RaftSettings.max_inflight_appends
         self._join_seeds: list[str] = []
         self._data_dir: Path | None = None
         self._storage: LogStorage | None = None
@@ -85,6 +86,15 @@ class CKiteBuilder:
         with it or not, refuses the votes that would break one, for its own minimum election
         timeout: give every member the same one (see docs/architecture.md)."""
         self._lease_reads = True
+        return self
+
+    def with_max_inflight_appends(self, n: int) -> "CKiteBuilder":
+        """How many AppendEntries the leader keeps in flight to one follower (default 4; 1: stop
+        and wait). A further request leaves before the reply only when a full batch is waiting,
+        so this matters for a follower far behind over a long round trip."""
+        if int(n) < 1:
+            raise ValueError(f"bad max_inflight_appends {n}: expected at least 1")
+        self._max_inflight_appends = int(n)
         return self
 
     def with_data_dir(self, path: str | os.PathLike) -> "CKiteBuilder":
@@ -188,7 +198,8 @@ class CKiteBuilder:
                                 max_election_timeout=self._max_election_ms / 1000,
                                 heartbeat_interval=self._heartbeats_ms / 1000,
                                 compaction_threshold=self._compaction_threshold,
-                                lease_reads=self._lease_reads)
+                                lease_reads=self._lease_reads,
+                                max_inflight_appends=self._max_inflight_appends)
         for name, value in self._timeouts.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")

@@ -72,3 +72,18 @@ def test_the_lease_variant_runs_the_read_row_only(tmp_path):
     summary = document["summary"]["ckite-lease"]
     assert summary["read_ops_per_s"] is not None and summary["w16_ops_per_s"] is None
     assert "leader lease" in document["meta"]["configs"]["ckite-lease"]["read_path"]
+
+
+@pytest.mark.timeout(60)
+def test_catchup_runs_through_a_delaying_proxy():
+    """``benchmarks.catchup --rtt-ms --window``: the lagging follower behind a delaying proxy
+    catches up (kept and wiped data dir) and each line reports the round trip and window."""
+    command = [sys.executable, "-m", "benchmarks.catchup", "--entries", "300", "--threshold", "0",
+               "--rtt-ms", "2", "--window", "2"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["wiped"] for r in results] == [False, True]
+    for result in results:
+        assert result["entries_missed"] == 300 and result["rtt_ms"] == 2 and result["window"] == 2
+        assert result["seconds"] > 0 and result["snapshots_installed"] == 0

@@ -198,3 +198,32 @@ def test_interrupt_ends_a_wait_for_a_reply_at_once_and_fails_what_was_in_flight(
     finally:
         handler.gate.set()
         pipeline.close()
+
+
+class SlowFollower(GatedFollower):
+    """Takes ``delay`` seconds over each request, like a follower writing big batches."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def handle(self, request):
+        threading.Event().wait(self.delay)   # the work itself, not a synchronisation
+        return super().handle(request)
+
+
+def test_a_follower_that_keeps_answering_a_deep_window_is_not_timed_out():
+    """Six requests of 0.1 s each take 0.6 s in all, longer than the 0.3 s timeout; every reply
+    comes within the timeout of the previous one, so none of them fails."""
+    handler = SlowFollower(0.1)
+    server = ThriftTransport()
+    server.serve(f"127.0.0.1:{free_port()}", handler)
+    pipeline = ThriftPipeline(server.address, timeout=0.3, connect_timeout=1.0)
+    try:
+        for index in range(6):
+            pipeline.send(append(index), index)
+        outcomes = collect(pipeline, 6)
+    finally:
+        pipeline.close()
+        server.close()
+    assert [reply.match_index for _, _, reply in outcomes] == list(range(6))

@@ -180,11 +180,11 @@ class ThriftPipeline(Pipeline):
 
     One thread owns it: it sends, then waits in a selector on the connection while requests are
     in flight (or on an event while none are), so a reply is handled by the thread that will
-    send the next request, with no hand-off between threads. The caller
-    bounds how many are in flight (the leader's window per follower). A broken connection (a
-    failed write, a reply not there within ``timeout`` of its request, garbage) fails every
-    request in flight on it; the next :meth:`send` opens a new one. Not for TLS: reading a TLS
-    socket only when the selector says so is not enough (TLS buffers records), so
+    send the next request, with no hand-off between threads. The caller bounds how many are in
+    flight (the leader's window per follower). A broken connection (a failed write, no reply
+    within ``timeout`` of the request or of the previous reply, garbage) fails every request in
+    flight on it; the next :meth:`send` opens a new one. Not for TLS: reading a TLS socket only
+    when the selector says so is not enough (TLS buffers records), so
     :class:`~ckite.rpc.thrift_transport.ThriftTransport` uses blocking calls there.
     """
 
@@ -195,6 +195,7 @@ class ThriftPipeline(Pipeline):
         self._in_flight: deque[_InFlight] = deque()
         self._ready: list[Outcome] = []             # failures not yet returned by wait()
         self._connection: ClientConnection | None = None
+        self._last_reply_at = float("-inf")
         self._selector = selectors.DefaultSelector()   # the connection's socket, while there is one
         self._woken = threading.Event()
 
@@ -235,15 +236,21 @@ class ThriftPipeline(Pipeline):
 
     def _select(self, timeout: float | None) -> None:
         """Wait for a reply or ``timeout``; collect every reply already arrived."""
-        expires_in = self._in_flight[0].sent_at + self._timeout - time.monotonic()
+        expires_in = self._head_waiting_since() + self._timeout - time.monotonic()
         if self._selector.select(max(expires_in if timeout is None else min(timeout, expires_in), 0)):
             assert self._connection is not None
             self._read_reply(self._connection)
         while self._connection is not None and self._connection.has_buffered_reply():
             self._read_reply(self._connection)
-        if self._in_flight and time.monotonic() - self._in_flight[0].sent_at >= self._timeout:
+        if self._in_flight and time.monotonic() - self._head_waiting_since() >= self._timeout:
             self._break(RpcError(f"{self._address}: no answer to {self._in_flight[0].method} within "
                                  f"{self._timeout:.3f}s"))
+
+    def _head_waiting_since(self) -> float:
+        """Since when the oldest request's reply is overdue: from its sending, or from the
+        previous reply if that came later. A follower works through a window of requests one by
+        one; one that keeps answering is slow, not gone, however deep the window."""
+        return max(self._in_flight[0].sent_at, self._last_reply_at)
 
     def _read_reply(self, connection: ClientConnection) -> None:
         """Read the next reply (the socket is readable) and file it with its request."""
@@ -266,6 +273,7 @@ class ThriftPipeline(Pipeline):
             self._break(RpcError(f"{self._address}: {method} failed: {type(exc).__name__}: {exc}"))
             return
         item = self._in_flight.popleft()
+        self._last_reply_at = time.monotonic()
         self._ready.append((item.request, item.context, reply))
 
     def _break(self, error: CKiteError) -> None:
