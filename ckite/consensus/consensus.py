@@ -337,15 +337,44 @@ class Consensus:
         Returns (first index, term). Raises :class:`NotLeaderError` on any other member.
         """
         with self.lock:
-            if not isinstance(self.role, Leader):
-                raise NotLeaderError(leader=self.leader_id)
-            if not self.role.accepts_writes:
-                raise NotLeaderError("leadership is being handed over", leader=None)
+            self._check_accepts_writes()
             return self._append_as_leader(items), self.term
+
+    def _check_accepts_writes(self) -> None:
+        if not isinstance(self.role, Leader):
+            raise NotLeaderError(leader=self.leader_id)
+        if not self.role.accepts_writes:
+            raise NotLeaderError("leadership is being handed over", leader=None)
+
+    def propose_unpersisted(self, items: Sequence[tuple[EntryKind, bytes]]) -> tuple[int, int, list[LogEntry]]:
+        """Like :meth:`propose`, but the entries are replicated while this leader writes them
+        to its own disk (thesis §10.2.1): the caller holds the lock, releases it, and passes
+        the returned entries to :meth:`persist_proposed`. Until then this leader does not
+        count itself as holding them, so nothing commits (or is acknowledged) on its behalf.
+        Returns (first index, term, entries to persist)."""
+        with self.lock:
+            self._check_accepts_writes()
+            first = self.log.last_index + 1
+            unpersisted = self.log.append_unpersisted(self._new_entries(first, items))
+            self.on_entries_stored(unpersisted[-len(items):])
+            self.listener.entries_appended()
+            return first, self.term, unpersisted
+
+    def persist_proposed(self, entries: Sequence[LogEntry]) -> None:
+        """Write what :meth:`propose_unpersisted` returned, without the lock; raises StorageError
+        (the member is then out of service)."""
+        self.log.persist(entries)
+        with self.lock:
+            self.log.mark_persisted(entries)
+            if isinstance(self.role, Leader):
+                self.advance_commit_as_leader()
+
+    def _new_entries(self, first: int, items: Sequence[tuple[EntryKind, bytes]]) -> list[LogEntry]:
+        return [LogEntry(first + offset, self.term, data, kind) for offset, (kind, data) in enumerate(items)]
 
     def _append_as_leader(self, items: Sequence[tuple[EntryKind, bytes]]) -> int:
         first = self.log.last_index + 1
-        entries = [LogEntry(first + offset, self.term, data, kind) for offset, (kind, data) in enumerate(items)]
+        entries = self._new_entries(first, items)
         self.log.append(entries)
         self.on_entries_stored(entries)
         self.advance_commit_as_leader()
@@ -571,7 +600,8 @@ class Consensus:
         """§5.3/§5.4.2: commit the highest index a quorum holds, if it is of the current term."""
         leader = self.role
         assert isinstance(leader, Leader)
-        candidate = self.configuration.quorum_value(leader.match_indexes())
+        # Never past this leader's own disk: what it compacts and applies is on its disk too.
+        candidate = min(self.configuration.quorum_value(leader.match_indexes()), self.log.durable_index)
         if candidate > self.commit_index and self.log.term_at(candidate) == self.term:
             self.advance_commit(candidate)
             leader.on_commit()

@@ -292,7 +292,7 @@ class Leader(Role):
 
     def match_indexes(self) -> dict[str, int]:
         matches = {peer: progress.match_index for peer, progress in self.progress.items()}
-        matches[self.consensus.member_id] = self.consensus.log.last_index
+        matches[self.consensus.member_id] = self.consensus.log.durable_index   # its own entries count once on disk
         return matches
 
     # --- reads --------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 Every mutation goes to the :class:`~ckite.log.storage.LogStorage` first and changes the
 in-memory view only once the storage returned, so the view never holds an entry that a
-crash could lose. Reads (term lookups, slices to send) never touch the disk.
+crash could lose — with one exception: a leader's own new entries (thesis §10.2.1). They
+join the view at once, so they can be replicated while the leader writes them to its disk;
+``durable_index`` says how far the leader's log is on disk, and only that much counts as
+the leader's own acknowledgement. Reads (term lookups, slices to send) never touch the disk.
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Sequence
 
 from ckite.log.entry import LogEntry
 from ckite.log.snapshot import Snapshot
-from ckite.log.storage import LogStorage
+from ckite.log.guarded_storage import GuardedStorage
 from ckite.metrics import LatencyHistogram
 
 
@@ -20,13 +23,14 @@ class RaftLog:
     never compacted, else the last entry deleted by compaction or the snapshot's last index.
     Everything up to the base is committed and covered by the snapshot."""
 
-    def __init__(self, storage: LogStorage, entries: Sequence[LogEntry] = (),
+    def __init__(self, storage: GuardedStorage, entries: Sequence[LogEntry] = (),
                  append_latency: LatencyHistogram | None = None, snapshot: Snapshot | None = None) -> None:
         self._storage = storage
         self._append_latency = append_latency or LatencyHistogram()
         self._entries: list[LogEntry] = list(entries)
         self._base_index = snapshot.last_index if snapshot else 0   # index just before _entries[0]
         self._base_term: int | None = snapshot.last_term if snapshot else 0   # None: not known
+        self._durable_index = self._base_index + len(self._entries)
         if self._entries and self._entries[0].index - 1 != self._base_index:
             # Compaction kept some entries before the snapshot's index; the term of the one
             # before them was not stored, so a peer that needs it gets the snapshot instead.
@@ -35,6 +39,11 @@ class RaftLog:
     @property
     def last_index(self) -> int:
         return self._base_index + len(self._entries)
+
+    @property
+    def durable_index(self) -> int:
+        """The last index on disk: ``last_index`` but while a leader's new entries are written."""
+        return self._durable_index
 
     @property
     def last_term(self) -> int:
@@ -107,6 +116,31 @@ class RaftLog:
         if truncate_from is not None and truncate_from <= self.last_index:
             del self._entries[max(truncate_from - self._base_index - 1, 0):]
         self._entries.extend(entries)
+        self._durable_index = self.last_index
+
+    def append_unpersisted(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
+        """A leader's new entries: into the view at once, and the storage reserved for them.
+
+        Returns what :meth:`persist` must write (every entry not yet on disk). The caller holds
+        the consensus lock, so the reservation is taken before any other write can be decided:
+        a later one (a vote, a truncation after stepping down) waits for this one on disk.
+        """
+        self._entries.extend(entries)
+        unpersisted = self.slice(self._durable_index + 1, self.last_index + 1)
+        self._storage.reserve()
+        return unpersisted
+
+    def persist(self, entries: Sequence[LogEntry]) -> None:
+        """Write what :meth:`append_unpersisted` returned; without the consensus lock."""
+        started = time.perf_counter()
+        self._storage.append_reserved(entries)
+        self._append_latency.observe(time.perf_counter() - started)
+
+    def mark_persisted(self, entries: Sequence[LogEntry]) -> None:
+        """:meth:`persist` returned: those entries count as on disk, if the view still holds them."""
+        last = entries[-1]
+        if self.term_at(last.index) == last.term:
+            self._durable_index = max(self._durable_index, last.index)
 
     def compact(self, snapshot: Snapshot, discard_through: int) -> None:
         """Durably store ``snapshot`` and delete the entries up to ``discard_through``
@@ -116,6 +150,7 @@ class RaftLog:
         self._storage.save_snapshot(snapshot, discard_through)
         del self._entries[:discard_through - self._base_index]
         self._base_index, self._base_term = discard_through, base_term
+        self._durable_index = max(self._durable_index, discard_through)
 
     def install(self, snapshot: Snapshot) -> int | None:
         """Durably adopt a leader's snapshot (§7): keep the entries after it only if the log
@@ -129,6 +164,7 @@ class RaftLog:
         self._storage.save_snapshot(snapshot, max(last, self.last_index))
         self._entries.clear()
         self._base_index, self._base_term = last, snapshot.last_term
+        self._durable_index = last
         return discarded_from
 
     def merge_from_leader(self, prev_index: int, entries: Sequence[LogEntry],

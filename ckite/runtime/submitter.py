@@ -2,9 +2,10 @@
 
 ``write``/``write_async`` only queue the encoded command and wake this thread, so a client
 that issues many writes at once pays microseconds per call, not a durable append each.
-The thread drains everything queued, appends it as one batch (one SQLite transaction,
-one fsync: group commit) and registers the futures; while that fsync runs, the next batch
-accumulates.
+The thread drains everything queued, appends it as one batch to the log and registers the
+futures, releases the consensus lock (the replicators send the batch at once), then writes
+the batch to disk (one SQLite transaction, one fsync: group commit). While that fsync runs,
+followers persist the same batch and the next batch accumulates.
 """
 from __future__ import annotations
 
@@ -50,11 +51,17 @@ class Submitter:
             self._append(batch)
 
     def _append(self, batch: list[tuple[EntryKind, bytes, Future, float]]) -> None:
+        unpersisted = None
         try:
-            with self.consensus.lock:
-                first, term = self.consensus.propose([(kind, data) for kind, data, _, _ in batch])
-                # One deadline for the batch: the latest, so that no write fails before its own timeout.
-                self.pending.register(first, term, [f for _, _, f, _ in batch], max(d for _, _, _, d in batch))
+            try:
+                with self.consensus.lock:
+                    first, term, unpersisted = self.consensus.propose_unpersisted(
+                        [(kind, data) for kind, data, _, _ in batch])
+                    # One deadline for the batch: the latest, so that no write fails before its own timeout.
+                    self.pending.register(first, term, [f for _, _, f, _ in batch], max(d for _, _, _, d in batch))
+            finally:
+                if unpersisted is not None:   # the storage is reserved for them: always write them
+                    self.consensus.persist_proposed(unpersisted)
         except CKiteError as exc:
             for _, _, future, _ in batch:
                 if not future.done():
