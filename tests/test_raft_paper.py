@@ -532,3 +532,18 @@ def test_member_rebuilt_from_storage_recovers_term_vote_and_log_and_does_not_vot
     assert (n3.term, n3.voted_for, n3.log.slice(1, 10)) == before == (2, "n2", h["n1"].log.slice(1, 10))
     assert n3.handle_request(vote(2, "n1", 4, 1)) == RequestVoteResponse(2, False)
     assert n3.handle_request(vote(2, "n2", 4, 1)) == RequestVoteResponse(2, True)
+
+
+def test_no_heartbeat_deadline_while_a_request_is_in_flight():
+    """The replicator waits for the reply (bounded by the RPC timeout) rather than for a heartbeat
+    it could not send anyway: a deadline that passed while a request is in flight would make it
+    wake again and again until the reply came."""
+    h = leader_of_three()
+    n1 = h["n1"]
+    h.heartbeat()
+    taken = h.send("n1", "n2")
+    assert taken is not None and n1.peer_deadline("n2") is None
+    h.advance(SETTINGS.heartbeat_interval * 3)
+    assert n1.next_request("n2") is None and n1.peer_deadline("n2") is None
+    h.answer("n1", "n2", *taken)
+    assert n1.peer_deadline("n2") is not None

@@ -224,7 +224,9 @@ class Leader(Role):
 
     def peer_deadline(self, peer: str) -> float | None:
         progress = self.progress.get(peer)
-        if progress is None:
+        if progress is None or progress.inflight:
+            # With a request in flight, its reply (or its failure, within the RPC timeout) comes
+            # first and opens the window; a heartbeat falling due meanwhile waits for it.
             return None
         return progress.last_sent + self.consensus.settings.heartbeat_interval
 
