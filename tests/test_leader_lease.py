@@ -239,6 +239,7 @@ def test_a_follower_that_adopts_a_newer_term_from_a_stray_reply_still_refuses_vo
     stray = RequestVote(2, "n2", 1, 1, pre_vote=True)
     n2.handle_response("n3", stray, None, RequestVoteResponse(2, False))
     assert n2.term == 2 and n2.leader_id is None
+    assert not n2.handle_request(vote(2, "n3")).granted          # the adopted term itself: no vote given yet
     assert not n2.handle_request(vote(3, "n3", pre_vote=True)).granted
     assert not n2.handle_request(vote(3, "n3")).granted
     h.advance(SETTINGS.min_election_timeout + 1e-6)

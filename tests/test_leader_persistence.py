@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from ckite.errors import StorageError
 from ckite.log.entry import EntryKind
 from ckite.log.guarded_storage import GuardedStorage
@@ -62,7 +64,7 @@ def test_a_write_decided_later_waits_for_the_reserved_write():
     assert order == ["entries", "vote"]
 
 
-def test_a_failed_reserved_write_frees_the_order_and_reports_once():
+def test_a_failed_reserved_write_frees_the_order_and_stops_every_later_write():
     reported: list[StorageError] = []
 
     class FullDisk(MemoryStorage):
@@ -77,5 +79,8 @@ def test_a_failed_reserved_write_frees_the_order_and_reports_once():
         pass
     else:
         raise AssertionError("append_reserved swallowed the StorageError")
-    storage.save_term_and_vote(1, None)       # the order lock was released: this does not hang
-    assert [str(error) for error in reported] == ["disk full"]
+    # The order lock was released (this does not hang), and nothing more reaches the disk.
+    with pytest.raises(StorageError, match="an earlier durable write failed: disk full"):
+        storage.save_term_and_vote(1, None)
+    assert storage.load().term == 0
+    assert str(reported[0]) == "disk full"

@@ -224,8 +224,10 @@ class Consensus:
             # A candidate outside *our* configuration whose log is up to date may be a member
             # added while we were cut off (thesis §4.1): it is judged like any other.
             return RequestVoteResponse(self.term, False)
-        if request.term > self.term and not request.transfer and self._in_leader_lease(now):
+        repeated = request.term == self.term and self.voted_for == request.candidate_id
+        if request.term >= self.term and not request.transfer and not repeated and self._in_leader_lease(now):
             # A current leader is alive: a candidate that lost contact must not depose it (thesis §4.2.3).
+            # Its term may equal ours: a stray reply can have moved us to it without a vote.
             return RequestVoteResponse(self.term, False)
         if request.pre_vote:
             granted = request.term > self.term and up_to_date
@@ -250,7 +252,7 @@ class Consensus:
         return TimeoutNowResponse(self.term, self.role.on_timeout_now(request, now))
 
     def _in_leader_lease(self, now: float) -> bool:
-        """Whether to refuse a (pre-)vote for a newer term that is not a leadership transfer:
+        """Whether to refuse a (pre-)vote for this or a newer term that is not a leadership transfer:
         this member leads, or heard from a leader (or restarted) less than min_election_timeout ago.
 
         Only time counts, not whether a leader is still known: adopting a newer term from a
@@ -348,16 +350,18 @@ class Consensus:
 
     def propose_unpersisted(self, items: Sequence[tuple[EntryKind, bytes]]) -> tuple[int, int, list[LogEntry]]:
         """Like :meth:`propose`, but the entries are replicated while this leader writes them
-        to its own disk (thesis §10.2.1): the caller holds the lock, releases it, and passes
-        the returned entries to :meth:`persist_proposed`. Until then this leader does not
-        count itself as holding them, so nothing commits (or is acknowledged) on its behalf.
-        Returns (first index, term, entries to persist)."""
+        to its own disk (thesis §10.2.1). The caller must pass the returned entries to
+        :meth:`persist_proposed` exactly once (from any thread, without the lock), and make no
+        other durable write on its thread before that: the storage is reserved for them. Until
+        then this leader does not count itself as holding them, so nothing commits (or is
+        acknowledged) on its behalf. Returns (first index, term, entries to persist)."""
         with self.lock:
             self._check_accepts_writes()
             first = self.log.last_index + 1
             unpersisted = self.log.append_unpersisted(self._new_entries(first, items))
             self.on_entries_stored(unpersisted[-len(items):])
             self.listener.entries_appended()
+            self.log.reserve_storage()   # last: nothing after it may fail and leave it held
             return first, self.term, unpersisted
 
     def persist_proposed(self, entries: Sequence[LogEntry]) -> None:

@@ -27,6 +27,7 @@ class GuardedStorage(LogStorage):
         self._storage = storage
         self._on_failure = on_failure
         self._order = threading.Lock()   # held by the write in progress, or reserved for the next
+        self._failed: StorageError | None = None   # the first failure; guarded by _order
 
     def load(self) -> StoredState:
         return self._storage.load()
@@ -60,11 +61,15 @@ class GuardedStorage(LogStorage):
             error = self._attempt(write, *args)
         self._report(error)
 
-    @staticmethod
-    def _attempt(write: Callable[..., None], *args: object) -> StorageError | None:
+    def _attempt(self, write: Callable[..., None], *args: object) -> StorageError | None:
+        """Run ``write`` (holding ``_order``) unless a write failed before: after a failure
+        nothing more reaches the disk, not even in the moment before the member is Failed."""
+        if self._failed is not None:
+            return StorageError(f"an earlier durable write failed: {self._failed}")
         try:
             write(*args)
         except StorageError as exc:
+            self._failed = exc
             return exc
         return None
 

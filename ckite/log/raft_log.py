@@ -30,11 +30,11 @@ class RaftLog:
         self._entries: list[LogEntry] = list(entries)
         self._base_index = snapshot.last_index if snapshot else 0   # index just before _entries[0]
         self._base_term: int | None = snapshot.last_term if snapshot else 0   # None: not known
-        self._durable_index = self._base_index + len(self._entries)
         if self._entries and self._entries[0].index - 1 != self._base_index:
             # Compaction kept some entries before the snapshot's index; the term of the one
             # before them was not stored, so a peer that needs it gets the snapshot instead.
             self._base_index, self._base_term = self._entries[0].index - 1, None
+        self._durable_index = self.last_index   # all of it was read from the disk
 
     @property
     def last_index(self) -> int:
@@ -42,7 +42,8 @@ class RaftLog:
 
     @property
     def durable_index(self) -> int:
-        """The last index on disk: ``last_index`` but while a leader's new entries are written."""
+        """The last index on disk. Equal to ``last_index`` except on a leader, while its newest
+        entries are being written."""
         return self._durable_index
 
     @property
@@ -119,16 +120,18 @@ class RaftLog:
         self._durable_index = self.last_index
 
     def append_unpersisted(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """A leader's new entries: into the view at once, and the storage reserved for them.
-
-        Returns what :meth:`persist` must write (every entry not yet on disk). The caller holds
-        the consensus lock, so the reservation is taken before any other write can be decided:
-        a later one (a vote, a truncation after stepping down) waits for this one on disk.
+        """A leader's new entries: into the view at once; returns what :meth:`persist` must
+        write (every entry not yet on disk). The caller, holding the consensus lock, then calls
+        :meth:`reserve_storage`, so that any write decided later (a vote, a truncation after
+        stepping down) waits for these entries on disk.
         """
         self._entries.extend(entries)
-        unpersisted = self.slice(self._durable_index + 1, self.last_index + 1)
+        return self.slice(self._durable_index + 1, self.last_index + 1)
+
+    def reserve_storage(self) -> None:
+        """Hold the next place in the order of durable writes for :meth:`persist` (see
+        :meth:`append_unpersisted`); the last step before the consensus lock is released."""
         self._storage.reserve()
-        return unpersisted
 
     def persist(self, entries: Sequence[LogEntry]) -> None:
         """Write what :meth:`append_unpersisted` returned; without the consensus lock."""

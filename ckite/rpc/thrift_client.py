@@ -205,8 +205,10 @@ class ThriftPipeline(Pipeline):
         if connection is None:
             try:
                 connection = self._connect()
-            except CKiteError as exc:
-                self._ready.append((request, context, exc))
+            except Exception as exc:   # refused, unreachable, out of file descriptors...
+                error = exc if isinstance(exc, CKiteError) else RpcError(
+                    f"cannot connect to {self._address}: {type(exc).__name__}: {exc}")
+                self._ready.append((request, context, error))
                 return False
         self._in_flight.append(_InFlight(request, context, method, time.monotonic()))
         try:
@@ -218,9 +220,13 @@ class ThriftPipeline(Pipeline):
 
     def _connect(self) -> ClientConnection:
         connection = ClientConnection(self._address, self._connect_timeout, None)
-        connection.settimeout(self._timeout)
-        connection.start_reading_replies()
-        self._selector.register(connection.socket.sock, selectors.EVENT_READ)
+        try:
+            connection.settimeout(self._timeout)
+            connection.start_reading_replies()
+            self._selector.register(connection.socket.sock, selectors.EVENT_READ)
+        except BaseException:
+            connection.close()
+            raise
         self._connection = connection
         return connection
 

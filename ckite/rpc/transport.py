@@ -10,7 +10,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
-from ckite.errors import CKiteError
+from ckite.errors import CKiteError, RpcError
 from ckite.messages import Request, Response
 
 #: What :meth:`Pipeline.wait` returns: the request, the sender's context, and the reply or the
@@ -69,7 +69,10 @@ class Pipeline(ABC):
 
     @abstractmethod
     def send(self, request: Request, context: Any) -> bool:
-        """Send ``request``; False when the peer could not be reached (its outcome is an error)."""
+        """Send ``request``; False when the peer could not be reached (its outcome is an error).
+
+        Never raises: whatever goes wrong becomes the request's outcome, so that the core hears
+        about every request it handed out (its window would otherwise stay full for good)."""
 
     @abstractmethod
     def wait(self, timeout: float | None) -> list[Outcome]:
@@ -78,7 +81,8 @@ class Pipeline(ABC):
 
     @abstractmethod
     def wake(self) -> None:
-        """Cut the owner's :meth:`wait` short; safe from any thread."""
+        """There is something new to send: cut the owner's :meth:`wait` short, unless it waits
+        for a reply (it looks at the core after every reply anyway); safe from any thread."""
 
     @abstractmethod
     def interrupt(self) -> None:
@@ -105,6 +109,8 @@ class CallPipeline(Pipeline):
             reply: Response | CKiteError = self._transport.call(self._address, request, self._timeout)
         except CKiteError as exc:
             reply = exc
+        except Exception as exc:   # e.g. out of file descriptors before the call could start
+            reply = RpcError(f"{self._address}: {type(exc).__name__}: {exc}")
         self._outcomes.append((request, context, reply))
         return not isinstance(reply, CKiteError)
 

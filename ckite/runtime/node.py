@@ -1,7 +1,7 @@
 """A running member: the consensus core wired to threads, a transport and a state machine.
 
 Threads (all named ``ckite-<port>-...``, all stopped and joined by :meth:`RaftNode.stop`):
-``election`` (timer), ``replicate-<peer>`` and ``acks-<peer>`` (a sender and a receiver per peer),
+``election`` (timer), ``replicate-<peer>`` (sends to one peer and handles its replies),
 ``apply`` (applier),
 ``forward_N`` (a small pool for forwarded async calls), plus the transport's server threads.
 See docs/architecture.md for the locks and the path of a write.

@@ -65,12 +65,16 @@ class Replicator:
         wake_at = max(float("inf") if deadline is None else deadline, self._backoff_until)
         for request, context, reply in self._pipeline.wait(None if wake_at == float("inf")
                                                            else wake_at - self._clock()):
-            if isinstance(reply, CKiteError):
-                logger.debug("%s -> %s failed: %s", consensus.member_id, peer, reply)
-                consensus.handle_failure(peer, request, context)
-                self._back_off()
-            else:
-                consensus.handle_response(peer, request, context, reply)
+            try:
+                if isinstance(reply, CKiteError):
+                    logger.debug("%s -> %s failed: %s", consensus.member_id, peer, reply)
+                    consensus.handle_failure(peer, request, context)
+                    self._back_off()
+                else:
+                    consensus.handle_response(peer, request, context, reply)
+            except Exception:   # a bug; the other outcomes must still reach the core
+                logger.exception("%s: handling the reply of %s to %s failed", consensus.member_id, peer,
+                                 type(request).__name__)
 
     def _back_off(self) -> None:
         self._backoff_until = self._clock() + self._consensus.settings.heartbeat_interval
