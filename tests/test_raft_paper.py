@@ -534,6 +534,18 @@ def test_member_rebuilt_from_storage_recovers_term_vote_and_log_and_does_not_vot
     assert n3.handle_request(vote(2, "n2", 4, 1)) == RequestVoteResponse(2, True)
 
 
+def test_a_batch_capped_by_bytes_is_full_and_is_pipelined():
+    """Large entries fill a batch by bytes long before max_entries_per_append entries wait."""
+    h = leader_of_three(replace(SETTINGS, max_entries_per_append=5, max_bytes_per_append=100,
+                                max_inflight_appends=3))
+    n1 = h["n1"]
+    n1.propose([(EntryKind.COMMAND, b"x" * 60)] * 3)
+    first = h.send("n1", "n2")
+    second = h.send("n1", "n2")           # one 60-byte entry each: both capped by bytes, so both full
+    third = h.send("n1", "n2")            # the last entry alone takes everything waiting: it waits
+    assert [len(taken[0].entries) for taken in (first, second)] == [1, 1] and third is None
+
+
 def test_no_heartbeat_deadline_while_a_request_is_in_flight():
     """The replicator waits for the reply (bounded by the RPC timeout) rather than for a heartbeat
     it could not send anyway: a deadline that passed while a request is in flight would make it

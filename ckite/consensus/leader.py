@@ -160,12 +160,20 @@ class Leader(Role):
         if progress.inflight >= progress.window(settings.max_inflight_appends):
             return None
         log = consensus.log
-        if progress.inflight and log.last_index - progress.next_index + 1 < settings.max_entries_per_append:
-            # Another request before the reply only for a full batch: what is appended
-            # meanwhile rides in the next request anyway, and fewer, larger batches cost less
-            # CPU per entry on both sides. Pipelining pays off once one batch per round
-            # trip is the limit (a follower far behind, a long round trip).
-            return None
+        batch = None
+        if progress.inflight:
+            # Another request before the reply only for a full batch (capped by count or by
+            # bytes): what is appended meanwhile rides in the next request anyway, and fewer,
+            # larger batches cost less CPU per entry on both sides. Pipelining pays off once
+            # one batch per round trip is the limit (a follower far behind, a long round trip).
+            waiting = log.last_index - progress.next_index + 1
+            if waiting < settings.max_entries_per_append:
+                if waiting <= 0 or log.term_at(progress.next_index - 1) is None:
+                    return None
+                batch = log.batch_from(progress.next_index, settings.max_entries_per_append,
+                                       settings.max_bytes_per_append)
+                if len(batch) == waiting:
+                    return None   # it would take everything waiting: not full
         has_entries = progress.next_index <= log.last_index
         heartbeat_due = now - progress.last_sent >= settings.heartbeat_interval
         read_waiting = self.reads.current_round > progress.sent_round
@@ -175,8 +183,13 @@ class Leader(Role):
         prev_term = log.term_at(prev_index)
         if prev_term is None:
             return self._next_snapshot_chunk(progress, now)   # the entries it needs were compacted
-        entries = (log.batch_from(progress.next_index, settings.max_entries_per_append,
-                                  settings.max_bytes_per_append) if has_entries else [])
+        if not has_entries:
+            entries = []
+        elif batch is not None:
+            entries = batch
+        else:
+            entries = log.batch_from(progress.next_index, settings.max_entries_per_append,
+                                     settings.max_bytes_per_append)
         last_index = prev_index + len(entries)
         round_ = self.reads.round_to_send()
         progress.sent_round = round_

@@ -3,8 +3,9 @@ the replies back.
 
 For a leader that is AppendEntries (entries, heartbeats, read-confirmation rounds); for a
 candidate, RequestVote. The thread drives a :class:`~ckite.rpc.transport.Pipeline`: it sends
-without waiting for replies, up to the core's window (``max_inflight_appends``), so the next
-batch travels while the follower is still writing the previous one to its disk; then it
+without waiting for replies, up to the core's window (``max_inflight_appends``; the core
+sends a further request before a reply only for a full batch), so a follower far behind gets
+the next batch while it still writes the previous one to its disk; then it
 waits for a reply, a wake-up (new entries) or the next heartbeat, whichever comes first. The
 thread only waits, sends and hands replies back; the role classes decide what to send and
 what a reply means.
