@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -40,13 +41,37 @@ def append(index: int) -> AppendEntries:
     return AppendEntries(1, "leader:1", index, 1 if index else 0)
 
 
+@contextmanager
+def serving(handler):
+    """A Thrift server answering with ``handler`` on a free loopback port."""
+    server = ThriftTransport()
+    server.serve(f"127.0.0.1:{free_port()}", handler)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 @pytest.fixture
 def follower():
     handler = GatedFollower()
-    server = ThriftTransport()
-    server.serve(f"127.0.0.1:{free_port()}", handler)
-    yield handler, server
-    server.close()
+    with serving(handler) as server:
+        yield handler, server
+
+
+def send_appends(pipeline, count: int) -> list[bool]:
+    """AppendEntries 0..count-1 into ``pipeline``, each with its index as context."""
+    return [pipeline.send(append(index), index) for index in range(count)]
+
+
+def exchange(address: str, count: int, timeout: float) -> list:
+    """The outcomes of AppendEntries 0..count-1 sent together over a new pipeline to ``address``."""
+    pipeline = ThriftPipeline(address, timeout=timeout, connect_timeout=1.0)
+    try:
+        send_appends(pipeline, count)
+        return collect(pipeline, count)
+    finally:
+        pipeline.close()
 
 
 def collect(pipeline, count: int, timeout: float = 5.0) -> list:
@@ -81,14 +106,7 @@ def test_requests_in_flight_together_come_back_in_order_over_one_connection(foll
 def test_a_refused_request_fails_alone_and_the_connection_carries_on(follower):
     handler, server = follower
     handler.refuse = {1}
-    pipeline = ThriftPipeline(server.address, timeout=5.0, connect_timeout=1.0)
-    try:
-        for index in range(3):
-            pipeline.send(append(index), index)
-        outcomes = collect(pipeline, 3)
-    finally:
-        pipeline.close()
-    replies = [reply for _, _, reply in outcomes]
+    replies = [reply for _, _, reply in exchange(server.address, 3, timeout=5.0)]
     assert isinstance(replies[1], NotLeaderError) and replies[1].leader == "elsewhere:1"
     assert [reply.match_index for reply in (replies[0], replies[2])] == [0, 2]
     assert len({thread for _, thread in handler.seen}) == 1
@@ -100,8 +118,7 @@ def test_a_silent_peer_fails_every_request_in_flight_after_the_timeout(follower)
     pipeline = ThriftPipeline(server.address, timeout=0.3, connect_timeout=1.0)
     try:
         started = time.monotonic()
-        for index in range(3):
-            pipeline.send(append(index), index)
+        send_appends(pipeline, 3)
         outcomes = collect(pipeline, 3)
         elapsed = time.monotonic() - started
         handler.gate.set()
@@ -172,7 +189,7 @@ def test_the_blocking_fallback_reports_each_outcome_once_in_order(follower):
     transport = ThriftTransport()
     pipeline = CallPipeline(transport, server.address, 1.0)
     try:
-        results = [pipeline.send(append(index), index) for index in range(3)]
+        results = send_appends(pipeline, 3)
         outcomes = pipeline.wait(0)
         assert pipeline.wait(0) == []
     finally:
@@ -215,15 +232,6 @@ class SlowFollower(GatedFollower):
 def test_a_follower_that_keeps_answering_a_deep_window_is_not_timed_out():
     """Six requests of 0.1 s each take 0.6 s in all, longer than the 0.3 s timeout; every reply
     comes within the timeout of the previous one, so none of them fails."""
-    handler = SlowFollower(0.1)
-    server = ThriftTransport()
-    server.serve(f"127.0.0.1:{free_port()}", handler)
-    pipeline = ThriftPipeline(server.address, timeout=0.3, connect_timeout=1.0)
-    try:
-        for index in range(6):
-            pipeline.send(append(index), index)
-        outcomes = collect(pipeline, 6)
-    finally:
-        pipeline.close()
-        server.close()
+    with serving(SlowFollower(0.1)) as server:
+        outcomes = exchange(server.address, 6, timeout=0.3)
     assert [reply.match_index for _, _, reply in outcomes] == list(range(6))

@@ -418,6 +418,8 @@ class Consensus:
         """The index a linearizable read may use at once, without a quorum round, when this
         member leads under a valid lease (``RaftSettings.lease_reads``); None otherwise, and the
         read must go through :meth:`request_read`."""
+        if not self.settings.lease_reads:
+            return None   # the default: no lock taken on every read for nothing
         with self.lock:
             role = self.role
             if not isinstance(role, Leader):

@@ -337,10 +337,10 @@ class Leader(Role):
 
     def lease_read_index(self, now: float) -> int | None:
         """The commit index, when the lease lets this leader read it without a quorum round
-        (lease reads on, an entry of this term committed, the lease unexpired and not revoked)."""
+        (an entry of this term committed, the lease unexpired and not revoked; the caller checked
+        that lease reads are on)."""
         consensus = self.consensus
-        if (not consensus.settings.lease_reads or consensus.commit_index < self.term_start_index
-                or not self.lease.holds(now)):
+        if consensus.commit_index < self.term_start_index or not self.lease.holds(now):
             return None
         return consensus.commit_index
 
