@@ -16,6 +16,7 @@ from ckite import CKite, CKiteBuilder
 from ckite.errors import LeaderTimeoutError, MembershipChangeError
 from ckite.messages import JoinMember
 from ckite.rpc.local import LocalNetwork
+from ckite.rpc.transport import CallPipeline
 from ckite.runtime.joiner import RETRY_PAUSE
 
 from tests.kv_example import Get, KVStore, Put
@@ -31,12 +32,13 @@ class Members:
     def __init__(self) -> None:
         self.network = LocalNetwork()
         self.members: dict[str, CKite] = {}
+        self.transports: dict[str, _RecordingTransport] = {}
 
     def start(self, binding: str, members: list[str] | None = None, join: list[str] | None = None,
               data_dir: Path | None = None, threshold: int = 10_000) -> CKite:
         builder = (CKiteBuilder().with_local_binding(binding)
                    .with_min_election_timeout(300).with_max_election_timeout(600).with_heartbeats_interval(50)
-                   .with_transport(self.network.transport(binding)).with_state_machine(KVStore())
+                   .with_transport(self._transport(binding)).with_state_machine(KVStore())
                    .with_compaction_threshold(threshold).with_membership_timeout(5000).without_admin())
         builder.with_data_dir(data_dir) if data_dir else builder.with_in_memory_storage()
         builder.with_join(join) if join else builder.with_members_bindings(members or [])
@@ -44,6 +46,10 @@ class Members:
         member.start()
         self.members[binding] = member
         return member
+
+    def _transport(self, binding: str) -> "_RecordingTransport":
+        self.transports[binding] = _RecordingTransport(self.network.transport(binding))
+        return self.transports[binding]
 
     def start_cluster(self, bindings: list[str], **options) -> list[CKite]:
         return [self.start(b, [o for o in bindings if o != b], **options) for b in bindings]
@@ -112,8 +118,14 @@ def test_a_removed_follower_stops_taking_part_and_says_so(members):
     leader = members.leader()
     removed_id = next(b for b in BINDINGS[:3] if b != leader.id)
     removed = members.members[removed_id]
+    replicator = f"ckite-{leader.id.rsplit(':', 1)[1]}-replicate-{removed_id.rsplit(':', 1)[1]}"
+    assert any(thread.name == replicator for thread in threading.enumerate())
     assert removed.remove_member(removed_id) is True   # asked on the member itself: forwarded
     assert leader.members == frozenset(BINDINGS[:3]) - {removed_id}
+    # the leader's thread for the removed peer ends and closes its pipeline without waiting for stop()
+    wait_for(lambda: not any(thread.name == replicator for thread in threading.enumerate()), 10,
+             "the removed peer's replicator to end")
+    assert members.transports[leader.id].closed_pipelines == [removed_id]
     wait_for(lambda: removed.status()["state"] == "Removed", 10, "the removed member to notice")
     term = removed.status()["term"]
     members.network.isolate(removed_id)   # cut off, a voter would time out and campaign
@@ -231,12 +243,14 @@ def test_transfer_to_an_unreachable_member_fails_and_the_leader_serves_again(mem
     assert leader.write(Put("served", "again")) == "again"
 
 
-class _CountingTransport:
-    """A member's transport that counts the JoinMember requests it sends."""
+class _RecordingTransport:
+    """A member's transport that counts the JoinMember requests it sends and records which
+    peers' pipelines were closed."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
         self.joins = 0
+        self.closed_pipelines: list[str] = []
 
     def serve(self, binding, handler) -> None:
         self.inner.serve(binding, handler)
@@ -246,8 +260,21 @@ class _CountingTransport:
             self.joins += 1
         return self.inner.call(address, request, timeout)
 
+    def open_pipeline(self, address, timeout) -> CallPipeline:
+        return _RecordedPipeline(self, address, timeout)
+
     def close(self) -> None:
         self.inner.close()
+
+
+class _RecordedPipeline(CallPipeline):
+    def __init__(self, transport: _RecordingTransport, address: str, timeout: float) -> None:
+        super().__init__(transport, address, timeout)
+        self._closed = transport.closed_pipelines
+        self._peer = address
+
+    def close(self) -> None:
+        self._closed.append(self._peer)
 
 
 def test_a_joiner_the_seeds_already_added_asks_again_only_after_a_pause(members):
@@ -264,7 +291,7 @@ def test_a_joiner_the_seeds_already_added_asks_again_only_after_a_pause(members)
     members.stop(NEW)
     members.network.cut(leader.id, NEW)   # the leader's entries no longer reach the new member
     members.network.cut(NEW, leader.id)
-    counting = _CountingTransport(members.network.transport(NEW))
+    counting = _RecordingTransport(members.network.transport(NEW))
     rejoined = (CKiteBuilder().with_local_binding(NEW).with_join([seed])
                 .with_min_election_timeout(300).with_max_election_timeout(600).with_heartbeats_interval(50)
                 .with_transport(counting).with_state_machine(KVStore()).with_in_memory_storage()

@@ -149,6 +149,8 @@ class RaftNode:
             self._replicators[peer] = replicator
             if self._started:
                 replicator.start()
+        # Retired threads end on their own; only those still running are kept for stop() to join.
+        self._retired = [replicator for replicator in self._retired if not replicator.finished]
         for peer in self._replicators.keys() - peers:
             replicator = self._replicators.pop(peer)
             replicator.signal_stop()

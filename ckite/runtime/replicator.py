@@ -34,7 +34,10 @@ class Replicator:
         self._clock = clock
         self._backoff_until = float("-inf")
         self._pipeline = transport.open_pipeline(peer, consensus.settings.rpc_timeout)
-        self._worker = Worker(f"ckite-{tag}-replicate-{peer.rsplit(':', 1)[-1]}", self._step)
+        # The thread closes its own pipeline on the way out: the connection and the selector are
+        # its alone, and a peer removed from the cluster gives back its file descriptors at once.
+        self._worker = Worker(f"ckite-{tag}-replicate-{peer.rsplit(':', 1)[-1]}", self._step,
+                              on_exit=self._pipeline.close)
 
     def start(self) -> None:
         self._worker.start()
@@ -47,9 +50,13 @@ class Replicator:
         self._worker.signal_stop()
         self._pipeline.interrupt()
 
+    @property
+    def finished(self) -> bool:
+        """Its thread has ended and closed the pipeline."""
+        return self._worker.finished
+
     def join(self) -> None:
         self._worker.join()
-        self._pipeline.close()
 
     def _step(self, worker: Worker) -> None:
         consensus, peer = self._consensus, self._peer

@@ -19,9 +19,11 @@ ERROR_BACKOFF = 0.05
 class Worker:
     """Runs ``step(worker)`` repeatedly on its own thread; ``step`` waits with :meth:`wait`."""
 
-    def __init__(self, name: str, step: Callable[["Worker"], None]) -> None:
+    def __init__(self, name: str, step: Callable[["Worker"], None],
+                 on_exit: Callable[[], None] | None = None) -> None:
         self.name = name
         self._step = step
+        self._on_exit = on_exit
         self._stop = threading.Event()
         self._wakeup = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -29,6 +31,11 @@ class Worker:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def finished(self) -> bool:
+        """The thread ran and ended (so ``on_exit`` has run)."""
+        return self._thread.ident is not None and not self._thread.is_alive()
 
     def start(self) -> None:
         self._thread.start()
@@ -64,3 +71,8 @@ class Worker:
             except Exception:
                 logger.exception("%s: unexpected error; continuing", self.name)
                 self._stop.wait(ERROR_BACKOFF)
+        if self._on_exit is not None:
+            try:
+                self._on_exit()
+            except Exception:
+                logger.exception("%s: cleaning up failed", self.name)
