@@ -41,6 +41,8 @@ def test_console_shows_the_leader_and_three_members_and_puts_a_key_through_its_f
     expected = sorted([m.binding, "Leader" if m is leader else "Follower"] for m in cluster)
     wait_for(lambda: sorted(browser.script(MEMBER_ROWS)) == expected, PAGE_TIMEOUT,
              f"the members table to show {expected}")
+    wait_for(lambda: "Reads: ReadIndex" in browser.text("#leader-uptime"), PAGE_TIMEOUT,
+             "the console to say how the leader confirms reads")
 
     browser.type("#kv-key", "greeting")
     browser.type("#kv-value", "hello from the console")

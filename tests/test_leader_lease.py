@@ -45,6 +45,12 @@ def last_ack(h: Harness, peer: str) -> float:
     return h["n1"].role.progress[peer].acked_sent_at
 
 
+def lease_status(member: Consensus) -> dict:
+    """What ``/status`` says of reads under ``stateInfo``."""
+    info = member.status()["stateInfo"]
+    return {key: info[key] for key in ("reads", "leaseRemainingMs", "leaseRevoked") if key in info}
+
+
 # --- the lease and what it answers ---------------------------------------------------------------------
 
 
@@ -73,10 +79,13 @@ def test_the_lease_lasts_lease_duration_from_when_the_acknowledged_request_was_b
     h.advance(0.3)                                                    # a slow round trip
     h.answer("n1", "n2", *taken)
     assert last_ack(h, "n2") == sent and n1.role.lease.until == sent + DURATION
+    assert lease_status(n1) == {"reads": "lease", "leaseRemainingMs": round((DURATION - 0.3) * 1000),
+                                "leaseRevoked": False}
     h.advance_to(sent + DURATION - 1e-6)
     assert n1.lease_read_index() == 1
     h.advance_to(sent + DURATION)
     assert n1.lease_read_index() is None
+    assert lease_status(n1)["leaseRemainingMs"] == 0
     assert n1.is_leader                                               # still leader: reads take ReadIndex
     read = n1.request_read()
     h.deliver("n1", "n3")
@@ -125,6 +134,7 @@ def test_lease_reads_off_never_answer_from_a_lease():
     h = leased_leader(settings=SETTINGS)
     assert not h["n1"].role.lease.holds(h.now)
     assert h["n1"].lease_read_index() is None
+    assert lease_status(h["n1"]) == {"reads": "readIndex"}
 
 
 def test_lease_reads_need_check_quorum():
@@ -151,6 +161,7 @@ def test_timeout_now_revokes_the_lease_for_good_even_when_the_transfer_fails():
     timeout_now = h.send("n1", "n2")
     assert isinstance(timeout_now[0], TimeoutNow)
     assert n1.lease_read_index() is None
+    assert lease_status(n1) == {"reads": "lease", "leaseRemainingMs": 0, "leaseRevoked": True}
     h.advance(SETTINGS.max_election_timeout)                          # lost: the transfer expires
     n1.tick()
     assert transfer.exception(timeout=0) is not None and n1.is_leader

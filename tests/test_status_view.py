@@ -25,7 +25,7 @@ class Note(WriteCommand, type_name="tests.status_view.note"):
 def leader_status(**log_extra) -> dict:
     return {
         "id": "a:9091", "term": 3, "state": "Leader", "leader": "a:9091", "votedFor": "a:9091",
-        "stateInfo": {"leaderUptimeMs": 133_148,
+        "stateInfo": {"leaderUptimeMs": 133_148, "reads": "lease", "leaseRemainingMs": 612, "leaseRevoked": False,
                       "followers": {"b:9092": {"matchIndex": 7, "nextIndex": 8, "inflight": 1, "lastAckMs": 128},
                                     "c:9093": {"matchIndex": 0, "nextIndex": 1, "inflight": 0, "lastAckMs": None}}},
         "configuration": {"voters": ["a:9091", "b:9092", "c:9093"], "oldVoters": None, "learners": [],
@@ -59,6 +59,7 @@ def test_leader_status_keeps_ckite_shape():
     info = cluster["stateInfo"]
     assert info["leaderUptime"] == "2.minutes+13.seconds+148.milliseconds"
     assert info["leaderUptimeMs"] == 133_148
+    assert (info["reads"], info["leaseRemaining"], info["leaseRevoked"]) == ("lease", "612.milliseconds", False)
     assert info["lastHeartbeatsACKs"] == {"b:9092": "128.milliseconds", "c:9093": "Never"}
     assert view["log"]["length"] == 9 and view["log"]["commitIndex"] == 7 and view["log"]["lastApplied"] == 6
 
@@ -151,12 +152,14 @@ def test_metrics_of_a_leader():
     assert samples[("ckite_follower_last_ack_seconds", (("follower", "b:9092"),))] == pytest.approx(0.128)
     assert ("ckite_follower_last_ack_seconds", (("follower", "c:9093"),)) not in samples
     assert samples[("ckite_leader_uptime_seconds", ())] == pytest.approx(133.148)
+    assert samples[("ckite_lease_remaining_seconds", ())] == pytest.approx(0.612)
 
 
 def test_metrics_of_a_follower_have_no_replication_samples():
     samples = scrape(follower_status())
     assert samples[("ckite_role", (("role", "Follower"),))] == 1
     assert samples[("ckite_last_leader_contact_seconds", ())] == pytest.approx(0.042)
+    assert ("ckite_lease_remaining_seconds", ()) not in samples
     assert not any(name.startswith("ckite_follower_") for name, _ in samples)
     assert samples[("ckite_member_info", (("leader", "a:9091"), ("member", "b:9092")))] == 1
 

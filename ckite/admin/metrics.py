@@ -106,6 +106,9 @@ def _role_info_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
     uptime = info.get("leaderUptimeMs")
     yield _gauge("ckite_leader_uptime_seconds", "How long this member has led (leader only).",
                  None if uptime is None else uptime / 1000)
+    lease = info.get("leaseRemainingMs")
+    yield _gauge("ckite_lease_remaining_seconds", "What is left of the leader lease; 0: reads take a ReadIndex "
+                 "round (leader with lease reads on only).", None if lease is None else lease / 1000)
     contact = info.get("lastLeaderContactMs")
     yield _gauge("ckite_last_leader_contact_seconds", "Time since the leader was last heard (followers only).",
                  None if contact is None else contact / 1000)

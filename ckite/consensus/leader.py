@@ -401,12 +401,22 @@ class Leader(Role):
     def status(self, now: float) -> dict:
         return {
             "leaderUptimeMs": round((now - self.started_at) * 1000),
+            **self._read_status(now),
             "followers": {peer: {"matchIndex": p.match_index, "nextIndex": p.next_index,
                                  "inflight": p.inflight,
                                  "lastAckMs": None if p.last_ack == float("-inf")
                                  else round((now - p.last_ack) * 1000)}
                           for peer, p in sorted(self.progress.items())},
         }
+
+
+    def _read_status(self, now: float) -> dict:
+        """How reads are confirmed; with lease reads, how much of the lease is left (0: reads
+        take a ReadIndex round until the next acknowledged heartbeat renews it)."""
+        if not self.consensus.settings.lease_reads:
+            return {"reads": "readIndex"}
+        remaining = self.lease.until - now if self.lease_read_index(now) is not None else 0.0
+        return {"reads": "lease", "leaseRemainingMs": round(remaining * 1000), "leaseRevoked": self.lease.revoked}
 
 
 def _copy_outcome(source: Future, target: Future) -> None:

@@ -74,7 +74,14 @@ function renderFollowers(leaderStatus) {
     cell(row, progress.lastHeartbeatACK);
   });
   $("leader-uptime").textContent = leaderStatus
-    ? `${leaderStatus.id} has led for ${info.leaderUptime}.` : "No member is leading right now.";
+    ? `${leaderStatus.id} has led for ${info.leaderUptime}. ${readsText(info)}` : "No member is leading right now.";
+}
+
+function readsText(info) {
+  if (info.reads !== "lease") return "Reads: ReadIndex (a quorum round per batch of reads).";
+  if (info.leaseRevoked) return "Reads: lease revoked by a leadership transfer, ReadIndex until the next leader.";
+  return info.leaseRemainingMs > 0 ? `Reads: leader lease, ${info.leaseRemaining} left.`
+    : "Reads: leader lease not held right now, ReadIndex meanwhile.";
 }
 
 function loadHistory() {
