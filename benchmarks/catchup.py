@@ -9,9 +9,10 @@ through a TCP proxy in front of its port (tests/jepsen/proxy.py; its advertised 
 proxy, ``with_listen_address`` its real port), and the lagging follower's proxy delays both
 directions by X/2 ms. ``--rtt-ms 0`` keeps the proxies without delay (their cost, for
 comparison). ``--window N`` sets ``max_inflight_appends``: with one request per round trip, a
-long round trip limits the catch-up; with several in flight, it should not.
+long round trip limits the catch-up; with several in flight, it should not. ``--tls`` runs the
+members over mutual TLS (a throwaway CA from scripts/make-certs).
 
-    python -m benchmarks.catchup --entries 100000 [--threshold 10000] [--rtt-ms 10] [--window 4]
+    python -m benchmarks.catchup --entries 100000 [--threshold 10000] [--rtt-ms 10] [--window 4] [--tls]
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from kvstore.store import KVStore, Put
 
 from tests.jepsen.proxy import LOOPBACK, ProxyNetwork
 from tests.netutil import free_port
+from tests.tls_certs import Certs, make_certs
 from tests.waiting import wait_for
 
 #: The proxies' name for "whoever dials a member": in one process all members dial a peer at the
@@ -41,8 +43,8 @@ MIN_ELECTION_MS = 300
 class Setup:
     """Bindings, listen addresses and (with ``rtt_ms``) the proxies in front of the members."""
 
-    def __init__(self, rtt_ms: float | None, window: int | None) -> None:
-        self.rtt_ms, self.window = rtt_ms, window
+    def __init__(self, rtt_ms: float | None, window: int | None, certs: Certs | None = None) -> None:
+        self.rtt_ms, self.window, self.certs = rtt_ms, window, certs
         ports = [free_port() for _ in range(3)]
         self.network: ProxyNetwork | None = None
         if rtt_ms is None:
@@ -74,6 +76,8 @@ class Setup:
             builder.with_listen_address(self.listen[binding])
         if self.window is not None:
             builder.with_max_inflight_appends(self.window)
+        if self.certs is not None:
+            builder.with_tls(*self.certs.files("member"))
         return builder.build()
 
     def close(self) -> None:
@@ -82,8 +86,8 @@ class Setup:
 
 
 def catch_up_seconds(entries: int, threshold: int, wipe: bool, work: Path,
-                     rtt_ms: float | None = None, window: int | None = None) -> dict:
-    setup = Setup(rtt_ms, window)
+                     rtt_ms: float | None = None, window: int | None = None, certs: Certs | None = None) -> dict:
+    setup = Setup(rtt_ms, window, certs)
     bindings = setup.bindings
     dirs = {b: work / b.replace(":", "_") for b in bindings}
     members = {b: setup.build(b, dirs[b], threshold) for b in bindings}
@@ -116,7 +120,8 @@ def catch_up_seconds(entries: int, threshold: int, wipe: bool, work: Path,
         elapsed = time.monotonic() - started
         status = restarted.status()
         return {"entries_missed": entries, "wiped": wipe, "rtt_ms": rtt_ms,
-                "window": window or RaftSettings.max_inflight_appends, "seconds": round(elapsed, 3),
+                "window": window or RaftSettings.max_inflight_appends, "tls": certs is not None,
+                "seconds": round(elapsed, 3),
                 "snapshots_installed": status["metrics"]["snapshotsInstalled"],
                 "leader_snapshot_bytes": (leader.status()["log"]["snapshot"] or {}).get("bytes")}
     finally:
@@ -134,6 +139,7 @@ def main() -> None:
                              "proxy (0: the proxy without delay; default: no proxy)")
     parser.add_argument("--window", type=int, default=None,
                         help="max_inflight_appends (AppendEntries in flight per follower; default: the library's)")
+    parser.add_argument("--tls", action="store_true", help="mutual TLS between the members")
     args = parser.parse_args()
     rpc_timeout_ms = MIN_ELECTION_MS / 2
     if args.rtt_ms is not None and not 0 <= args.rtt_ms < rpc_timeout_ms:
@@ -141,9 +147,10 @@ def main() -> None:
     if args.window is not None and args.window < 1:
         parser.error("--window must be >= 1")
     with tempfile.TemporaryDirectory() as work:
+        certs = make_certs(Path(work) / "certs", "member") if args.tls else None
         for wipe in (False, True):
             result = catch_up_seconds(args.entries, args.threshold, wipe, Path(work) / f"wipe-{wipe}",
-                                      args.rtt_ms, args.window)
+                                      args.rtt_ms, args.window, certs)
             print(json.dumps(result))
 
 

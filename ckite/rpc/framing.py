@@ -8,6 +8,7 @@ frame is already buffered; :class:`FrameDecoder` then decodes one frame at a tim
 from __future__ import annotations
 
 import socket
+import ssl
 
 from thriftpy2.protocol.cybin import TCyBinaryProtocol
 from thriftpy2.transport.framed import TCyFramedTransport
@@ -59,6 +60,23 @@ class FrameReader:
         chunk = self._sock.recv(RECV_SIZE)
         self._buffer += chunk
         return bool(chunk)
+
+    def fill_available(self) -> bool:
+        """Take what has arrived without waiting (the socket must be non-blocking); False once
+        the peer has closed. Stops when the kernel and, under TLS, the TLS layer have nothing
+        more, or when the buffer holds more than a frame can (:meth:`next_frame` then refuses)."""
+        sock = self._sock
+        while len(self._buffer) <= self._max + 4:
+            try:
+                chunk = sock.recv(RECV_SIZE)
+            except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return True   # nothing (more); under TLS also a record with no data, like a session ticket
+            if not chunk:
+                return False
+            self._buffer += chunk
+            if len(chunk) < RECV_SIZE and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                return True   # drained for now; what comes next wakes the selector again
+        return True
 
 
 class FrameSource:

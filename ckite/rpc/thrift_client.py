@@ -84,17 +84,29 @@ class ClientConnection:
         self._frames = FrameReader(self.socket.sock, MAX_REPLY_FRAME_BYTES)
         self._decoder = FrameDecoder()
 
+    def read_available(self) -> bool:
+        """Take every reply byte that has arrived, without waiting; False once the peer closed.
+
+        Unlike ``TClient``, which reads ahead into a buffer a selector cannot see, this leaves
+        nothing behind that a selector would miss (under TLS: nothing in the TLS layer either),
+        and never waits for a reply that is not there: readable may mean a TLS session ticket.
+        """
+        assert self._frames is not None
+        sock = self.socket.sock
+        timeout = sock.gettimeout()
+        sock.setblocking(False)
+        try:
+            return self._frames.fill_available()
+        finally:
+            sock.settimeout(timeout)
+
     def has_buffered_reply(self) -> bool:
-        """A whole reply already read off the socket: :meth:`receive_frame` will not block."""
+        """A whole reply is buffered: :meth:`receive_frame` will not block."""
         return self._frames is not None and self._frames.has_frame()
 
     def receive_frame(self) -> tuple[str, int]:
-        """The next reply frame (waiting for it); its method name and Thrift message type.
-
-        Unlike ``TClient``, which reads ahead into a buffer a selector cannot see, the frame
-        reader says when replies are buffered, so a pipeline never waits on a socket for a
-        reply that already arrived.
-        """
+        """The next reply frame (waiting for it if it is not buffered yet); its method name and
+        Thrift message type."""
         assert self._frames is not None and self._decoder is not None
         frame = self._frames.next_frame()
         if frame is None:
@@ -144,11 +156,15 @@ class ClientConnection:
         self.socket.sock.settimeout(max(timeout, MIN_TIMEOUT))
 
     def shutdown(self) -> None:
-        """Wake a call blocked on this connection (it then fails and closes it)."""
+        """Wake a call blocked on this connection, from another thread (it then fails and closes it).
+
+        The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` would drop the TLS
+        state the blocked thread is using; a shutdown of the descriptor just ends its read.
+        """
         sock = self.socket.sock
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -176,20 +192,23 @@ class _InFlight:
 
 
 class ThriftPipeline(Pipeline):
-    """Requests to one peer over one plain-TCP connection, several in flight.
+    """Requests to one peer over one connection (plain TCP or TLS), several in flight.
 
     One thread owns it: it sends, then waits in a selector on the connection while requests are
     in flight (or on an event while none are), so a reply is handled by the thread that will
     send the next request, with no hand-off between threads. The caller bounds how many are in
     flight (the leader's window per follower). A broken connection (a failed write, no reply
     within ``timeout`` of the request or of the previous reply, garbage) fails every request in
-    flight on it; the next :meth:`send` opens a new one. Not for TLS: reading a TLS socket only
-    when the selector says so is not enough (TLS buffers records), so
-    :class:`~ckite.rpc.thrift_transport.ThriftTransport` uses blocking calls there.
+    flight on it; the next :meth:`send` opens a new one. When the selector says readable, the
+    owner takes what has arrived without blocking and handles every whole reply; a partial one
+    waits for the next wake-up. So a TLS record with no data (a session ticket) or a reply split
+    over segments never holds the owner past the time it asked to wait.
     """
 
-    def __init__(self, address: str, timeout: float, connect_timeout: float) -> None:
+    def __init__(self, address: str, timeout: float, connect_timeout: float,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._address = address
+        self._ssl_context = ssl_context
         self._timeout = max(timeout, MIN_TIMEOUT)
         self._connect_timeout = max(min(connect_timeout, timeout), MIN_TIMEOUT)
         self._in_flight: deque[_InFlight] = deque()
@@ -219,7 +238,7 @@ class ThriftPipeline(Pipeline):
         return True
 
     def _connect(self) -> ClientConnection:
-        connection = ClientConnection(self._address, self._connect_timeout, None)
+        connection = ClientConnection(self._address, self._connect_timeout, self._ssl_context)
         try:
             connection.settimeout(self._timeout)
             connection.start_reading_replies()
@@ -241,13 +260,11 @@ class ThriftPipeline(Pipeline):
         return ready
 
     def _select(self, timeout: float | None) -> None:
-        """Wait for a reply or ``timeout``; collect every reply already arrived."""
+        """Wait for replies or ``timeout``; collect every whole reply that arrived."""
         expires_in = self._head_waiting_since() + self._timeout - time.monotonic()
         if self._selector.select(max(expires_in if timeout is None else min(timeout, expires_in), 0)):
             assert self._connection is not None
-            self._read_reply(self._connection)
-        while self._connection is not None and self._connection.has_buffered_reply():
-            self._read_reply(self._connection)
+            self._take_replies(self._connection)
         if self._in_flight and time.monotonic() - self._head_waiting_since() >= self._timeout:
             self._break(RpcError(f"{self._address}: no answer to {self._in_flight[0].method} within "
                                  f"{self._timeout:.3f}s"))
@@ -258,8 +275,20 @@ class ThriftPipeline(Pipeline):
         one; one that keeps answering is slow, not gone, however deep the window."""
         return max(self._in_flight[0].sent_at, self._last_reply_at)
 
+    def _take_replies(self, connection: ClientConnection) -> None:
+        """File every whole reply that has arrived; a closed or failed connection breaks."""
+        try:
+            still_open = connection.read_available()
+        except Exception as exc:   # reset, or a TLS error
+            self._break(RpcError(f"{self._address}: connection lost: {type(exc).__name__}: {exc}"))
+            return
+        while self._connection is connection and connection.has_buffered_reply():
+            self._read_reply(connection)
+        if not still_open and self._connection is connection:
+            self._break(RpcError(f"{self._address}: connection lost: the peer closed it"))
+
     def _read_reply(self, connection: ClientConnection) -> None:
-        """Read the next reply (the socket is readable) and file it with its request."""
+        """Read the next reply (whole in the buffer) and file it with its request."""
         try:
             method, message_type = connection.receive_frame()
         except Exception as exc:   # closed by the peer, reset, stalled mid-frame, or not Thrift

@@ -338,10 +338,8 @@ class ThriftTransport(Transport):
             raise RpcError(f"{address} answered {method} with a malformed reply: {exc}") from exc
 
     def open_pipeline(self, address: str, timeout: float) -> Pipeline:
-        """Several requests in flight on one connection, without TLS (see :class:`ThriftPipeline`)."""
-        if self.ssl_context_client is not None:
-            return super().open_pipeline(address, timeout)
-        return ThriftPipeline(address, timeout, self.connect_timeout)
+        """Several requests in flight on one connection (see :class:`ThriftPipeline`)."""
+        return ThriftPipeline(address, timeout, self.connect_timeout, self.ssl_context_client)
 
     def _take(self, address: str, timeout: float) -> ClientConnection:
         stale = []
