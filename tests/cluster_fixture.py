@@ -1,4 +1,5 @@
-"""In-process clusters of real ckite members (threads and all) over either transport."""
+"""In-process clusters of real ckite members (threads and all) over either transport (Thrift with
+or without mutual TLS)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
 from ckite.rpc.local import LocalNetwork
 from ckite.rpc.thrift_transport import ThriftTransport
+from ckite.rpc.tls import TlsConfig
 
 from tests.kv_example import KVStore
 from tests.netutil import free_port
@@ -29,6 +31,7 @@ class TestCluster:
     network: LocalNetwork = field(default_factory=LocalNetwork)
     compaction_threshold: int = DEFAULT_COMPACTION_THRESHOLD
     lease_reads: bool = False
+    tls: TlsConfig | None = None   # with "thrift": every member presents the same certificate
 
     __test__ = False   # not a pytest test class
 
@@ -45,7 +48,8 @@ class TestCluster:
         if storage is not None:
             self.storages[binding] = storage
         state_machine = KVStore()
-        transport = self.network.transport(binding) if self.transport_kind == "local" else ThriftTransport()
+        transport = (self.network.transport(binding) if self.transport_kind == "local"
+                     else ThriftTransport(tls=self.tls))
         builder = (CKiteBuilder().with_local_binding(binding)
                    .with_members_bindings([b for b in self.bindings if b != binding])
                    .with_min_election_timeout(MIN_ELECTION_MS).with_max_election_timeout(MAX_ELECTION_MS)

@@ -1,6 +1,7 @@
 """CKite's integration scenarios (CKiteIntegrationTest), on real threads, over both transports.
 
-Each scenario runs over the in-process transport and over real Thrift on loopback.
+Each scenario runs over the in-process transport, over real Thrift on loopback, and over
+Thrift with mutual TLS (the pipelined replication connection included).
 """
 from __future__ import annotations
 
@@ -17,21 +18,31 @@ from ckite.errors import (CommandError, LeaderTimeoutError, LostLeadershipError,
                           ReadTimeoutError, WriteTimeoutError)
 from ckite.log.sqlite_storage import SQLiteStorage
 from ckite.rpc.local import LocalNetwork
+from ckite.rpc.tls import TlsConfig
 
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import Fail, Get, KVStore, Put
 from tests.netutil import free_port
+from tests.tls_certs import make_certs
 from tests.waiting import wait_for
 
-TRANSPORTS = ["local", "thrift"]
+TRANSPORTS = ["local", "thrift", "tls"]
+
+
+@pytest.fixture(scope="module")
+def member_tls(tmp_path_factory) -> TlsConfig:
+    return TlsConfig.of(*make_certs(tmp_path_factory.mktemp("certs"), "member").files("member"))
 
 
 @pytest.fixture
-def make_cluster(request):
+def make_cluster(request, member_tls):
     clusters: list[TestCluster] = []
 
     def make(size: int, transport: str, **options) -> TestCluster:
-        cluster = TestCluster(transport, size, **options)
+        if transport == "tls":
+            cluster = TestCluster("thrift", size, tls=member_tls, **options)
+        else:
+            cluster = TestCluster(transport, size, **options)
         clusters.append(cluster)
         return cluster
     yield make
