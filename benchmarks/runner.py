@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks import procstat
-from benchmarks.systems import SYSTEMS
+from benchmarks.systems import CERT_NAME, CERTS_DIR, SYSTEMS
+from tests.tls_certs import make_certs
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,8 @@ class Cluster:
 
     def __init__(self, system: str, directory: Path) -> None:
         self.system = system
+        if SYSTEMS[system].tls:
+            make_certs(directory / CERTS_DIR, CERT_NAME)
         bindings = [f"127.0.0.1:{free_port()}" for _ in range(self.SIZE)]
         self.members = []
         for n, binding in enumerate(bindings):

@@ -38,6 +38,14 @@ class SystemSpec:
     default: bool = True  # part of a run without --systems
     rows: tuple[str, ...] | None = None   # the rows it runs (None: all); a variant runs only what it changes
     lease_reads: bool = False             # ckite: CKiteBuilder.with_lease_reads()
+    tls: bool = False                     # ckite: mutual TLS between members (certificates in CERTS_DIR)
+
+
+#: Where a TLS system's members find their certificates, next to their data dirs (the runner
+#: makes them with scripts/make-certs before it starts the members).
+CERTS_DIR = "certs"
+#: The one certificate every member of a TLS system presents.
+CERT_NAME = "member"
 
 
 SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
@@ -51,6 +59,11 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
                "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
                "read(): leader lease (thesis 6.4.1), answered on the caller's thread, no quorum round",
                rows=("linearizable_read",), lease_reads=True),
+    SystemSpec("ckite-tls", "ckite", "default + with_tls() (mutual TLS between members)", True,
+               "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
+               "read(): ReadIndex, as above, its rounds over TLS", default=False,
+               rows=("sequential_write", "concurrent_write_16B", "concurrent_write_1KiB", "linearizable_read"),
+               tls=True),
     SystemSpec("pysyncobj", "pysyncobj", "default SyncObjConf (in-memory journal, 100 ms batching)", False,
                "nothing on disk: MemoryJournal; PySyncObj never fsyncs in any configuration",
                "@replicated get(sync=True): the read goes through the log (no ReadIndex in PySyncObj)"),
@@ -66,7 +79,8 @@ def create(name: str, binding: str, peers: list[str], data_dir: Path) -> "CKiteS
     """Build (not start) the member of system ``name`` listening on ``binding``."""
     spec = SYSTEMS[name]
     if spec.family == "ckite":
-        return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync, lease_reads=spec.lease_reads)
+        return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync, lease_reads=spec.lease_reads,
+                           tls_dir=data_dir.parent / CERTS_DIR if spec.tls else None)
     conf: dict[str, Any] = {}
     if name in ("pysyncobj-nobatch", "pysyncobj-journal"):
         conf["appendEntriesUseBatch"] = False
@@ -80,7 +94,7 @@ class CKiteSystem:
     """ckite-py with the kvstore state machine, library defaults (timeouts, heartbeats), no admin."""
 
     def __init__(self, binding: str, peers: list[str], data_dir: Path, *, fsync: bool,
-                 lease_reads: bool = False) -> None:
+                 lease_reads: bool = False, tls_dir: Path | None = None) -> None:
         from ckite import CKiteBuilder
         from ckite.errors import CKiteError
         from kvstore.store import Get, KVStore, Put
@@ -90,6 +104,8 @@ class CKiteSystem:
                    .with_state_machine(KVStore()).without_admin())
         if lease_reads:
             builder.with_lease_reads()
+        if tls_dir is not None:
+            builder.with_tls(tls_dir / f"{CERT_NAME}.pem", tls_dir / f"{CERT_NAME}-key.pem", tls_dir / "ca.pem")
         if fsync:
             builder.with_data_dir(data_dir)
         else:

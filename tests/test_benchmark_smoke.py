@@ -56,22 +56,40 @@ def test_quick_benchmark_writes_every_row(tmp_path):
         assert document["ratios"]["ckite/pysyncobj"]["w16_ops_per_s"] is not None
 
 
-@pytest.mark.timeout(120)
-def test_the_lease_variant_runs_the_read_row_only(tmp_path):
-    """``ckite-lease`` (with_lease_reads) runs just the linearizable read row; the other rows
-    would measure ckite's write path again. Its summary has reads and nothing else."""
+def run_variant(tmp_path, system: str) -> dict:
+    """A short run of one ckite variant; its outcome (no error), and the whole JSON document."""
     out = tmp_path / "results.json"
-    command = [sys.executable, "-m", "benchmarks", "--systems", "ckite-lease", "--duration", "0.5",
+    command = [sys.executable, "-m", "benchmarks", "--systems", system, "--duration", "0.5",
                "--read-clients", "16", "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stderr[-3000:]
     document = json.loads(out.read_text())
-    outcome = document["runs"][0]["ckite-lease"]
+    outcome = document["runs"][0][system]
     assert "error" not in outcome, outcome.get("error")
-    assert set(outcome["rows"]) == {"linearizable_read"} and outcome["rows"]["linearizable_read"]["ops"] > 0
+    return document
+
+
+@pytest.mark.timeout(120)
+def test_the_lease_variant_runs_the_read_row_only(tmp_path):
+    """``ckite-lease`` (with_lease_reads) runs just the linearizable read row; the other rows
+    would measure ckite's write path again. Its summary has reads and nothing else."""
+    document = run_variant(tmp_path, "ckite-lease")
+    rows = document["runs"][0]["ckite-lease"]["rows"]
+    assert set(rows) == {"linearizable_read"} and rows["linearizable_read"]["ops"] > 0
     summary = document["summary"]["ckite-lease"]
     assert summary["read_ops_per_s"] is not None and summary["w16_ops_per_s"] is None
     assert "leader lease" in document["meta"]["configs"]["ckite-lease"]["read_path"]
+
+
+@pytest.mark.timeout(120)
+def test_the_tls_variant_runs_writes_and_reads_over_mutual_tls(tmp_path):
+    """``ckite-tls``: members with certificates from scripts/make-certs; every write and read row
+    commits operations, none fails."""
+    document = run_variant(tmp_path, "ckite-tls")
+    rows = document["runs"][0]["ckite-tls"]["rows"]
+    assert set(rows) == {"sequential_write", "concurrent_write_16B", "concurrent_write_1KiB", "linearizable_read"}
+    assert all(row["ops"] > 0 and row["errors"] == 0 for row in rows.values())
+    assert "mutual TLS" in document["meta"]["configs"]["ckite-tls"]["config"]
 
 
 @pytest.mark.timeout(60)
