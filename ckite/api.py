@@ -83,7 +83,8 @@ class CKite:
         return self._node.read_local(command)
 
     def is_leader(self, timeout: float | None = None) -> bool:
-        """Waits for an election to settle, then says whether this member leads (confirmed by a quorum)."""
+        """Waits for an election to settle, then says whether this member leads (confirmed by a
+        quorum: a ReadIndex round, or with lease reads a valid lease)."""
         return self._node.is_leader(timeout)
 
     def add_member(self, binding: str, timeout: float | None = None) -> bool:

@@ -328,6 +328,18 @@ def test_lease_reads_see_every_acknowledged_write_without_a_quorum_round(make_cl
     assert reads[0] > 100 and rounds[0] < reads[0] / 10, (reads[0], rounds[0])
 
 
+def test_is_leader_answers_from_the_lease_without_a_round(make_cluster):
+    cluster = make_cluster(3, "local", lease_reads=True).start_all()
+    leader = cluster.leader()
+    leader.write(Put("k", "v"))
+    wait_for(lambda: leader._node.consensus.lease_read_index() is not None, 5, "the leader to hold a lease")
+    rounds = count_read_index_rounds(leader)
+    assert all(leader.is_leader(timeout=1.0) for _ in range(50))
+    assert rounds[0] < 5, rounds   # a round only if the lease lapsed on a starved machine
+    follower = cluster.followers()[0]
+    assert not follower.is_leader(timeout=1.0)
+
+
 def test_lease_reads_fall_back_to_read_index_once_a_transfer_revoked_the_lease(make_cluster):
     """A leader that sent TimeoutNow has no lease for the rest of its leadership, even when the
     transfer fails (the target may still win with transfer votes): reads then take ReadIndex."""

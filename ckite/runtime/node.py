@@ -307,6 +307,8 @@ class RaftNode:
         self._known_leader(remaining)
         if not self.consensus.is_leader:
             return False
+        if self.consensus.lease_read_index() is not None:   # a lease is a quorum's confirmation too
+            return True
         try:
             self._wait(self.consensus.request_read(), deadline - self.clock(), LeaderTimeoutError,
                        "leadership not confirmed")
