@@ -309,9 +309,11 @@ def _broken_wake_up_pipe(trigger) -> None:
     raise OSError(errno.EBADF, "Bad file descriptor")
 
 
-@pytest.mark.parametrize("wake_up_pipe", ["working", "closed"])
+@pytest.mark.parametrize("wake_up_pipe", ["working", "failing"])
 def test_the_server_serves_on_a_named_thread_and_stop_closes_everything(member, monkeypatch, wake_up_pipe):
-    """With the loop's wake-up pipe closed under it (seen once in CI), stop() closes from its own thread."""
+    """"failing": writing to the loop's wake-up pipe fails with EBADF (seen once in CI, cause not
+    found); stop()'s fallback then closes the sockets from its own thread. Only the fallback is
+    tested: the descriptor itself is not closed under waitress."""
     admin = admin_for(member)
     admin.start()
     idle = http.client.HTTPConnection("127.0.0.1", admin.port, timeout=2)   # kept alive across stop()
@@ -321,7 +323,7 @@ def test_the_server_serves_on_a_named_thread_and_stop_closes_everything(member, 
         idle.request("GET", "/status")
         assert idle.getresponse().read()
     finally:
-        if wake_up_pipe == "closed":
+        if wake_up_pipe == "failing":
             monkeypatch.setattr(WaitressTrigger, "_physical_pull", _broken_wake_up_pipe)
         admin.stop()
         idle.close()

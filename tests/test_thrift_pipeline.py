@@ -329,3 +329,36 @@ def test_a_reply_that_arrives_in_two_pieces_does_not_hold_the_wait(link, followe
     finally:
         pipeline.close()
         proxy.close()
+
+
+@pytest.mark.parametrize("header", [(2 * 1024 * 1024).to_bytes(4, "big"), b"HTTP"],
+                         ids=["oversized-length", "http-answer"])
+def test_a_reply_header_out_of_bounds_breaks_the_connection_at_once(header):
+    """A peer that answers with a frame length no reply can have, and keeps sending, is refused
+    at the header: every request in flight fails at once, not at the reply timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def garbage_server() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            try:
+                conn.sendall(header)
+                while not stop.is_set():
+                    conn.sendall(b"x" * 65536)
+            except OSError:
+                pass
+
+    threading.Thread(target=garbage_server, name="garbage-server", daemon=True).start()
+    pipeline = ThriftPipeline(f"127.0.0.1:{listener.getsockname()[1]}", timeout=5.0, connect_timeout=1.0)
+    try:
+        started = time.monotonic()
+        send_appends(pipeline, 2)
+        outcomes = collect(pipeline, 2)
+        assert time.monotonic() - started < 2.0
+    finally:
+        stop.set()
+        pipeline.close()
+        listener.close()
+    assert [context for _, context, _ in outcomes] == [0, 1]
+    assert all(isinstance(reply, RpcError) and "frame length" in str(reply) for _, _, reply in outcomes)

@@ -124,12 +124,14 @@ class AdminServer:
         the loop ends when its socket map is empty."""
         triggers = [channel for channel in list(self._map.values()) if isinstance(channel, WaitressTrigger)]
         if triggers and thread.is_alive():
+            trigger = triggers[0]
             try:
-                triggers[0].pull_trigger(lambda: wasyncore.close_all(self._map))
+                trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
                 return
-            except OSError as error:   # the wake-up pipe is gone (seen once in CI, EBADF): close from here
-                logger.warning("%s: cannot wake the admin loop (%s); closing its sockets from stop()",
-                               self.ckite.id, error)
+            except OSError as error:   # seen once in CI (EBADF): something closed the pipe's descriptor
+                logger.error("%s: cannot wake the admin loop through its pipe (fd %s, closed by waitress: %s): "
+                             "%s; closing its sockets from stop()", self.ckite.id, trigger.trigger,
+                             trigger._closed, error)   # noqa: SLF001 - the diagnosis needs it
         wasyncore.close_all(self._map)
 
 

@@ -33,9 +33,13 @@ class FrameReader:
         self._buffer = bytearray()
 
     def has_frame(self) -> bool:
-        """True when a whole frame is already buffered (:meth:`next_frame` will not block)."""
+        """True when :meth:`next_frame` will not block: a whole frame is buffered, or a header
+        whose length it refuses at once."""
         buffer = self._buffer
-        return len(buffer) >= 4 and len(buffer) >= 4 + int.from_bytes(buffer[:4], "big", signed=True)
+        if len(buffer) < 4:
+            return False
+        length = int.from_bytes(buffer[:4], "big", signed=True)
+        return not 0 < length <= self._max or len(buffer) >= 4 + length
 
     def next_frame(self) -> bytes | None:
         """The next frame, header included; None when the peer closed between frames."""

@@ -50,10 +50,24 @@ def family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
+def shut_down(sock: socket.socket) -> None:
+    """End both directions of ``sock`` so that a thread blocked reading it wakes (errors ignored).
+
+    The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` would drop the TLS state
+    the blocked thread is using. Callers hold a lock that the socket's closer holds too: CPython
+    reads the descriptor number after releasing the GIL, so a shutdown racing a close could hit
+    whatever socket reused the number.
+    """
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class ClientConnection:
     """One open client connection: a TClient over a framed, binary-protocol socket."""
 
-    __slots__ = ("socket", "client", "_frames", "_decoder")
+    __slots__ = ("socket", "client", "_frames", "_decoder", "_closing")
 
     def __init__(self, address: str, connect_timeout: float, ssl_context: ssl.SSLContext | None) -> None:
         try:
@@ -73,6 +87,7 @@ class ClientConnection:
             raise UnreachableError(f"cannot connect to {address}: {exc.__context__ or exc}") from exc
         self.client = TClient(CKiteService, TCyBinaryProtocol(TCyFramedTransport(self.socket), strict_decode=True))
         self._frames: FrameReader | None = None
+        self._closing = threading.Lock()   # shutdown() from another thread vs close() (see shut_down)
         self._decoder: FrameDecoder | None = None
 
     def send(self, method: str, argument: Any) -> None:
@@ -156,27 +171,19 @@ class ClientConnection:
         self.socket.sock.settimeout(max(timeout, MIN_TIMEOUT))
 
     def shutdown(self) -> None:
-        """Wake a call blocked on this connection, from another thread (it then fails and closes it).
-
-        The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` would drop the TLS
-        state the blocked thread is using; a shutdown of the descriptor just ends its read.
-        """
-        sock = self.socket.sock
-        if sock is not None:
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+        """Wake a call blocked on this connection, from another thread (it then fails and closes it)."""
+        with self._closing:
+            sock = self.socket.sock
+            if sock is not None:
+                shut_down(sock)
 
     def close(self) -> None:
         """Close the socket (a second close does nothing)."""
-        sock, self.socket.sock = self.socket.sock, None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
+        with self._closing:
+            sock, self.socket.sock = self.socket.sock, None
+            if sock is not None:
+                shut_down(sock)
+                sock.close()
 
 
 class _InFlight:
@@ -277,15 +284,15 @@ class ThriftPipeline(Pipeline):
 
     def _take_replies(self, connection: ClientConnection) -> None:
         """File every whole reply that has arrived; a closed or failed connection breaks."""
+        failure = "the peer closed it"
         try:
             still_open = connection.read_available()
-        except Exception as exc:   # reset, or a TLS error
-            self._break(RpcError(f"{self._address}: connection lost: {type(exc).__name__}: {exc}"))
-            return
+        except Exception as exc:   # reset, or a TLS error: the replies that came before it still count
+            still_open, failure = False, f"{type(exc).__name__}: {exc}"
         while self._connection is connection and connection.has_buffered_reply():
             self._read_reply(connection)
         if not still_open and self._connection is connection:
-            self._break(RpcError(f"{self._address}: connection lost: the peer closed it"))
+            self._break(RpcError(f"{self._address}: connection lost: {failure}"))
 
     def _read_reply(self, connection: ClientConnection) -> None:
         """Read the next reply (whole in the buffer) and file it with its request."""

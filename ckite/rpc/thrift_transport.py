@@ -44,7 +44,7 @@ from ckite.rpc.framing import BadFrame, FrameDecoder, FrameReader
 from ckite.rpc.idl import CKiteService, ckite_thrift
 from ckite.rpc.thrift_codec import (METHODS, decode_request, decode_response, encode_request, error_from_thrift,
                                     error_to_thrift, to_thrift)
-from ckite.rpc.thrift_client import MIN_TIMEOUT, ClientConnection, ThriftPipeline, family, split_address
+from ckite.rpc.thrift_client import MIN_TIMEOUT, ClientConnection, ThriftPipeline, family, shut_down, split_address
 from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import Pipeline, RpcHandler, Transport
 from ckite.rpc.validation import RequestLimits, validate_request
@@ -199,9 +199,9 @@ class _FrameServer:
             logger.error("ckite-%s: closing the connection from %s after a malformed frame: %s: %s",
                          self.port, peer, type(exc).__name__, exc, exc_info=logger.isEnabledFor(logging.DEBUG))
         finally:
-            with self._lock:
+            with self._lock:   # close() shuts connections down under this lock (see shut_down)
                 self._connections.pop(threading.current_thread(), None)
-            conn.close()
+                conn.close()
 
     def _handshake(self, conn: socket.socket, peer: str) -> ssl.SSLSocket | None:
         """The TLS connection once the peer proved a certificate of the cluster's CA; None (logged)
@@ -219,7 +219,8 @@ class _FrameServer:
             if not self._stopping.is_set():
                 logger.warning("ckite-%s: TLS handshake with %s failed: %s", self.port, peer,
                                "timed out" if isinstance(exc, TimeoutError) else exc)
-            tls.close()
+            with self._lock:
+                tls.close()
             return None
         return tls
 
@@ -247,11 +248,8 @@ class _FrameServer:
         self._wake_writer.close()
         with self._lock:
             connections = dict(self._connections)
-        for conn in connections.values():
-            try:
-                conn.shutdown(socket.SHUT_RDWR)   # wakes the thread blocked in recv; it closes its socket
-            except OSError:
-                pass
+            for conn in connections.values():
+                shut_down(conn)   # wakes the thread blocked in recv; it closes its socket
         for thread in [self._accept_thread, *connections]:
             thread.join(max(deadline - time.monotonic(), 0))
             if thread.is_alive():

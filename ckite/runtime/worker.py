@@ -65,14 +65,16 @@ class Worker:
                 logger.error("thread %s did not stop within %.1fs", self.name, timeout)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._step(self)
-            except Exception:
-                logger.exception("%s: unexpected error; continuing", self.name)
-                self._stop.wait(ERROR_BACKOFF)
-        if self._on_exit is not None:
-            try:
-                self._on_exit()
-            except Exception:
-                logger.exception("%s: cleaning up failed", self.name)
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._step(self)
+                except Exception:
+                    logger.exception("%s: unexpected error; continuing", self.name)
+                    self._stop.wait(ERROR_BACKOFF)
+        finally:
+            if self._on_exit is not None:
+                try:
+                    self._on_exit()
+                except Exception:
+                    logger.exception("%s: cleaning up failed", self.name)
