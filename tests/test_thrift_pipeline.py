@@ -282,9 +282,12 @@ class SplittingProxy:
         threading.Thread(target=self._serve, name="splitting-proxy", daemon=True).start()
 
     def _serve(self) -> None:
-        client, _ = self._listener.accept()
-        host, port = self._upstream.rsplit(":", 1)
-        server = socket.create_connection((host, int(port)))
+        try:
+            client, _ = self._listener.accept()
+            host, port = self._upstream.rsplit(":", 1)
+            server = socket.create_connection((host, int(port)))
+        except OSError:   # closed before anyone connected
+            return
         self._sockets += [client, server]
         threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
         self._pump(server, client, True)

@@ -409,7 +409,6 @@ class Leader(Role):
                           for peer, p in sorted(self.progress.items())},
         }
 
-
     def _read_status(self, now: float) -> dict:
         """How reads are confirmed; with lease reads, how much of the lease is left (0: reads
         take a ReadIndex round until the next acknowledged heartbeat renews it)."""

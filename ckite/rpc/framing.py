@@ -38,8 +38,14 @@ class FrameReader:
         buffer = self._buffer
         if len(buffer) < 4:
             return False
-        length = int.from_bytes(buffer[:4], "big", signed=True)
-        return not 0 < length <= self._max or len(buffer) >= 4 + length
+        length = self._header_length()
+        return not self._acceptable(length) or len(buffer) >= 4 + length
+
+    def _header_length(self) -> int:
+        return int.from_bytes(self._buffer[:4], "big", signed=True)
+
+    def _acceptable(self, length: int) -> bool:
+        return 0 < length <= self._max
 
     def next_frame(self) -> bytes | None:
         """The next frame, header included; None when the peer closed between frames."""
@@ -49,8 +55,8 @@ class FrameReader:
                 if buffer:
                     raise BadFrame(f"connection closed after {len(buffer)} bytes of a frame header")
                 return None
-        length = int.from_bytes(buffer[:4], "big", signed=True)
-        if length <= 0 or length > self._max:
+        length = self._header_length()
+        if not self._acceptable(length):
             raise BadFrame(f"frame length {length} is outside 1..{self._max}")
         end = 4 + length
         while len(buffer) < end:

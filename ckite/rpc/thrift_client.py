@@ -87,8 +87,8 @@ class ClientConnection:
             raise UnreachableError(f"cannot connect to {address}: {exc.__context__ or exc}") from exc
         self.client = TClient(CKiteService, TCyBinaryProtocol(TCyFramedTransport(self.socket), strict_decode=True))
         self._frames: FrameReader | None = None
-        self._closing = threading.Lock()   # shutdown() from another thread vs close() (see shut_down)
         self._decoder: FrameDecoder | None = None
+        self._closing = threading.Lock()   # shutdown() from another thread vs close() (see shut_down)
 
     def send(self, method: str, argument: Any) -> None:
         """Write one request frame without waiting for its reply."""
@@ -120,8 +120,8 @@ class ClientConnection:
         return self._frames is not None and self._frames.has_frame()
 
     def receive_frame(self) -> tuple[str, int]:
-        """The next reply frame (waiting for it if it is not buffered yet); its method name and
-        Thrift message type."""
+        """The next reply frame, whole in the buffer (:meth:`has_buffered_reply`); its method name
+        and Thrift message type. Raises BadFrame for a length no reply can have."""
         assert self._frames is not None and self._decoder is not None
         frame = self._frames.next_frame()
         if frame is None:
@@ -219,7 +219,7 @@ class ThriftPipeline(Pipeline):
         self._timeout = max(timeout, MIN_TIMEOUT)
         self._connect_timeout = max(min(connect_timeout, timeout), MIN_TIMEOUT)
         self._in_flight: deque[_InFlight] = deque()
-        self._ready: list[Outcome] = []             # failures not yet returned by wait()
+        self._ready: list[Outcome] = []             # outcomes not yet returned by wait()
         self._connection: ClientConnection | None = None
         self._last_reply_at = float("-inf")
         self._selector = selectors.DefaultSelector()   # the connection's socket, while there is one
@@ -298,7 +298,7 @@ class ThriftPipeline(Pipeline):
         """Read the next reply (whole in the buffer) and file it with its request."""
         try:
             method, message_type = connection.receive_frame()
-        except Exception as exc:   # closed by the peer, reset, stalled mid-frame, or not Thrift
+        except Exception as exc:   # a length no reply can have, or not a Thrift message
             self._break(RpcError(f"{self._address}: connection lost: {type(exc).__name__}: {exc}"))
             return
         if not self._in_flight or self._in_flight[0].method != method:
