@@ -1,6 +1,7 @@
 """Helpers for the transport tests: free loopback ports, one sample of every message, a fake member."""
 from __future__ import annotations
 
+import random
 import socket
 import threading
 from typing import Callable
@@ -12,15 +13,37 @@ from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, F
                             RequestVote, RequestVoteResponse, Response, TimeoutNow, TimeoutNowResponse)
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (the kernel's pick for port 0).
+#: Where test ports come from: below Linux's ephemeral range (32768-60999 by default), so that
+#: no outgoing connection or port-0 listener (a test proxy, a browser) is handed one of them
+#: between the pick and the bind. Capped so that a port + 1000 (its admin port) stays below too.
+TEST_PORTS = range(20000, 31000)
 
-    Another process may take it before the caller binds it; on a test machine that is rare,
-    and a test that loses the race fails with "address in use", not silently.
+_pick = random.Random()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now, picked at random from :data:`TEST_PORTS`.
+
+    The kernel's pick for port 0 comes from the ephemeral range, where any process's next
+    outgoing connection may take it before the caller binds it (seen in CI: a member's admin
+    port taken while its cluster started). Another test process may still pick the same port;
+    a test that loses that race fails with "address in use", not silently.
     """
+    for _ in range(200):
+        port = _pick.choice(TEST_PORTS)
+        if is_free(host, port):
+            return port
+    raise RuntimeError(f"no free port in {TEST_PORTS} on {host}")
+
+
+def is_free(host: str, port: int) -> bool:
+    """Whether ``port`` can be bound on ``host`` right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 #: A real encoded configuration: the receiving side checks configurations (ckite.rpc.validation).

@@ -21,7 +21,6 @@ import atexit
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ import pytest
 from ckite.admin import ADMIN_PORT_OFFSET
 
 from tests.cluster_fixture import HEARTBEAT_MS, MAX_ELECTION_MS, MIN_ELECTION_MS
-from tests.netutil import free_port
+from tests.netutil import free_port, is_free
 from tests.waiting import wait_for
 
 #: A fresh interpreter imports Flask, thriftpy2 and SQLite before it serves: seconds on 2 busy cores.
@@ -54,22 +53,13 @@ LOCALHOST = "127.0.0.1"
 def free_base_port(count: int = 1, offset: int = ADMIN_PORT_OFFSET, host: str = LOCALHOST,
                    attempts: int = 50) -> int:
     """A port P such that P .. P+count-1 and the same plus ``offset`` (their admin ports) are all
-    free now: the kernel picks P, the others are checked by binding them."""
+    free now: :func:`~tests.netutil.free_port` picks P, the others are checked by binding them."""
     for _ in range(attempts):
         base = free_port(host)
         wanted = [base + i for i in range(1, count)] + [base + i + offset for i in range(count)]
-        if max(wanted, default=base) < 65536 and all(_is_free(host, port) for port in wanted):
+        if max(wanted, default=base) < 65536 and all(is_free(host, port) for port in wanted):
             return base
     raise RuntimeError(f"found no {count} free port(s) with their admin ports (+{offset}) in {attempts} attempts")
-
-
-def _is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -219,8 +209,8 @@ class ProcessCluster:
         return member
 
     def _unused_port(self, taken: Sequence[int], attempts: int = 50) -> int:
-        """A free port pair (Raft, admin) clashing with none of ``taken``'s: the kernel may hand
-        out a port again once its probe socket is closed."""
+        """A free port pair (Raft, admin) clashing with none of ``taken``'s: a port picked for a
+        member not yet started is free again, and may be picked twice."""
         clashes = {port + delta for port in taken for delta in (0, ADMIN_PORT_OFFSET)}
         for _ in range(attempts):
             port = free_base_port(host=self.host)
