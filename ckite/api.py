@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.bindings import parse_binding
 from ckite.consensus.reconfiguration import ChangeKind
+from ckite.log.data_dir import DataDir
 from ckite.log.storage import LogStorage
 from ckite.runtime.node import RaftNode
 
@@ -21,9 +22,10 @@ class CKite:
     and raises a :mod:`ckite.errors` exception instead of hanging.
     """
 
-    def __init__(self, node: RaftNode, storage: LogStorage) -> None:
+    def __init__(self, node: RaftNode, storage: LogStorage, data_dir: DataDir | None = None) -> None:
         self._node = node
         self._storage = storage
+        self._data_dir = data_dir
         self._admin: "AdminServer | None" = None
 
     def attach_admin(self, admin: "AdminServer") -> None:
@@ -59,6 +61,8 @@ class CKite:
             self._admin.stop()   # first: requests in progress still reach a running node
         self._node.stop()
         self._storage.close()
+        if self._data_dir is not None:
+            self._data_dir.close()   # last: another process may open it from now on
 
     def write(self, command: WriteCommand, timeout: float | None = None) -> Any:
         """Replicate ``command`` (forwarded to the leader if need be) and return what the state

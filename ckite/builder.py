@@ -15,6 +15,7 @@ from ckite.config import (DATABASE_FILE, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_H
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
 from ckite.consensus.settings import RaftSettings
+from ckite.log.data_dir import DataDir
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
 from ckite.rpc.tls import TlsConfig
@@ -219,11 +220,24 @@ class CKiteBuilder:
 
 
 def build_member(config: MemberConfig) -> CKite:
-    """Assemble storage, consensus core, transport and runtime for one member."""
-    storage = config.storage
-    if storage is None:
-        from ckite.log.sqlite_storage import SQLiteStorage
-        storage = SQLiteStorage(config.data_dir / DATABASE_FILE)
+    """Assemble storage, consensus core, transport and runtime for one member. A failure on the
+    way leaves nothing open: the data dir's lock and database are released before it raises."""
+    if config.storage is not None:
+        return _assemble(config, config.storage, None)
+    from ckite.log.sqlite_storage import SQLiteStorage
+    data_dir = DataDir(config.data_dir)   # first: nothing is opened in a directory another process holds
+    storage: LogStorage | None = None
+    try:
+        storage = SQLiteStorage(data_dir.file(DATABASE_FILE))
+        return _assemble(config, storage, data_dir)
+    except BaseException:
+        if storage is not None:
+            storage.close()
+        data_dir.close()
+        raise
+
+
+def _assemble(config: MemberConfig, storage: LogStorage, data_dir: DataDir | None) -> CKite:
     transport = config.transport
     if transport is None:
         from ckite.rpc.thrift_transport import ThriftTransport
@@ -236,7 +250,7 @@ def build_member(config: MemberConfig) -> CKite:
                     leader_timeout=config.leader_timeout_ms / 1000, write_timeout=config.write_timeout_ms / 1000,
                     read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address,
                     membership_timeout=config.membership_timeout_ms / 1000, join_seeds=config.join_seeds)
-    member = CKite(node, storage)
+    member = CKite(node, storage, data_dir)
     if config.admin_enabled:
         from ckite.admin import ADMIN_PORT_OFFSET, build_admin   # Flask only for members that serve it
         port = config.admin_port
