@@ -15,6 +15,7 @@ from ckite.config import (DATABASE_FILE, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_H
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
 from ckite.consensus.settings import RaftSettings
+from ckite.identity import MemberIdentity, check_reachable_id
 from ckite.log.data_dir import DataDir
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
@@ -204,7 +205,9 @@ class CKiteBuilder:
         for name, value in self._timeouts.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")
-        members = [m for m in self._members if m != self._binding]
+        identity = MemberIdentity(self._binding, self._listen_address)
+        members = [m for m in self._members if not identity.is_self(m)]   # this member, perhaps under another name
+        check_reachable_id(self._binding, [*members, *self._join_seeds])
         if self._join_seeds and members:
             raise ValueError("with_join(...) and with_members_bindings(...) exclude each other: a joining member "
                              "learns the members from the cluster")

@@ -20,6 +20,7 @@ from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_COMPACTION_THRESHOLD, DEFA
                           DEFAULT_MAX_ELECTION_TIMEOUT_MS,
                           DEFAULT_MIN_ELECTION_TIMEOUT_MS)
 from ckite.errors import CKiteError
+from ckite.identity import host_named_by_peers
 
 from kvstore.http import DEFAULT_MAX_VALUE_BYTES, kv_blueprint
 from kvstore.store import KVStore
@@ -62,8 +63,9 @@ def _positive(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = _OneLineErrors(prog=PROG, description="One member of a replicated key-value store built on ckite (Raft). "
                        "Start one process per member; they elect a leader among themselves.")
-    p.add_argument("--host", default="localhost",
-                   help="host name other members use to reach this one (default: %(default)s)")
+    p.add_argument("--host", default=None,
+                   help="host name other members use to reach this one (default: the host the other members are "
+                        "named by, when that is this machine, as with --members 127.0.0.1:9092,...; else localhost)")
     p.add_argument("--port", type=_port, required=True, help="Raft port; this member's id is HOST:PORT")
     founding = p.add_mutually_exclusive_group()
     founding.add_argument("--members", default="",
@@ -112,8 +114,9 @@ def _bindings(text: str) -> list[str]:
 def build(args: argparse.Namespace) -> CKite:
     """Build (not start) the member with its HTTP server; raises ValueError for bad settings."""
     Path(args.data_dir).mkdir(parents=True, exist_ok=True)
-    builder = CKiteBuilder().with_local_binding(f"{args.host}:{args.port}")
     seeds = _bindings(args.join)
+    host = args.host or host_named_by_peers(seeds or _bindings(args.members))
+    builder = CKiteBuilder().with_local_binding(f"{host}:{args.port}")
     if args.join and not seeds:
         raise ValueError("--join needs at least one HOST:PORT")
     if seeds:

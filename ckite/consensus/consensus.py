@@ -25,7 +25,7 @@ from ckite.consensus.membership import Configuration
 from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.role import Role
 from ckite.consensus.settings import RaftSettings
-from ckite.errors import CKiteError, NotLeaderError, StorageError, StoppedError
+from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StorageError, StoppedError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.guarded_storage import GuardedStorage
 from ckite.log.raft_log import RaftLog
@@ -112,6 +112,7 @@ class Consensus:
             (entry.index, Configuration.decode(entry.data))
             for entry in stored.entries if entry.kind == EntryKind.CONFIGURATION and entry.index > snapshot_index]
         self.role: Role = Starter(self)
+        self._warned_own_id = False
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -183,6 +184,7 @@ class Consensus:
         with self.lock:
             if not self.role.accepts_rpcs:
                 raise StoppedError(f"{self.member_id} is {self.role.name}")
+            self._refuse_own_id(request)
             now = self.clock()
             if isinstance(request, AppendEntries):
                 return self._on_append_entries(request, now)
@@ -193,6 +195,19 @@ class Consensus:
             if isinstance(request, InstallSnapshot):
                 return self._on_install_snapshot(request, now)
             raise TypeError(f"consensus does not handle {type(request).__name__}")
+
+    def _refuse_own_id(self, request: Request) -> None:
+        """A request claiming to come from this member's own id is this member talking to itself
+        under another name, or another process using its id: never acted on, said once."""
+        sender = request.candidate_id if isinstance(request, RequestVote) else getattr(request, "leader_id", None)
+        if sender != self.member_id:
+            return
+        if not self._warned_own_id:
+            self._warned_own_id = True
+            logger.warning("%s: refusing %s that claims to come from this member's own id: is another process "
+                           "using it, or does the configuration name this member twice? (said once)",
+                           self.member_id, type(request).__name__)
+        raise ProtocolError(f"{self.member_id} refuses requests claiming to come from its own id")
 
     def _on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
         if request.term < self.term:

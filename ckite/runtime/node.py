@@ -19,6 +19,7 @@ from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.role import Role
+from ckite.identity import MemberIdentity, same_endpoint
 from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MembershipChangeError,
                           MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError, RpcError, StoppedError,
                           UnreachableError, WriteTimeoutError)
@@ -68,6 +69,7 @@ class RaftNode:
         self.compactor = Compactor(consensus)
         self.applier = Applier(consensus, state_machine, self.pending, clock, self.compactor)
         self.id = consensus.member_id
+        self.identity = MemberIdentity(self.id, self.listen_address)
         tag = self.id.rsplit(":", 1)[-1]
         self._tag = tag
         self._leader_signal = self.applier.commit_signal   # any condition on the consensus lock will do
@@ -145,7 +147,7 @@ class RaftNode:
         if self._stopped:
             return
         for peer in peers - self._replicators.keys():
-            replicator = Replicator(self._tag, self.consensus, self.transport, peer, self.clock)
+            replicator = Replicator(self._tag, self.consensus, self.transport, peer, self.clock, self.identity)
             self._replicators[peer] = replicator
             if self._started:
                 replicator.start()
@@ -204,10 +206,26 @@ class RaftNode:
                                     _CERTAINLY_NOT_APPLIED + (MembershipChangeInProgressError,))
 
     def _change_membership_here(self, kind: ChangeKind, binding: str, timeout: float) -> bool:
+        if kind is ChangeKind.ADD:
+            self._check_new_name(binding)
         future = self.consensus.request_membership_change(kind, binding, timeout)
         return self._wait(future, timeout, MembershipChangeError,
                           f"{kind.value} {binding}: the configuration was not committed within the timeout; "
                           "the change may still complete")
+
+    def _check_new_name(self, binding: str) -> None:
+        """Refuse to add a member that is already in the cluster under another name (this leader
+        included): it would be replicated to twice and count as a voter that never votes."""
+        members = self.consensus.configuration.members
+        if binding in members:
+            return   # the same name: adding it again changes nothing
+        if self.identity.is_self(binding):
+            raise MembershipChangeError(f"{binding} is this member ({self.id}) under another name; "
+                                        "it is already in the cluster")
+        for member in sorted(members):
+            if same_endpoint(binding, member):
+                raise MembershipChangeError(f"{binding} is the member {member} under another name; "
+                                            "it is already in the cluster")
 
     def transfer_leadership(self, to: str | None = None, timeout: float | None = None) -> bool:
         """Hand leadership to ``to`` (or the most up-to-date voter); True once it moved."""

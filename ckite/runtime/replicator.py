@@ -17,6 +17,7 @@ from typing import Callable
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError
+from ckite.identity import MemberIdentity
 from ckite.rpc.transport import Transport
 from ckite.runtime.worker import Worker
 
@@ -28,9 +29,11 @@ class Replicator:
     it sends nothing for a heartbeat interval, so a down peer does not make it spin."""
 
     def __init__(self, tag: str, consensus: Consensus, transport: Transport, peer: str,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], identity: MemberIdentity) -> None:
         self._consensus = consensus
         self._peer = peer
+        self._identity = identity
+        self._is_self: bool | None = None   # found out on the thread: resolving a name may wait on DNS
         self._clock = clock
         self._backoff_until = float("-inf")
         self._pipeline = transport.open_pipeline(peer, consensus.settings.rpc_timeout)
@@ -60,6 +63,11 @@ class Replicator:
 
     def _step(self, worker: Worker) -> None:
         consensus, peer = self._consensus, self._peer
+        if self._is_self is None:
+            self._is_self = self._identity.warn_once_if_alias(peer, "the configuration")
+        if self._is_self:
+            worker.wait(None)   # never send to ourselves under another name; idle until stopped
+            return
         if self._clock() >= self._backoff_until:
             requests, deadline = consensus.outgoing(peer)
             for position, (request, context) in enumerate(requests):
