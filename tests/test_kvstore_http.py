@@ -292,7 +292,8 @@ def test_console_page_and_its_static_files_are_served(client):
     with client.get("/static/console.css") as style:
         assert style.mimetype == "text/css"
     error_of(client.get("/static/missing.js"), 404)
-    assert client.get("/console/config").get_json() == {"member": BINDING, "keyValueRoutes": True, "pollMs": 1000}
+    assert client.get("/console/config").get_json() == {"member": BINDING, "keyValueRoutes": True, "pollMs": 1000,
+                                                        "tokenRequired": False}
 
 
 def test_cluster_status_of_a_single_member(client):

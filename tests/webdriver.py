@@ -102,6 +102,11 @@ class Browser:
         """Run ``source`` (a function body: ``return ...``) in the page; its JSON-able result."""
         return self._command("POST", "/execute/sync", {"script": source, "args": list(args)})
 
+    def script_async(self, source: str, *args: Any) -> Any:
+        """Run ``source`` in the page, which ends by calling its last argument with the result
+        (``arguments[arguments.length - 1](value)``): for a script that awaits, e.g. an import()."""
+        return self._command("POST", "/execute/async", {"script": source, "args": list(args)})
+
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(self._command("GET", "/screenshot")))

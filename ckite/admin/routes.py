@@ -31,8 +31,10 @@ CONSOLE_POLL_MS = 1000
 KEY_VALUE_ROUTE_PREFIX = "/kv/"
 
 
-def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: ClusterStatusFetcher) -> Blueprint:
-    """The Blueprint serving ``ckite``'s console; ``registry`` is this member's metrics registry."""
+def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: ClusterStatusFetcher, *,
+                    token_required: bool = False) -> Blueprint:
+    """The Blueprint serving ``ckite``'s console; ``registry`` is this member's metrics registry.
+    ``token_required`` tells the console page to show its admin token field."""
     bp = Blueprint("ckite_admin", __name__, static_folder="static", static_url_path="/static")
 
     @bp.get("/")
@@ -42,7 +44,8 @@ def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: Cluste
     @bp.get("/console/config")
     def console_config() -> Response:
         has_kv = any(rule.rule.startswith(KEY_VALUE_ROUTE_PREFIX) for rule in current_app.url_map.iter_rules())
-        return jsonify({"member": ckite.id, "keyValueRoutes": has_kv, "pollMs": CONSOLE_POLL_MS})
+        return jsonify({"member": ckite.id, "keyValueRoutes": has_kv, "pollMs": CONSOLE_POLL_MS,
+                        "tokenRequired": token_required})
 
     @bp.get("/status")
     def status() -> Response:

@@ -64,7 +64,8 @@ class AdminServer:
         self.app.json.compact = False        # people read /status with curl
         install_error_handlers(self.app, lambda: ckite.leader, peer_admin_url)
         install_access_control(self.app, token)
-        self.app.register_blueprint(admin_blueprint(ckite, self.registry, self.fetcher))
+        self.app.register_blueprint(admin_blueprint(ckite, self.registry, self.fetcher,
+                                                    token_required=token is not None))
         #: Raise it before start() if the application's routes take larger bodies.
         self.max_request_body_bytes = DEFAULT_MAX_REQUEST_BODY_BYTES
         self._map: dict[int, Any] = {}

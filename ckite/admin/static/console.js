@@ -1,27 +1,18 @@
 // ckite admin console: polls /cluster/status (which this member gathers from every member's
-// /status server-side, so the page needs no cross-origin requests) and renders it.
-// Plain DOM code, textContent only: values come from the network and are never parsed as HTML.
-"use strict";
+// /status server-side, so the page needs no cross-origin requests), remembers one sample per
+// poll, and hands what it saw to the tables, the charts and the action buttons.
 
-const HISTORY_KEY = "ckite.leaderChanges";
-const HISTORY_LENGTH = 20;
-const LAG_WARNING = 100;   // entries behind the leader before a follower row is highlighted
+import {perform, setUpActions, setUpToken, showMembershipChange} from "./actions.js";
+import {drawLegend, drawLines, drawTimeline, formatNumber, memberColours} from "./charts.js";
+import {$} from "./dom.js";
+import {commitRates, elections, followerLags, leaderRuns, recordLeader, recordSample, WINDOW_POLLS} from "./history.js";
+import {renderFollowers, renderMembers} from "./tables.js";
+
+const COMMITS_COLOUR = "#333";
+// A fresh page's charts span this many polls, and widen with its history up to WINDOW_POLLS.
+const MIN_SPAN_POLLS = 10;
 
 let pollMs = 1000;
-
-function $(id) { return document.getElementById(id); }
-
-function cell(row, text, className) {
-  const td = row.insertCell();
-  td.textContent = text === null || text === undefined ? "–" : String(text);
-  if (className) td.className = className;
-  return td;
-}
-
-function fill(tbody, items, renderRow) {
-  tbody.replaceChildren();
-  for (const item of items) renderRow(tbody.insertRow(), item);
-}
 
 function leaderView(members) {
   // The leader's own status holds the per-follower replication state.
@@ -31,89 +22,45 @@ function leaderView(members) {
   return null;
 }
 
-function renderMembers(members, leaderStatus) {
+// The leader's commit index (this member's when none leads) and its followers' lag, now.
+function sampleOf(source, leaderStatus, term, leader) {
   const followers = leaderStatus ? leaderStatus.cluster.stateInfo.followers || {} : {};
-  fill($("members").tBodies[0], members, (row, entry) => {
-    const status = entry.status;
-    const progress = followers[entry.id] || {};
-    row.classList.toggle("self", entry.self);
-    row.dataset.member = entry.id;   // stable hooks for scripts and tests, whatever the columns
-    row.dataset.role = status ? status.cluster.state : "unreachable";
-    cell(row, entry.id);
-    if (!status) {
-      row.classList.add("unreachable");
-      cell(row, "unreachable", "error");
-      const reason = cell(row, entry.error, "error");
-      reason.colSpan = 7;
-      cell(row, entry.fetchMs + " ms");
-      return;
-    }
-    const cluster = status.cluster;
-    cell(row, cluster.state, "role-" + cluster.state);
-    cell(row, cluster.term);
-    cell(row, cluster.leader);
-    cell(row, status.log.commitIndex);
-    cell(row, status.log.lastApplied);
-    cell(row, status.log.lastIndex);
-    cell(row, cluster.state === "Leader" ? 0 : progress.lag);
-    cell(row, cluster.state === "Leader" ? "(leader)" : progress.lastHeartbeatACK);
-    cell(row, entry.fetchMs + " ms");
-  });
+  return {at: Date.now(), commitIndex: source ? source.log.commitIndex : null, term, leader,
+          lags: Object.fromEntries(Object.entries(followers).map(([peer, progress]) => [peer, progress.lag]))};
 }
 
-function renderFollowers(leaderStatus) {
-  const info = leaderStatus ? leaderStatus.cluster.stateInfo : {};
-  const followers = Object.entries(info.followers || {});
-  fill($("followers").tBodies[0], followers, (row, [peer, progress]) => {
-    row.classList.toggle("lagging", progress.lag >= LAG_WARNING);
-    cell(row, peer);
-    cell(row, progress.matchIndex);
-    cell(row, progress.nextIndex);
-    cell(row, progress.lag);
-    cell(row, progress.inflight);
-    cell(row, progress.lastHeartbeatACK);
-  });
-  $("leader-uptime").textContent = leaderStatus
-    ? `${leaderStatus.id} has led for ${info.leaderUptime}. ${readsText(info)}` : "No member is leading right now.";
+function renderCharts(samples, colourOf) {
+  const end = samples[samples.length - 1].at;
+  const length = Math.min(Math.max(end - samples[0].at, MIN_SPAN_POLLS * pollMs), WINDOW_POLLS * pollMs);
+  const span = {start: end - length, end};
+  const rates = commitRates(samples).filter((point) => point.at >= span.start);
+  drawLines($("commits-chart"), [{name: "commits", colour: COMMITS_COLOUR, points: rates}], span);
+  const peak = Math.max(0, ...rates.map((point) => point.value));
+  $("commits-now").textContent = rates.length
+    ? `${formatNumber(rates[rates.length - 1].value)} now, peak ${formatNumber(peak)}` : "";
+  const lags = followerLags(samples);
+  drawLines($("lag-chart"), [...lags].map(([peer, points]) => ({name: peer, colour: colourOf(peer), points})), span);
+  drawLegend($("lag-legend"), [...lags.keys()], colourOf);
+  const runs = leaderRuns(samples);
+  drawTimeline($("timeline-chart"), runs, elections(samples), span, colourOf);
+  drawLegend($("timeline-legend"), [...new Set(runs.map((run) => run.leader))], colourOf);
 }
 
-function readsText(info) {
-  if (info.reads !== "lease") return "Reads: ReadIndex (a quorum round per batch of reads).";
-  if (info.leaseRevoked) return "Reads: lease revoked by a leadership transfer, ReadIndex until the next leader.";
-  return info.leaseRemainingMs > 0 ? `Reads: leader lease, ${info.leaseRemaining} left.`
-    : "Reads: leader lease not held right now, ReadIndex meanwhile.";
-}
-
-function loadHistory() {
-  try { return JSON.parse(sessionStorage.getItem(HISTORY_KEY)) || []; } catch (e) { return []; }
-}
-
-function recordLeader(term, leader) {
-  const history = loadHistory();
-  const last = history[history.length - 1];
-  if (last && last.term === term && last.leader === leader) return history;
-  history.push({term, leader, at: new Date().toLocaleTimeString()});
-  const trimmed = history.slice(-HISTORY_LENGTH);
-  sessionStorage.setItem(HISTORY_KEY, JSON.stringify(trimmed));
-  return trimmed;
-}
-
-function renderHistory(history) {
-  const list = $("leader-changes");
-  list.replaceChildren();
-  for (const change of history.slice().reverse()) {
+function renderChanges(changes) {
+  $("leader-changes").replaceChildren(...changes.slice().reverse().map((change) => {
     const item = document.createElement("li");
     item.textContent = `${change.at}: term ${change.term}, leader ${change.leader || "none"}`;
-    list.appendChild(item);
-  }
+    return item;
+  }));
 }
 
 function render(data) {
   const members = data.members;
   const mine = members.find((entry) => entry.self);
+  const mineStatus = mine && mine.status;
   const leaderStatus = leaderView(members);
   const term = Math.max(...members.filter((m) => m.status).map((m) => m.status.cluster.term));
-  const leader = leaderStatus ? leaderStatus.id : (mine && mine.status.cluster.leader);
+  const leader = (leaderStatus ? leaderStatus.id : mineStatus && mineStatus.cluster.leader) || null;
   $("member-id").textContent = data.self;
   $("leader").textContent = leader || "none";
   $("term").textContent = term;
@@ -121,10 +68,19 @@ function render(data) {
   $("agreement").textContent = named.length > 1
     ? "members disagree on the leader: " + named.join(", ") : "members agree on the leader";
   $("updated").textContent = new Date().toLocaleTimeString();
-  renderMembers(members, leaderStatus);
+
+  const samples = recordSample(sampleOf(leaderStatus || mineStatus, leaderStatus, term, leader));
+  const seen = samples.flatMap((sample) => [sample.leader, ...Object.keys(sample.lags || {})]);
+  const colourOf = memberColours([...members.map((m) => m.id), ...seen]);
+  const configuration = (leaderStatus || mineStatus || {cluster: {}}).cluster.configuration || {};
+  renderMembers(members, leaderStatus, new Set(configuration.voters || []), colourOf);
   renderFollowers(leaderStatus);
-  renderHistory(recordLeader(term, leader || null));
-  $("raw-status").textContent = JSON.stringify(mine && mine.status, null, 2);
+  renderCharts(samples, colourOf);
+  renderChanges(recordLeader(term, leader));
+  // Reported by members that track membership changes; absent (undefined) on those that do not.
+  const reports = [leaderStatus, ...members.map((m) => m.status)].map((s) => s && s.cluster.membershipChange);
+  showMembershipChange(reports.find(Boolean) || null);
+  $("raw-status").textContent = JSON.stringify(mineStatus, null, 2);
 }
 
 async function poll() {
@@ -140,21 +96,9 @@ async function poll() {
   setTimeout(poll, pollMs);
 }
 
-async function showResponse(response) {
-  const type = response.headers.get("Content-Type") || "";
-  const body = type.includes("json") ? JSON.stringify(await response.json(), null, 2) : await response.text();
-  $("kv-result").textContent = `${response.status} ${response.statusText}\n${body}`;
-}
-
-async function keyValue(method, local) {
-  const key = $("kv-key").value;
-  const url = "/kv/" + encodeURIComponent(key) + (local ? "?local=true" : "");
-  const options = method === "PUT" ? {method, body: $("kv-value").value} : {method};
-  try {
-    await showResponse(await fetch(url, options));
-  } catch (error) {
-    $("kv-result").textContent = `request failed: ${error.message}`;
-  }
+function keyValue(method, local) {
+  const url = "/kv/" + encodeURIComponent($("kv-key").value) + (local ? "?local=true" : "");
+  perform(method, url, $("kv-result"), method === "PUT" ? $("kv-value").value : undefined);
 }
 
 function setUpKeyValueForm() {
@@ -165,12 +109,14 @@ function setUpKeyValueForm() {
 }
 
 async function main() {
-  renderHistory(loadHistory());
+  setUpActions();
   try {
     const config = await (await fetch("/console/config")).json();
     pollMs = config.pollMs || pollMs;
+    setUpToken(Boolean(config.tokenRequired));
     if (config.keyValueRoutes) setUpKeyValueForm();
   } catch (error) {
+    setUpToken(true);   // cannot tell: offer the field rather than fail every change with 401
     $("poll-error").textContent = `(cannot load the console configuration: ${error.message})`;
     $("poll-error").hidden = false;
   }
