@@ -186,8 +186,10 @@ class ProcessCluster:
     """
 
     def __init__(self, base_dir: Path | str, size: int, extra_args: Sequence[str] = (), host: str = LOCALHOST,
-                 start_timeout: float = START_TIMEOUT) -> None:
+                 start_timeout: float = START_TIMEOUT, pass_host: bool = True) -> None:
+        """Without ``pass_host`` the members get no ``--host``: each names itself as its peers are named."""
         self.base_dir = Path(base_dir)
+        self.pass_host = pass_host
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.host = host
         self.extra_args = list(extra_args)
@@ -238,7 +240,8 @@ class ProcessCluster:
     # --- processes --------------------------------------------------------------------------
 
     def command(self, member: Member) -> list[str]:
-        return [sys.executable, "-m", "kvstore", "--host", member.host, "--port", str(member.port),
+        return [sys.executable, "-m", "kvstore", *(["--host", member.host] if self.pass_host else []),
+                "--port", str(member.port),
                 "--admin-port", str(member.admin_port),
                 "--join" if member.join else "--members", ",".join(member.peers),
                 "--data-dir", str(member.data_dir),
@@ -398,8 +401,8 @@ def process_clusters(tmp_path: Path) -> Iterator[Callable[..., ProcessCluster]]:
     killed when the test ends, passed or failed, and a failed test shows the members' logs."""
     clusters: list[ProcessCluster] = []
 
-    def make(size: int = 3, extra_args: Sequence[str] = ()) -> ProcessCluster:
-        cluster = ProcessCluster(tmp_path / f"cluster{len(clusters) + 1}", size, extra_args)
+    def make(size: int = 3, extra_args: Sequence[str] = (), **options: Any) -> ProcessCluster:
+        cluster = ProcessCluster(tmp_path / f"cluster{len(clusters) + 1}", size, extra_args, **options)
         clusters.append(cluster)
         return cluster
 

@@ -86,6 +86,22 @@ def test_a_new_leader_serves_writes_after_kill_9_and_the_restarted_member_catche
     assert cluster.leader() is new   # it rejoined as a follower; no election was needed
 
 
+def test_a_cluster_named_by_ip_without_host_flags_fails_over_like_any_other(process_clusters):
+    """``--members 127.0.0.1:...`` and no ``--host``: each member names itself as its peers name it,
+    so the configuration the first leader writes names every member as it knows itself."""
+    cluster = process_clusters(3, pass_host=False).start_all()
+    for member in cluster:
+        assert cluster.status(member)["id"] == member.binding == f"127.0.0.1:{member.port}"
+    old = cluster.leader()
+    assert old.client().put("before", "failover").status == 200
+    cluster.kill(old)
+    survivors = [m for m in cluster if m is not old]
+    new = cluster.leader(among=survivors, timeout=FAILOVER_TIMEOUT)
+    assert new is not old
+    assert new.client().put("after", "failover").status == 200
+    assert all("own id" not in member.log_tail(200) for member in cluster)
+
+
 def test_sigterm_stops_every_member_cleanly(process_clusters):
     cluster = process_clusters(3).start_all()
     leader = cluster.leader()
