@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.bindings import parse_binding
-from ckite.consensus.reconfiguration import ChangeKind
+from ckite.consensus.reconfiguration import ChangeState, MembershipChange
+from ckite.errors import MembershipChangeError
 from ckite.log.data_dir import DataDir
 from ckite.log.storage import LogStorage
 from ckite.runtime.node import RaftNode
@@ -92,18 +93,41 @@ class CKite:
         return self._node.is_leader(timeout)
 
     def add_member(self, binding: str, timeout: float | None = None) -> bool:
-        """Add ``binding`` to the cluster (forwarded to the leader); returns True once the new
-        configuration is committed. The new member first catches up as a learner, so start it
-        before or soon after calling this. A change already in progress makes this one wait.
+        """Add ``binding`` to the cluster (forwarded to the leader); returns True once it is a voter.
 
-        Raises MembershipChangeError (it did not catch up, or no commit within the timeout).
+        It first catches up as a learner, which takes as long as it takes: start it before or
+        after calling this. When ``timeout`` passes first, MembershipChangeError says so and the
+        change goes on (``remove_member(binding)`` cancels it). Another change in progress makes
+        this one wait. Retrying is safe: asking again joins the change in progress.
         """
-        return self._node.change_membership(ChangeKind.ADD, parse_binding(binding), timeout)
+        return self._finished(self.change_membership(add=[binding], wait=timeout), binding)
 
     def remove_member(self, binding: str, timeout: float | None = None) -> bool:
-        """Remove ``binding`` from the cluster; a leader that removes itself hands leadership
-        over and steps down once the new configuration is committed."""
-        return self._node.change_membership(ChangeKind.REMOVE, parse_binding(binding), timeout)
+        """Remove ``binding`` from the cluster, or cancel its addition while it is still catching up;
+        a leader that removes itself hands leadership over and steps down once the new
+        configuration is committed. Raises MembershipChangeError as :meth:`add_member` does."""
+        return self._finished(self.change_membership(remove=[binding], wait=timeout), binding)
+
+    def change_membership(self, add: Iterable[str] = (), remove: Iterable[str] = (),
+                          wait: float | None = None) -> MembershipChange:
+        """Add and remove several members in one change (one joint configuration, Raft §6); waits up
+        to ``wait`` seconds (default: the builder's membership timeout) and returns how far the
+        change got: ``state`` DONE, or CATCHING_UP / JOINT when the wait ended first (it goes on)."""
+        return self._node.change_membership([parse_binding(b) for b in add], [parse_binding(b) for b in remove],
+                                            wait)
+
+    @property
+    def membership_change(self) -> MembershipChange | None:
+        """The membership change in progress as this member knows it (None: none)."""
+        return self._node.consensus.membership_change()
+
+    @staticmethod
+    def _finished(change: MembershipChange, binding: str) -> bool:
+        if change.state is not ChangeState.DONE:
+            raise MembershipChangeError(
+                f"the change of {binding} is not finished ({change.state.value}): it goes on, and completes once "
+                f"every member being added has started and caught up; removing a member being added cancels it")
+        return True
 
     def transfer_leadership(self, to: str | None = None, timeout: float | None = None) -> bool:
         """Hand leadership to ``to`` (default: the most up-to-date voter), e.g. before a rolling

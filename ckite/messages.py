@@ -108,8 +108,7 @@ class ForwardKind(str, Enum):
 
     WRITE = "write"
     READ = "read"
-    ADD_MEMBER = "add_member"
-    REMOVE_MEMBER = "remove_member"
+    CHANGE_MEMBERS = "change_members"
     TRANSFER_LEADERSHIP = "transfer_leadership"
 
 
@@ -117,7 +116,8 @@ class ForwardKind(str, Enum):
 class ForwardRequest:
     """A client request a non-leader passes to the leader.
 
-    ``payload`` is an encoded command for WRITE/READ, a UTF-8 binding otherwise.
+    ``payload`` is an encoded command for WRITE/READ, msgpack ``{"add": [bindings], "remove":
+    [bindings]}`` for CHANGE_MEMBERS, a UTF-8 binding (or nothing) for TRANSFER_LEADERSHIP.
     The leader answers with :class:`ForwardResponse` or raises a ``ckite.errors`` exception,
     which the transport carries back and re-raises at the caller.
     """

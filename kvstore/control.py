@@ -7,8 +7,8 @@
 
 Each command is one request to one member's admin routes (ckite/admin/routes.py); any member
 will do, it forwards the change to the leader. The member's JSON answer is printed as it came;
-a refusal or an unreachable member is one line on stderr and a non-zero exit status (1), a bad
-argument exit status 2. The admin token (``--token``, default ``$CKITE_ADMIN_TOKEN``) is sent as
+a refusal, an unreachable member or a membership change not finished within ``--timeout`` (it
+goes on) is one line on stderr and exit status 1, a bad argument exit status 2. The admin token (``--token``, default ``$CKITE_ADMIN_TOKEN``) is sent as
 ``Authorization: Bearer ...`` when given; the routes need it only when the cluster has one.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from kvstore.cli import ADMIN_TOKEN_ENV
 
 PROG = "ckite-kvstore-control"
 DEFAULT_ADMIN = "http://localhost:10091"
-#: A member's own membership timeout is 30 s by default and includes the new member's catch-up.
+#: How long a command waits; a membership change waits for the new member's catch-up meanwhile.
 DEFAULT_TIMEOUT_S = 60.0
 
 
@@ -77,11 +77,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def request_for(args: argparse.Namespace) -> tuple[str, str]:
-    """The method and path of the admin route that ``args``' command calls."""
-    if args.command == "add":
-        return "POST", "/members/" + urllib.parse.quote(args.binding, safe=":")
-    if args.command == "remove":
-        return "DELETE", "/members/" + urllib.parse.quote(args.binding, safe=":")
+    """The method and path of the admin route that ``args``' command calls. A membership change
+    asks the member to wait for it (``?wait=``) a second less than this command waits for the answer."""
+    if args.command in ("add", "remove"):
+        wait = urllib.parse.urlencode({"wait": f"{max(args.timeout - 1, 0):g}"})
+        return ("POST" if args.command == "add" else "DELETE",
+                "/members/" + urllib.parse.quote(args.binding, safe=":") + "?" + wait)
     if args.command == "transfer":
         query = "?" + urllib.parse.urlencode({"to": args.to}, safe=":") if args.to else ""
         return "POST", "/transferleadership" + query
@@ -118,6 +119,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {method} {url}: the answer is not JSON: {body[:200]!r}", file=sys.stderr)
         return 1
     print(json.dumps(_summary(answer) if args.command == "members" else answer, indent=2))
+    if args.command in ("add", "remove") and answer.get("state") != "done":
+        print(f"{PROG}: the change is not finished ({answer.get('state')}); it goes on (removing a member being "
+              "added cancels it)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -15,7 +15,6 @@ import pytest
 
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
-from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.settings import RaftSettings
 from ckite.log.entry import EntryKind
 from ckite.messages import AppendEntries, RequestVote, RequestVoteResponse, TimeoutNow
@@ -265,7 +264,7 @@ def test_while_joint_the_lease_needs_a_quorum_of_both_groups():
     lease lasts until the time up to which *both* majorities acknowledged (quorum_value)."""
     h = leased_leader(3, spares=1)
     n1 = h["n1"]
-    n1.request_membership_change(ChangeKind.ADD, "n4", 1000.0)
+    n1.request_membership_change(add=["n4"])
     for _ in range(10):                                               # n4 catches up as a learner...
         if n1.configuration.is_joint:
             break

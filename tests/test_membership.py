@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ckite import CKite, CKiteBuilder
+from ckite.consensus.reconfiguration import ChangeState
 from ckite.errors import LeaderTimeoutError, MembershipChangeError
 from ckite.messages import JoinMember
 from ckite.rpc.local import LocalNetwork
@@ -103,14 +104,30 @@ def test_add_member_as_in_ckites_walk_through_waits_for_the_new_member_to_start(
     assert leader.members == frozenset(BINDINGS[:4])
 
 
-def test_adding_a_member_that_never_starts_fails_and_leaves_the_configuration_as_it_was(members):
+def test_a_member_added_before_it_starts_waits_as_a_learner_past_the_call_and_its_addition_can_be_cancelled(members):
     members.start_cluster(BINDINGS[:3])
     leader = members.leader()
-    with pytest.raises(MembershipChangeError, match="catch up|timeout"):
-        leader.add_member(NEW, timeout=3)
-    wait_for(lambda: leader.status()["configuration"]["learners"] == [], 10, "the learner to be dropped")
-    assert leader.members == frozenset(BINDINGS[:3])
-    assert leader.write(Put("still", "writable")) == "writable"
+    with pytest.raises(MembershipChangeError, match="not finished \\(catching-up\\): it goes on"):
+        leader.add_member(NEW, timeout=1)
+    assert leader.write(Put("still", "writable")) == "writable"   # a learner counts toward nothing
+    follower = next(m for b, m in members.members.items() if m is not leader)
+    wait_for(lambda: follower.membership_change is not None, 10, "the follower to see the change")
+    assert follower.membership_change.to_json() == {"members": sorted(BINDINGS[:4]), "added": [NEW], "removed": [],
+                                                    "state": "catching-up", "cancelled": []}
+    assert leader.membership_change.state is ChangeState.CATCHING_UP
+    change = follower.change_membership(remove=[NEW], wait=5)   # cancels (forwarded to the leader)
+    assert change.state is ChangeState.DONE and change.cancelled == (NEW,)
+    assert leader.members == frozenset(BINDINGS[:3]) and leader.membership_change is None
+
+
+def test_a_member_added_before_it_starts_becomes_a_voter_once_started_however_late(members):
+    members.start_cluster(BINDINGS[:3])
+    leader = members.leader()
+    assert leader.change_membership(add=[NEW], wait=0).state is ChangeState.CATCHING_UP
+    assert leader.change_membership(add=[NEW], wait=0).state is ChangeState.CATCHING_UP   # asking again joins it
+    members.start(NEW, BINDINGS[:3])
+    assert leader.add_member(NEW, timeout=10) is True
+    assert leader.members == frozenset(BINDINGS[:4]) and leader.membership_change is None
 
 
 def test_a_removed_follower_stops_taking_part_and_says_so(members):

@@ -10,13 +10,12 @@ import socket
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests import processes
-from tests.processes import LOCALHOST, KVClient, Member, free_base_port, http
+from tests.processes import LOCALHOST, Member, free_base_port, http
 from tests.terminal import CTRL_C, Terminal
 from tests.waiting import wait_for
 
@@ -126,32 +125,6 @@ def test_bad_flags_give_a_one_line_error_and_exit_status_2(tmp_path, flags, comp
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("ckite-kvstore: error:") and complaint in lines[0], done.stderr
-
-
-def test_add_member_4_as_in_ckites_walk_through_and_see_it_replicate(process_clusters):
-    """The seed's order: ask for the four-member configuration, then start member four with the
-    three others as its members. The change may wait for member four to catch up, so it is
-    asked for in the background while member four starts."""
-    cluster = process_clusters(3).start_all()
-    leader = cluster.leader()
-    assert leader.client().put("key1", "value1").status == 200
-    fourth = cluster.new_member()
-    all_four = ",".join(m.binding for m in cluster)
-
-    with ThreadPoolExecutor(1) as background:
-        change = background.submit(KVClient(cluster[0].admin_url, timeout=20).call, "GET", f"/changecluster/{all_four}")
-        cluster.start(fourth)
-        answer = change.result()
-    assert answer.status == 200, answer.text
-    assert fourth.binding in answer.json()["members"]
-
-    wait_for(lambda: local_value(fourth, "key1") == "value1", FAILOVER_TIMEOUT, "member 4 to catch up")
-    assert fourth.client().put("key2", "value2").status == 200   # forwarded to the leader
-    for member in cluster:
-        wait_for(lambda: local_value(member, "key2") == "value2", FAILOVER_TIMEOUT,
-                 f"{member.name} to apply a write made after the change")
-    leader = cluster.leader()
-    assert sorted(cluster.status(leader)["cluster"]["members"]) == sorted(m.binding for m in cluster)
 
 
 def test_scripts_cluster_in_a_terminal_prints_its_urls_and_stops_every_member_on_ctrl_c(tmp_path):

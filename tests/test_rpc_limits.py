@@ -76,8 +76,14 @@ def entries(first: int, terms: list[int], size: int = 1) -> list[LogEntry]:
     (JoinMember("new:1", 2 ** 62), "timeout_ms"),
     (JoinMember("\x00", 1), "member_id must be"),
     (ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"\x92\x01", 10), "transfer_leadership payload is not UTF-8"),
-    (ForwardRequest(ForwardKind.ADD_MEMBER, b"\xff", 10), "add_member payload is not UTF-8"),
-    (ForwardRequest(ForwardKind.REMOVE_MEMBER, b"a\nb:1", 10), "remove_member payload must be"),
+    (ForwardRequest(ForwardKind.CHANGE_MEMBERS, b"\xc1", 10), "change_members payload: malformed"),
+    (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["a:1"]}), 10), "must be {"),
+    (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["a\nb:1"], "remove": []}), 10),
+     "change_members id must be"),
+    (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": [], "remove": [7]}), 10),
+     "change_members id must be"),
+    (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": [f"m:{i}" for i in range(101)], "remove": []}),
+                    10), "more than 100 members"),
 ], ids=lambda value: value if isinstance(value, str) else type(value).__name__)
 def test_requests_that_break_raft_invariants_or_limits_are_invalid(request_, complaint):
     with pytest.raises(EncodingError, match=complaint.replace("(", r"\(")):
@@ -95,7 +101,7 @@ def test_requests_that_break_raft_invariants_or_limits_are_invalid(request_, com
     ForwardRequest(ForwardKind.READ, b"", MAX_TIMEOUT_MS),
     ForwardRequest(ForwardKind.WRITE, b"\xff\xfe", 10),   # commands are checked by the command codec
     ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"", 10),
-    ForwardRequest(ForwardKind.ADD_MEMBER, "m\u00e9:1".encode(), 10),
+    ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["m\u00e9:1"], "remove": ["n:2"]}), 10),
     JoinMember("new:9095", 0),
 ], ids=lambda value: type(value).__name__)
 def test_requests_a_healthy_leader_sends_are_valid(request_):

@@ -6,7 +6,7 @@ the same server; the application only adds a blueprint of its own.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -17,6 +17,7 @@ from ckite.admin.cluster import ClusterStatusFetcher
 from ckite.admin.errors import json_error
 from ckite.admin.status_view import render_status
 from ckite.bindings import parse_binding
+from ckite.consensus.reconfiguration import ChangeState
 from ckite.errors import LeaderTimeoutError
 
 if TYPE_CHECKING:
@@ -26,6 +27,10 @@ logger = logging.getLogger(__name__)
 
 #: How often the console page polls /cluster/status.
 CONSOLE_POLL_MS = 1000
+
+#: How long a membership route waits for the change before it answers 202 (``?wait=`` overrides).
+DEFAULT_CHANGE_WAIT = 1.0
+MAX_CHANGE_WAIT = 3600.0
 
 #: Routes an application may add whose presence the console looks for (its put/get form).
 KEY_VALUE_ROUTE_PREFIX = "/kv/"
@@ -67,19 +72,18 @@ def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: Cluste
         if isinstance(wanted, tuple):
             return wanted
         current = set(ckite.members)
-        added = sorted(wanted - current)
-        removed = sorted(current - wanted)
-        _change(ckite.add_member, added)
-        _change(ckite.remove_member, removed)
-        return _members_response(ckite, added=added, removed=removed)
+        return _change(ckite, add=wanted - current, remove=current - wanted)
 
     @bp.post("/members/<binding>")
     def add_member(binding: str) -> ResponseReturnValue:
-        return _change_one(ckite, ckite.add_member, binding, "added")
+        wanted = _parse_bindings([binding])
+        return wanted if isinstance(wanted, tuple) else _change(ckite, add=wanted)
 
     @bp.delete("/members/<binding>")
     def remove_member(binding: str) -> ResponseReturnValue:
-        return _change_one(ckite, ckite.remove_member, binding, "removed")
+        """Remove a member, or cancel its addition while it is still catching up."""
+        wanted = _parse_bindings([binding])
+        return wanted if isinstance(wanted, tuple) else _change(ckite, remove=wanted)
 
     @bp.post("/transferleadership")
     @mutating
@@ -111,20 +115,25 @@ def _parse_bindings(raw: Sequence[str]) -> set[str] | tuple[Response, int]:
     return wanted
 
 
-def _change(operation: Callable[[str], bool], bindings: list[str]) -> None:
-    """One change at a time: Raft changes membership one step after another (§6)."""
-    for binding in bindings:
-        logger.info("membership change requested: %s %s", operation.__name__, binding)
-        operation(binding)
+def _change(ckite: "CKite", add: Iterable[str] = (), remove: Iterable[str] = ()) -> ResponseReturnValue:
+    """Start the change and wait a little (``?wait=SECONDS``): 200 once it is done, 202 with its state
+    while it goes on (a member being added may not even be started yet)."""
+    wait = _wait_seconds()
+    if isinstance(wait, tuple):
+        return wait
+    logger.info("membership change requested: add %s, remove %s", sorted(add) or "-", sorted(remove) or "-")
+    change = ckite.change_membership(add, remove, wait=wait)
+    return jsonify(change.to_json()), 200 if change.state is ChangeState.DONE else 202
 
 
-def _change_one(ckite: "CKite", operation: Callable[[str], bool], binding: str, verb: str) -> ResponseReturnValue:
-    wanted = _parse_bindings([binding])
-    if isinstance(wanted, tuple):
-        return wanted
-    _change(operation, sorted(wanted))
-    return _members_response(ckite, **{verb: sorted(wanted)})
-
-
-def _members_response(ckite: "CKite", added: Sequence[str] = (), removed: Sequence[str] = ()) -> Response:
-    return jsonify({"members": sorted(ckite.members), "added": list(added), "removed": list(removed)})
+def _wait_seconds() -> float | tuple[Response, int]:
+    raw = request.args.get("wait")
+    if raw is None:
+        return DEFAULT_CHANGE_WAIT
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0 <= wait <= MAX_CHANGE_WAIT:
+        return json_error(400, f"bad wait {raw!r}: expected seconds from 0 to {MAX_CHANGE_WAIT:g}")
+    return wait

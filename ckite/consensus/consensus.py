@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from ckite.consensus.candidate import Candidate
 from ckite.consensus.election import candidate_log_is_up_to_date, random_election_timeout
@@ -22,7 +22,7 @@ from ckite.consensus.follower import Follower, Joiner
 from ckite.consensus.leader import Leader
 from ckite.consensus.lifecycle import Failed, Starter, Stopped
 from ckite.consensus.membership import Configuration
-from ckite.consensus.reconfiguration import ChangeKind
+from ckite.consensus.reconfiguration import MembershipChange, derived_change
 from ckite.consensus.role import Role
 from ckite.consensus.settings import RaftSettings
 from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StorageError, StoppedError
@@ -405,14 +405,22 @@ class Consensus:
         logger.info("%s: appending configuration %s", self.member_id, configuration.describe())
         self._append_as_leader([(EntryKind.CONFIGURATION, configuration.encode())])
 
-    def request_membership_change(self, kind: ChangeKind, member: str, timeout: float) -> Future:
-        """Add or remove ``member`` (leader only): the future completes once the final
-        configuration is committed. Raises NotLeaderError, or MembershipChangeError while
-        another change is in progress."""
+    def request_membership_change(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Future:
+        """Add and remove members (leader only): the future yields the
+        :class:`~ckite.consensus.reconfiguration.MembershipChange` once the configuration asked
+        for is committed. Raises NotLeaderError, or MembershipChangeInProgressError while
+        another change is in progress (the same change again joins it)."""
         with self.lock:
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
-            return self.role.request_change(kind, member, self.clock() + timeout)
+            return self.role.request_change(add, remove)
+
+    def membership_change(self) -> MembershipChange | None:
+        """The membership change in progress, as this member knows it (None: none)."""
+        with self.lock:
+            if isinstance(self.role, Leader):
+                return self.role.reconfiguration.describe()
+            return derived_change(self.configuration)
 
     def request_leadership_transfer(self, to: str | None) -> Future:
         """Hand leadership to ``to`` (or the most up-to-date voter); the future completes when
@@ -648,6 +656,7 @@ class Consensus:
                 "votedFor": self.voted_for,
                 "stateInfo": self.role.status(now),
                 "configuration": self.configuration.describe(),
+                "membershipChange": None if (change := self.membership_change()) is None else change.to_json(),
                 "log": {"length": len(self.log), "firstIndex": self.log.first_index, "lastIndex": last,
                         "lastTerm": self.log.last_term, "commitIndex": self.commit_index,
                         "lastApplied": self.applied_index,

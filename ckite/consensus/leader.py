@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Iterable
 
 from ckite.consensus.lease import LeaderLease
 from ckite.consensus.progress import Progress
 from ckite.consensus.read_index import ReadIndexTracker
-from ckite.consensus.reconfiguration import ChangeKind, Reconfiguration
+from ckite.consensus.reconfiguration import Reconfiguration
 from ckite.consensus.role import Role
 from ckite.consensus.transfer import LeadershipTransfer
 from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse,
@@ -82,8 +82,8 @@ class Leader(Role):
 
     # --- membership changes and leadership transfer ---------------------------------------------
 
-    def request_change(self, kind: ChangeKind, member: str, deadline: float) -> Future:
-        return self.reconfiguration.request(kind, member, deadline)
+    def request_change(self, add: Iterable[str], remove: Iterable[str]) -> Future:
+        return self.reconfiguration.request(add, remove)
 
     def request_transfer(self, requested: str | None, now: float) -> Future:
         if self.transfer is not None:
@@ -112,7 +112,7 @@ class Leader(Role):
     def _after_commit_or_progress(self, now: float) -> None:
         """Advance a membership change; hand over when this leader is no longer a voter."""
         consensus = self.consensus
-        self.reconfiguration.drive(now)
+        self.reconfiguration.drive()
         configuration = consensus.configuration
         if (not self.leaving and consensus.member_id not in configuration.all_voters
                 and consensus.configuration_index <= consensus.commit_index):
@@ -271,7 +271,7 @@ class Leader(Role):
             self.consensus.advance_commit_as_leader()
             if self._release_if_departed(peer):
                 self.consensus.listener.peers_changed(self.consensus.peers)
-            if self.transfer is not None or self.consensus.configuration.learners:
+            if self.transfer is not None or self.consensus.configuration.promoting:
                 self._after_commit_or_progress(now)
                 if self.transfer is not None and self.transfer.ready():
                     self.consensus.listener.entries_appended()
@@ -364,8 +364,6 @@ class Leader(Role):
         deadlines = [self.quorum_check_at] if self.consensus.settings.check_quorum else []
         if self.transfer is not None:
             deadlines.append(self.transfer.deadline)
-        if (catch_up := self.reconfiguration.deadline()) is not None:
-            deadlines.append(catch_up)
         return min(deadlines, default=None)
 
     def on_tick(self, now: float) -> None:
@@ -376,7 +374,6 @@ class Leader(Role):
             if self.leaving:
                 self.consensus.step_down(now, "removed from the configuration")
                 return
-        self.reconfiguration.on_tick(now)
         self._check_quorum(now)
 
     def _check_quorum(self, now: float) -> None:

@@ -22,6 +22,13 @@ class Configuration:
     voters: frozenset[str]
     old_voters: frozenset[str] | None = None
     learners: frozenset[str] = field(default_factory=frozenset)
+    #: The learners to make voters once they have caught up (members being added); the other
+    #: learners stay learners.
+    promoting: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if not self.promoting <= self.learners:
+            raise ValueError(f"promoting {sorted(self.promoting - self.learners)}: not learners")
 
     @classmethod
     def of(cls, voters: Iterable[str]) -> "Configuration":
@@ -59,15 +66,18 @@ class Configuration:
     def encode(self) -> bytes:
         return msgpack.packb({"voters": sorted(self.voters),
                               "old_voters": None if self.old_voters is None else sorted(self.old_voters),
-                              "learners": sorted(self.learners)}, use_bin_type=True)
+                              "learners": sorted(self.learners), "promoting": sorted(self.promoting)},
+                             use_bin_type=True)
 
     @classmethod
     def decode(cls, data: bytes) -> "Configuration":
         try:
             raw = msgpack.unpackb(data, raw=False)
             old = raw["old_voters"]
-            return cls(frozenset(raw["voters"]), None if old is None else frozenset(old),
-                       frozenset(raw.get("learners", ())))
+            learners = frozenset(raw.get("learners", ()))
+            # Before "promoting" existed, every learner was a member being added.
+            return cls(frozenset(raw["voters"]), None if old is None else frozenset(old), learners,
+                       frozenset(raw.get("promoting", learners)))
         except Exception as exc:
             raise EncodingError(f"malformed cluster configuration: {exc}") from exc
 
@@ -75,7 +85,7 @@ class Configuration:
         """A JSON-friendly view for the admin console."""
         return {"voters": sorted(self.voters),
                 "oldVoters": None if self.old_voters is None else sorted(self.old_voters),
-                "learners": sorted(self.learners), "joint": self.is_joint}
+                "learners": sorted(self.learners), "promoting": sorted(self.promoting), "joint": self.is_joint}
 
 
 def _majority_value(group: frozenset[str], values: Mapping[str, int]) -> int:

@@ -1,22 +1,27 @@
 """Membership changes, driven by the leader one configuration entry at a time (Raft §6).
 
-Adding X: X joins as a *learner* (it receives the log or a snapshot and counts toward
-nothing) until its log is within one batch of the leader's (thesis §4.2.1), so adding a
-slow or empty member never stalls commitment. Then the leader appends the joint
-configuration C_old,new, in which every decision needs a majority of both the old and the
-new voters, and once that is committed, C_new. Removing X goes through the same joint step.
+A change asks for a set of voters: members to add and members to remove. Each member to add
+joins first as a *learner* marked ``promoting`` (it receives the log or a snapshot and counts
+toward nothing), so adding a slow, empty or not yet started member never stalls commitment
+(thesis §4.2.1). It stays a learner for as long as it takes to start and catch up: there is
+no deadline after which the change is undone, only a cancellation (removing that member
+again). Once every member to add is within one batch of the leader's log, the leader
+appends the joint configuration C_old,new (voters asked for, and the current ones), in which
+every decision needs a majority of both, and once that is committed, C_new.
 
 Every configuration takes effect when appended, and the leader appends the next one only
-once the previous one is committed, so at most one change is in flight. Whatever leader
-finds a joint configuration or a caught-up learner in its log finishes the change, even if
-an earlier leader started it.
+once the previous one is committed, so at most one entry is in flight. The configuration
+itself says how far a change got (promoting learners, a joint configuration), so whatever
+leader comes next finishes it, even if an earlier leader started it. A change is identified
+by what it asks for: asking again for the same change (a retry, on this or a new leader)
+joins it instead of failing, which is what makes retrying a membership call safe.
 """
 from __future__ import annotations
 
 import enum
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable
 
 from ckite.consensus.membership import Configuration
 from ckite.errors import LostLeadershipError, MembershipChangeError, MembershipChangeInProgressError
@@ -30,15 +35,59 @@ class ChangeKind(enum.Enum):
     REMOVE = "remove"
 
 
+class ChangeState(str, enum.Enum):
+    """How far a membership change got."""
+
+    CATCHING_UP = "catching-up"   #: members to add are learners, not yet close to the leader's log
+    JOINT = "joint"               #: C_old,new is in the log: both majorities decide
+    DONE = "done"                 #: the configuration asked for is committed
+
+
+@dataclass(frozen=True)
+class MembershipChange:
+    """A change's request and its progress: what ``/changecluster`` and ``/members`` answer."""
+
+    members: tuple[str, ...]       #: the voters asked for
+    added: tuple[str, ...]
+    removed: tuple[str, ...]
+    state: ChangeState
+    cancelled: tuple[str, ...] = ()   #: members whose addition was cancelled before they became voters
+
+    def to_json(self) -> dict:
+        return {"members": list(self.members), "added": list(self.added), "removed": list(self.removed),
+                "state": self.state.value, "cancelled": list(self.cancelled)}
+
+    @classmethod
+    def from_json(cls, document: dict) -> "MembershipChange":
+        return cls(tuple(document["members"]), tuple(document["added"]), tuple(document["removed"]),
+                   ChangeState(document["state"]), tuple(document.get("cancelled", ())))
+
+
 @dataclass
 class PendingChange:
-    """A client's request, completed once the configuration it asked for is committed."""
+    """A client's request, completed once the configuration it asks for is committed."""
 
-    kind: ChangeKind
-    member: str
-    future: Future
-    deadline: float   # an added member must have caught up by then, or the change is undone
-    expired: bool = False
+    target: frozenset[str]    #: the voters asked for
+    added: frozenset[str]
+    removed: frozenset[str]
+    future: Future = field(default_factory=Future)
+    cancelled: frozenset[str] = frozenset()
+
+    def describe(self, state: ChangeState) -> MembershipChange:
+        return MembershipChange(tuple(sorted(self.target)), tuple(sorted(self.added)), tuple(sorted(self.removed)),
+                                state, tuple(sorted(self.cancelled)))
+
+
+def derived_change(configuration: Configuration) -> MembershipChange | None:
+    """The change a configuration shows in progress, for a member that knows no request."""
+    if configuration.is_joint:
+        old = configuration.old_voters or frozenset()
+        return MembershipChange(tuple(sorted(configuration.voters)), tuple(sorted(configuration.voters - old)),
+                                tuple(sorted(old - configuration.voters)), ChangeState.JOINT)
+    if configuration.promoting:
+        return MembershipChange(tuple(sorted(configuration.voters | configuration.promoting)),
+                                tuple(sorted(configuration.promoting)), (), ChangeState.CATCHING_UP)
+    return None
 
 
 class Reconfiguration:
@@ -50,20 +99,46 @@ class Reconfiguration:
         self._driving = False
         self._again = False
 
-    def request(self, kind: ChangeKind, member: str, deadline: float) -> Future:
-        """Start a change; fails at once (MembershipChangeError) while another one is in progress."""
-        if self.pending is not None:
-            raise MembershipChangeInProgressError(
-                f"a change is in progress ({self.pending.kind.value} {self.pending.member}); retry when it ends")
+    def request(self, add: Iterable[str], remove: Iterable[str]) -> Future:
+        """Start a change (a future of its :class:`MembershipChange` once done). The same change
+        again joins the one in progress; removing members whose addition is still catching up
+        cancels their addition; any other change while one is in progress fails at once
+        (MembershipChangeInProgressError); removing every voter fails (MembershipChangeError)."""
+        add, remove = frozenset(add), frozenset(remove)
         configuration = self.leader.consensus.configuration
-        if kind is ChangeKind.REMOVE and configuration.voters == {member} and not configuration.is_joint:
-            raise MembershipChangeError(f"{member} is the last voter; a cluster cannot remove all its members")
-        future: Future = Future()
-        self.pending = PendingChange(kind, member, future, deadline)
-        self.drive(self.leader.consensus.clock())
-        return future
+        pending = self.pending
+        if pending is not None:
+            if not (add - pending.added) and not (remove - pending.removed):
+                return pending.future   # the change in progress, asked for again
+            if not add and remove <= pending.added and not configuration.is_joint and not remove & configuration.voters:
+                pending.target -= remove
+                pending.added -= remove
+                pending.cancelled |= remove
+                self.drive()
+                return pending.future
+            raise MembershipChangeInProgressError(
+                f"a change is in progress ({self._summary(pending)}); retry when it ends")
+        target = (configuration.voters | configuration.promoting | add) - remove
+        if not target:
+            raise MembershipChangeError("cannot remove the last voter: a cluster cannot remove all its voters")
+        self.pending = pending = PendingChange(target, add - configuration.voters, remove & configuration.members)
+        self.drive()   # may complete it at once (nothing to change, or a one-voter cluster)
+        return pending.future
 
-    def drive(self, now: float) -> None:
+    @staticmethod
+    def _summary(pending: PendingChange) -> str:
+        parts = [f"adding {', '.join(sorted(pending.added))}"] if pending.added else []
+        parts += [f"removing {', '.join(sorted(pending.removed))}"] if pending.removed else []
+        return "; ".join(parts) or "no change"
+
+    def describe(self) -> MembershipChange | None:
+        """The change in progress: the request this leader took, or what the configuration shows."""
+        configuration = self.leader.consensus.configuration
+        if self.pending is None:
+            return derived_change(configuration)
+        return self.pending.describe(ChangeState.JOINT if configuration.is_joint else ChangeState.CATCHING_UP)
+
+    def drive(self) -> None:
         """Take every step whose previous configuration is committed. Appending may commit at
         once (a one-voter cluster) and call back here: that call only asks for another round."""
         if self._driving:
@@ -74,70 +149,46 @@ class Reconfiguration:
             self._again = True
             while self._again:
                 self._again = False
-                self._step(now)
+                self._step()
         finally:
             self._driving = False
 
-    def _step(self, now: float) -> None:
+    def _step(self) -> None:
         consensus = self.leader.consensus
         if consensus.configuration_index > consensus.commit_index:
             return   # one configuration in flight at a time
         configuration = consensus.configuration
         if configuration.is_joint:
-            self._append(Configuration(configuration.voters, None, configuration.learners))
+            self._append(Configuration(configuration.voters, None, configuration.learners, configuration.promoting))
             return
-        if self._finish_pending(configuration):
-            return
-        for learner in sorted(configuration.learners):
-            if self._caught_up(learner):
-                self._append(Configuration(configuration.voters | {learner}, configuration.voters,
-                                           configuration.learners - {learner}))
-                return
-        if self.pending is not None:
-            self._start_pending(configuration, now)
-
-    def _finish_pending(self, configuration: Configuration) -> bool:
-        """Complete the client's future when the committed configuration is what it asked for."""
         pending = self.pending
         if pending is None:
-            return False
-        done = (pending.member in configuration.voters if pending.kind is ChangeKind.ADD
-                else pending.member not in configuration.members)
-        if done:
+            self._promote_caught_up(configuration)
+        elif configuration.voters == pending.target and not (pending.cancelled & configuration.learners):
             self.pending = None
             if not pending.future.done():
-                pending.future.set_result(True)
-        return done
-
-    def _start_pending(self, configuration: Configuration, now: float) -> None:
-        pending = self.pending
-        assert pending is not None
-        member = pending.member
-        if pending.kind is ChangeKind.ADD:
-            if member not in configuration.learners:
-                self._append(Configuration(configuration.voters, None, configuration.learners | {member}))
-            elif pending.expired:
-                self._append(Configuration(configuration.voters, None, configuration.learners - {member}))
-                self._fail(MembershipChangeError(f"{member} did not catch up with the leader's log in time; "
-                                                 "it was not added (is it running and reachable?)"))
-        elif member in configuration.learners:
-            self._append(Configuration(configuration.voters, None, configuration.learners - {member}))
+                pending.future.set_result(pending.describe(ChangeState.DONE))
         else:
-            self._append(Configuration(configuration.voters - {member}, configuration.voters,
-                                       configuration.learners))
+            self._advance(pending, configuration)
 
-    def deadline(self) -> float | None:
-        """When an added member's time to catch up runs out (None: no such wait)."""
-        pending = self.pending
-        if pending is None or pending.expired or pending.kind is not ChangeKind.ADD:
-            return None
-        return pending.deadline
+    def _promote_caught_up(self, configuration: Configuration) -> None:
+        """No request here (a new leader): finish the additions the configuration shows, one by one."""
+        for learner in sorted(configuration.promoting):
+            if self._caught_up(learner):
+                self._append(Configuration(configuration.voters | {learner}, configuration.voters,
+                                           configuration.learners - {learner}, configuration.promoting - {learner}))
+                return
 
-    def on_tick(self, now: float) -> None:
-        pending = self.pending
-        if pending is not None and not pending.expired and now >= pending.deadline:
-            pending.expired = True
-            self.drive(now)
+    def _advance(self, pending: PendingChange, configuration: Configuration) -> None:
+        """The next configuration toward ``pending.target``: learners first, then the joint step."""
+        joining = pending.target - configuration.voters
+        learners = (configuration.learners | joining) - pending.cancelled - (pending.removed - configuration.voters)
+        promoting = (configuration.promoting | joining) & learners
+        if learners != configuration.learners or promoting != configuration.promoting:
+            self._append(Configuration(configuration.voters, None, learners, promoting))
+        elif all(self._caught_up(member) for member in joining):
+            self._append(Configuration(pending.target, configuration.voters, learners - joining,
+                                       promoting - joining))
 
     def _caught_up(self, learner: str) -> bool:
         """Within one batch of the leader's log: promoting it cannot stall commitment for long."""
@@ -149,11 +200,9 @@ class Reconfiguration:
     def _append(self, configuration: Configuration) -> None:
         self.leader.consensus.append_configuration(configuration)
 
-    def _fail(self, error: Exception) -> None:
+    def end(self) -> None:
+        """Leadership lost: the change may still complete under the next leader."""
         pending, self.pending = self.pending, None
         if pending is not None and not pending.future.done():
-            pending.future.set_exception(error)
-
-    def end(self) -> None:
-        """Leadership lost: the client cannot know whether the change will complete."""
-        self._fail(LostLeadershipError("leadership lost during the membership change; it may still complete"))
+            pending.future.set_exception(
+                LostLeadershipError("leadership lost during the membership change; it may still complete"))

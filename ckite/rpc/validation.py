@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
+from ckite.codec import decode_value
 from ckite.consensus.membership import Configuration
 from ckite.errors import EncodingError
 from ckite.log.entry import EntryKind
@@ -43,6 +44,8 @@ MAX_POSITION = 2 ** 62
 MAX_TIMEOUT_MS = 24 * 3600 * 1000
 #: The longest member id (a "host:port" binding) a peer may send.
 MAX_ID_CHARS = 1024
+#: Most members one membership change may name (a cluster of a few dozen members is already large).
+MAX_CHANGE_MEMBERS = 100
 
 _ID_FIELDS = {"leader_id", "candidate_id", "member_id"}
 _TIMEOUT_FIELDS = {"timeout_ms"}
@@ -146,12 +149,35 @@ def _install_snapshot(request: InstallSnapshot, limits: RequestLimits) -> None:
 def _forward_request(request: ForwardRequest, limits: RequestLimits) -> None:
     if request.kind in (ForwardKind.WRITE, ForwardKind.READ):
         return   # an encoded command: the command codec checks it
+    if request.kind is ForwardKind.CHANGE_MEMBERS:
+        _membership_change(request)
+        return
     try:
         member = request.payload.decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid(request, f"the {request.kind.value} payload is not UTF-8 text") from None
-    if len(member) > MAX_ID_CHARS or not member.isprintable():
-        raise _invalid(request, f"the {request.kind.value} payload must be at most {MAX_ID_CHARS} printable characters")
+    _member_id(request, member, f"the {request.kind.value} payload")
+
+
+def _membership_change(request: ForwardRequest) -> None:
+    """``{"add": [ids], "remove": [ids]}``, at most MAX_CHANGE_MEMBERS ids in all."""
+    try:
+        change = decode_value(request.payload)
+    except EncodingError as exc:
+        raise _invalid(request, f"the change_members payload: {exc}") from None
+    if not (isinstance(change, dict) and change.keys() == {"add", "remove"}
+            and all(isinstance(change[key], list) for key in change)):
+        raise _invalid(request, 'the change_members payload must be {"add": [ids], "remove": [ids]}')
+    members = change["add"] + change["remove"]
+    if len(members) > MAX_CHANGE_MEMBERS:
+        raise _invalid(request, f"the change_members payload names more than {MAX_CHANGE_MEMBERS} members")
+    for member in members:
+        _member_id(request, member, "a change_members id")
+
+
+def _member_id(request: ForwardRequest, member: object, label: str) -> None:
+    if not isinstance(member, str) or len(member) > MAX_ID_CHARS or not member.isprintable():
+        raise _invalid(request, f"{label} must be at most {MAX_ID_CHARS} printable characters")
 
 
 def _configuration(request: Request, data: bytes, label: str) -> None:

@@ -30,8 +30,11 @@ def join_step(consensus: Consensus, transport: Transport, seeds: Sequence[str], 
                 worker.pause(RETRY_PAUSE)   # done (or stopping): idle until stopped
                 return
             try:
-                transport.call(seed, JoinMember(consensus.member_id, int(timeout * 1000)), timeout)
-                logger.info("%s: added to the cluster through %s", consensus.member_id, seed)
+                answer = transport.call(seed, JoinMember(consensus.member_id, int(timeout * 1000)), timeout)
+                if answer.success:
+                    logger.info("%s: added to the cluster through %s", consensus.member_id, seed)
+                else:   # a learner catching up: asking again joins the change in progress
+                    logger.info("%s: %s is adding this member; still catching up", consensus.member_id, seed)
                 worker.pause(RETRY_PAUSE)   # until the configuration that adds us reaches us
                 return
             except CKiteError as exc:

@@ -12,12 +12,12 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Collection, Sequence
 
 from ckite.codec import decode_command, decode_value, encode_command, encode_value
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.consensus import Consensus
-from ckite.consensus.reconfiguration import ChangeKind
+from ckite.consensus.reconfiguration import ChangeState, MembershipChange
 from ckite.consensus.role import Role
 from ckite.identity import MemberIdentity, same_endpoint
 from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MembershipChangeError,
@@ -42,8 +42,13 @@ logger = logging.getLogger(__name__)
 #: How long a caller waits before retrying a request that found no leader or a stale one.
 RETRY_PAUSE = 0.02
 
-_MEMBERSHIP_KINDS = {ForwardKind.ADD_MEMBER: ChangeKind.ADD, ForwardKind.REMOVE_MEMBER: ChangeKind.REMOVE}
+#: Of a forwarded call's time, what is kept back for the leader's answer to travel (the leader
+#: stops waiting this much earlier than the caller's socket).
+FORWARD_MARGIN = 0.1
 
+#: Beyond its wait for completion, the time a membership call has to reach a leader (and retry
+#: while another change is in progress).
+CHANGE_START_TIME = 2.0
 
 #: Failures after which a write certainly was not appended anywhere, so retrying cannot apply it twice.
 _CERTAINLY_NOT_APPLIED: tuple[type[CKiteError], ...] = (NotLeaderError, UnreachableError, LeaderTimeoutError,
@@ -165,8 +170,8 @@ class RaftNode:
             return self._handle_forward(request)
         if isinstance(request, JoinMember):
             timeout = max(request.timeout_ms, 1) / 1000 if request.timeout_ms else self.membership_timeout
-            self.change_membership(ChangeKind.ADD, request.member_id, timeout)
-            return JoinMemberResponse(True)
+            change = self.change_membership(add=[request.member_id], wait=timeout)
+            return JoinMemberResponse(change.state is ChangeState.DONE)
         return self.consensus.handle_request(request)
 
     def _handle_forward(self, request: ForwardRequest) -> ForwardResponse:
@@ -181,37 +186,47 @@ class RaftNode:
             if not isinstance(command, ReadCommand):
                 raise CommandError("forwarded read is not a ReadCommand", "TypeError")
             return ForwardResponse(encode_value(self._read_here(command, self.clock() + timeout)))
-        if request.kind in _MEMBERSHIP_KINDS:
-            return ForwardResponse(encode_value(self._change_membership_here(
-                _MEMBERSHIP_KINDS[request.kind], request.payload.decode(), timeout)))
+        if request.kind is ForwardKind.CHANGE_MEMBERS:
+            change = decode_value(request.payload)   # its shape was checked on receipt (rpc.validation)
+            return ForwardResponse(encode_value(self._change_membership_here(change["add"], change["remove"],
+                                                                              timeout).to_json()))
         if request.kind is ForwardKind.TRANSFER_LEADERSHIP:
             return ForwardResponse(encode_value(self._transfer_here(request.payload.decode() or None, timeout)))
         raise CommandError(f"{request.kind.value} is not supported by this member", "NotImplementedError")
 
     # --- membership and leadership ----------------------------------------------------------------
 
-    def change_membership(self, kind: ChangeKind, binding: str, timeout: float | None = None) -> bool:
-        """Add or remove ``binding``; returns once the final configuration is committed.
+    def change_membership(self, add: Collection[str] = (), remove: Collection[str] = (),
+                          wait: float | None = None) -> MembershipChange:
+        """Add and remove members (forwarded to the leader); waits up to ``wait`` seconds (default:
+        the membership timeout) for the change to finish and returns how far it got: DONE, or the
+        state it is in when the wait ends (it goes on: a member being added stays a learner until
+        it has started and caught up; removing it again cancels its addition). Another change in
+        progress makes this one retry until the wait ends (then MembershipChangeError)."""
+        done_by = self.clock() + (self.membership_timeout if wait is None else wait)
+        payload = encode_value({"add": sorted(add), "remove": sorted(remove)})
 
-        A change already in progress makes this one wait (retrying) until its own timeout.
-        """
-        deadline = self.clock() + (self.membership_timeout if timeout is None else timeout)
-        forward_kind = ForwardKind.ADD_MEMBER if kind is ChangeKind.ADD else ForwardKind.REMOVE_MEMBER
-
-        def attempt(remaining: float) -> bool:
+        def attempt(remaining: float) -> MembershipChange:
+            leader_wait = max(done_by - self.clock(), 0)
             if self.consensus.is_leader:
-                return self._change_membership_here(kind, binding, remaining)
-            return self._forward(self._known_leader(remaining), forward_kind, binding.encode(), remaining)
+                return self._change_membership_here(add, remove, leader_wait)
+            answer = self._forward(self._known_leader(remaining), ForwardKind.CHANGE_MEMBERS, payload,
+                                   min(remaining, leader_wait + FORWARD_MARGIN))
+            return MembershipChange.from_json(answer)
+        # Even with no wait, there is time to find the leader and hand it the request.
+        deadline = done_by + CHANGE_START_TIME
+        # Retrying is safe: asking again for the change in progress joins it.
         return self._until_deadline(deadline, attempt, MembershipChangeError,
-                                    _CERTAINLY_NOT_APPLIED + (MembershipChangeInProgressError,))
+                                    _CERTAINLY_NOT_APPLIED + (MembershipChangeInProgressError, LostLeadershipError))
 
-    def _change_membership_here(self, kind: ChangeKind, binding: str, timeout: float) -> bool:
-        if kind is ChangeKind.ADD:
+    def _change_membership_here(self, add: Collection[str], remove: Collection[str], wait: float) -> MembershipChange:
+        for binding in add:
             self._check_new_name(binding)
-        future = self.consensus.request_membership_change(kind, binding, timeout)
-        return self._wait(future, timeout, MembershipChangeError,
-                          f"{kind.value} {binding}: the configuration was not committed within the timeout; "
-                          "the change may still complete")
+        future = self.consensus.request_membership_change(add, remove)
+        try:
+            return future.result(max(wait, 0))
+        except FutureTimeout:
+            return self.consensus.membership_change() or future.result(0)
 
     def _check_new_name(self, binding: str) -> None:
         """Refuse to add a member that is already in the cluster under another name (this leader
@@ -346,9 +361,12 @@ class RaftNode:
     # --- helpers ------------------------------------------------------------------------------
 
     def _forward(self, leader: str, kind: ForwardKind, payload: bytes, remaining: float) -> Any:
+        """Ask the leader; it gets a little less time than the call, so that it answers (with its own
+        timeout error) before the socket here gives up and leaves the outcome unknown."""
         if leader == self.id:
             raise NotLeaderError("leadership changed while forwarding")
-        request = ForwardRequest(kind, payload, int(remaining * 1000))
+        leader_budget = remaining - min(FORWARD_MARGIN, remaining / 2)
+        request = ForwardRequest(kind, payload, max(int(leader_budget * 1000), 1))
         response = self.transport.call(leader, request, remaining)
         return decode_value(response.result)
 

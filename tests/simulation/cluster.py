@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
-from ckite.consensus.reconfiguration import ChangeKind
 from ckite.consensus.settings import RaftSettings
 from ckite.errors import CKiteError
 from ckite.log.entry import EntryKind
@@ -167,13 +166,13 @@ class SimCluster:
         self.pending_reads.append((member, future, set(self.acknowledged), self.steps))
         return True
 
-    def change_membership(self, kind: ChangeKind, member_id: str) -> bool:
-        """Ask the leader (if any) to add or remove ``member_id``; True when it took the request."""
+    def change_membership(self, add: tuple[str, ...] = (), remove: tuple[str, ...] = ()) -> bool:
+        """Ask the leader (if any) to add and remove members; True when it took the request."""
         leaders = self.leaders()
         if not leaders:
             return False
         try:
-            leaders[0].consensus.request_membership_change(kind, member_id, timeout=5.0)
+            leaders[0].consensus.request_membership_change(add, remove)
         except CKiteError:
             return False   # another change in progress, or the last voter
         self.membership_changes += 1

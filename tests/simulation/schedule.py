@@ -6,7 +6,6 @@ import logging
 import random
 from dataclasses import replace
 
-from ckite.consensus.reconfiguration import ChangeKind
 from ckite.errors import CKiteError
 
 from tests.simulation.cluster import SIM_SETTINGS, SimCluster
@@ -125,16 +124,19 @@ def _lease_fault(cluster: SimCluster, rng) -> bool:
 
 
 def _change_membership(cluster: SimCluster, rng) -> None:
-    """Add a member outside the leader's configuration, or remove one of its voters."""
+    """Add a member outside the leader's configuration, cancel the addition of one still catching
+    up (no deadline ends it otherwise), or remove one of its voters."""
     leaders = cluster.leaders()
     if not leaders:
         return
     configuration = leaders[0].consensus.configuration
     outside = sorted(set(cluster.ids) - configuration.members)
-    if outside and (rng.random() < 0.5 or len(configuration.voters) <= 2):
-        cluster.change_membership(ChangeKind.ADD, rng.choice(outside))
+    if configuration.promoting and rng.random() < 0.3:
+        cluster.change_membership(remove=(rng.choice(sorted(configuration.promoting)),))
+    elif outside and (rng.random() < 0.5 or len(configuration.voters) <= 2):
+        cluster.change_membership(add=(rng.choice(outside),))
     else:
-        cluster.change_membership(ChangeKind.REMOVE, rng.choice(sorted(configuration.voters)))
+        cluster.change_membership(remove=(rng.choice(sorted(configuration.voters)),))
 
 
 def run_lease_bridge_schedule(seed: int, seconds: float = 6.0) -> SimCluster:
