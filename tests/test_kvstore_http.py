@@ -16,6 +16,7 @@ from waitress.trigger import trigger as WaitressTrigger
 from ckite import CKite, CKiteBuilder
 from ckite.admin import AdminServer, build_admin
 from ckite.admin.cluster import ClusterStatusFetcher, fetch_json
+from ckite.admin.dispatch import pool_of
 from ckite.admin.errors import install_error_handlers
 from ckite.errors import CommandError, LeaderTimeoutError, NotLeaderError, WriteTimeoutError
 from ckite.rpc.local import LocalNetwork
@@ -237,7 +238,9 @@ def test_membership_changes_call_the_library_and_report_its_refusal(client):
 
 
 def test_changecluster_with_the_current_members_changes_nothing(client):
-    assert client.get(f"/changecluster/{BINDING}").get_json() == {"members": [BINDING], "added": [], "removed": []}
+    answer = client.get(f"/changecluster/{BINDING}")
+    assert answer.status_code == 200
+    assert answer.get_json() == {"members": [BINDING], "added": [], "removed": [], "state": "done", "cancelled": []}
 
 
 @pytest.mark.parametrize("path", ["/changecluster/nonsense", "/changecluster/,", "/changecluster/host:99999"])
@@ -320,6 +323,8 @@ def test_the_server_serves_on_a_named_thread_and_stop_closes_everything(member, 
     idle = http.client.HTTPConnection("127.0.0.1", admin.port, timeout=2)   # kept alive across stop()
     try:
         assert any(t.name == "ckite-9091-admin" for t in threading.enumerate())
+        pools = {t.name.rsplit("-", 1)[0] for t in threading.enumerate() if t.name.startswith("ckite-9091-http-")}
+        assert pools == {"ckite-9091-http-look", "ckite-9091-http-peers", "ckite-9091-http-work"}
         assert fetch_json(f"{admin.url}/status", 2)["id"] == BINDING
         idle.request("GET", "/status")
         assert idle.getresponse().read()
@@ -328,10 +333,19 @@ def test_the_server_serves_on_a_named_thread_and_stop_closes_everything(member, 
             monkeypatch.setattr(WaitressTrigger, "_physical_pull", _broken_wake_up_pipe)
         admin.stop()
         idle.close()
-    assert not any(t.name == "ckite-9091-admin" for t in threading.enumerate())
+    assert not any(t.name == "ckite-9091-admin" or t.name.startswith("ckite-9091-http-") for t in threading.enumerate())
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", admin.port), timeout=1).close()
     admin.stop()   # idempotent
+
+
+@pytest.mark.parametrize("path, pool", [("/status", "look"), ("/metrics", "look"), ("/", "look"),
+                                        ("/static/console.js", "look"), ("/console/config", "look"),
+                                        ("/cluster/status", "peers"), ("/put/k/v", "work"), ("/kv/k", "work"),
+                                        ("/members/a:1", "work"), ("/transferleadership", "work"),
+                                        ("/statusx", "work"), ("", "work")])
+def test_routes_that_only_look_have_threads_of_their_own(path, pool):
+    assert pool_of(path) == pool
 
 
 def test_cluster_status_fetches_peers_over_http_and_reports_the_unreachable(member):
@@ -379,7 +393,7 @@ def test_bad_flags_give_one_line(capsys, argv, message):
 
 def test_admin_port_defaults_to_raft_port_plus_1000():
     args = parser().parse_args(["--port", "9091", "--data-dir", "/tmp/x"])
-    assert (args.host, args.admin_port, args.members) == ("localhost", None, "")
+    assert (args.host, args.admin_port, args.members) == (None, None, "")   # host: as the peers name it
     assert "Raft port + 1000" in parser().format_help()
 
 

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ckite import WriteCommand
 from ckite.admin.metrics import new_registry
-from ckite.admin.status_view import format_duration, render_status
+from ckite.admin.status_view import PREVIEW_BYTES, format_duration, render_status
 from ckite.codec import encode_command
 from ckite.consensus.membership import Configuration
 from ckite.log.entry import EntryKind
@@ -102,6 +102,16 @@ def test_last_log_command_is_decoded_with_its_fields():
     last_log = render_status(leader_status(lastEntry={"kind": EntryKind.COMMAND, "data": data}))["log"]["lastLog"]
     assert last_log == {"term": 3, "index": 9, "kind": "command", "commandType": "tests.status_view.note",
                         "command": {"key": "k1", "value": "v1"}}
+
+
+def test_a_large_last_command_shows_only_its_type_and_size():
+    data = encode_command(Note("k1", "v" * (PREVIEW_BYTES + 1)))
+    last_log = render_status(leader_status(lastEntry={"kind": EntryKind.COMMAND, "data": data}))["log"]["lastLog"]
+    assert last_log == {"term": 3, "index": 9, "kind": "command", "commandType": "tests.status_view.note",
+                        "command": None, "bytes": len(data), "truncated": True}
+    garbage = b"\xc1" * (PREVIEW_BYTES + 1)
+    last_log = render_status(leader_status(lastEntry={"kind": EntryKind.COMMAND, "data": garbage}))["log"]["lastLog"]
+    assert (last_log["commandType"], last_log["bytes"]) == (None, len(garbage))
 
 
 def test_binary_command_fields_become_base64_and_utf8_bytes_become_text():

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
@@ -23,8 +24,15 @@ logger = logging.getLogger(__name__)
 #: CKite's convention: the admin console listens on the Raft port + 1000.
 ADMIN_PORT_OFFSET = 1000
 
-#: How long the console waits for one member's /status.
-FETCH_TIMEOUT = 1.0
+#: How long the console waits for one member's /status (a member answers it from memory, in
+#: milliseconds; one that takes longer is as good as unreachable for a page refreshed every second).
+FETCH_TIMEOUT = 0.5
+
+#: Beyond FETCH_TIMEOUT, how long /cluster/status waits for a fetch still queued or connecting.
+ANSWER_MARGIN = 0.2
+
+#: Requests to other members at once: every member of a cluster of this size in parallel.
+FETCH_THREADS = 8
 
 
 def admin_url_by_convention(binding: str, offset: int = ADMIN_PORT_OFFSET) -> str:
@@ -58,30 +66,39 @@ class ClusterStatusFetcher:
         self._fetch = fetch
         self._timeout = timeout
         tag = member_id.rsplit(":", 1)[-1]
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix=f"ckite-{tag}-admin-fetch")
+        self._pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix=f"ckite-{tag}-admin-fetch")
 
     def cluster_status(self) -> dict:
-        """``{"self", "members": [{"id", "adminUrl", "status" | "error", "fetchMs"}...], "leaders"}``."""
+        """``{"self", "members": [{"id", "adminUrl", "reachable", "status" | "error", "fetchMs"}...], "leaders"}``:
+        every other member is asked at once, so the answer takes at most one FETCH_TIMEOUT."""
         members = sorted(self._members() | {self.member_id})
+        started = time.monotonic()
         futures = {member: self._pool.submit(self._one, member) for member in members if member != self.member_id}
+        deadline = started + self._timeout + ANSWER_MARGIN   # however busy the pool is
         entries = []
         for member in members:
             if member == self.member_id:
                 entries.append({"id": member, "adminUrl": self.admin_url_of(member), "self": True,
-                                "status": self._local_status(), "fetchMs": 0})
-            else:
-                entries.append(futures[member].result())
+                                "reachable": True, "status": self._local_status(), "fetchMs": 0})
+                continue
+            try:
+                entries.append(futures[member].result(max(deadline - time.monotonic(), 0)))
+            except FutureTimeout:
+                entries.append({"id": member, "adminUrl": self.admin_url_of(member), "self": False,
+                                "reachable": False, "error": f"no answer within {self._timeout:g}s",
+                                "fetchMs": round((time.monotonic() - started) * 1000)})
         return {"self": self.member_id, "members": entries, "leaders": _leaders(entries),
                 "fetchedAtMs": int(time.time() * 1000)}
 
     def _one(self, member: str) -> dict:
         url = self.admin_url_of(member)
         started = time.monotonic()
-        entry: dict[str, Any] = {"id": member, "adminUrl": url, "self": False}
+        entry: dict[str, Any] = {"id": member, "adminUrl": url, "self": False, "reachable": True}
         try:
             entry["status"] = self._fetch(f"{url}/status", self._timeout)
         except (OSError, ValueError) as exc:
             entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["reachable"] = False
         entry["fetchMs"] = round((time.monotonic() - started) * 1000)
         return entry
 

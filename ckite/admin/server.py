@@ -1,4 +1,5 @@
-"""The admin HTTP server of one member: a Flask app served by waitress on its own thread.
+"""The admin HTTP server of one member: a Flask app served by waitress on its own thread, with
+separate worker threads for the routes that only look (``ckite.admin.dispatch``).
 
 waitress, not Flask's development server: it is threaded, keeps connections alive and is
 meant for production (about twice the requests per second here). The server is built in
@@ -19,6 +20,7 @@ from waitress.trigger import trigger as WaitressTrigger
 
 from ckite.admin.auth import install_access_control
 from ckite.admin.cluster import ClusterStatusFetcher, admin_url_by_convention
+from ckite.admin.dispatch import RoutingDispatcher
 from ckite.admin.errors import install_error_handlers
 from ckite.admin.metrics import new_registry
 from ckite.admin.routes import admin_blueprint
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: waitress worker threads: the console, a scraper and a few clients at once.
+#: waitress worker threads for the routes that may wait on consensus (writes, reads, membership
+#: changes); /status, /metrics and the console have threads of their own (ckite.admin.dispatch).
 DEFAULT_THREADS = 4
 
 #: How long stop() lets requests in progress finish (a write may wait for its timeout).
@@ -88,7 +91,8 @@ class AdminServer:
             try:
                 self._server = create_server(self.app, map=self._map, sockets=[listener], threads=self._threads,
                                              ident="ckite", expose_tracebacks=False,
-                                             max_request_body_size=self.max_request_body_bytes)
+                                             max_request_body_size=self.max_request_body_bytes,
+                                             _dispatcher=RoutingDispatcher(self._tag, self._threads))
             except BaseException:
                 wasyncore.close_all(self._map)
                 listener.close()

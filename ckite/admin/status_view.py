@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
+import msgpack
+
 from ckite.admin.jsonvalues import json_value
 from ckite.codec import decode_command
 from ckite.consensus.membership import Configuration
@@ -25,6 +27,9 @@ from ckite.log.entry import EntryKind
 logger = logging.getLogger(__name__)
 
 NEVER = "Never"
+
+#: The largest encoded command /status shows in full.
+PREVIEW_BYTES = 4096
 
 _UNITS = (("days", 86_400_000), ("hours", 3_600_000), ("minutes", 60_000), ("seconds", 1_000),
           ("milliseconds", 1))
@@ -54,10 +59,12 @@ def render_status(status: Mapping[str, Any]) -> dict:
         "votedFor": status.get("votedFor"),
         "members": _members(configuration),
         "configuration": configuration,
+        "membershipChange": status.get("membershipChange"),
         "stateInfo": render_state_info(status.get("stateInfo") or {}, log.get("lastIndex", 0)),
     }
     extra = {key: json_value(value) for key, value in status.items()
-             if key not in ("id", "term", "state", "leader", "votedFor", "stateInfo", "configuration", "log")}
+             if key not in ("id", "term", "state", "leader", "votedFor", "stateInfo", "configuration",
+                            "membershipChange", "log")}
     return {"id": status.get("id"), "cluster": cluster, "log": render_log(log), **extra}
 
 
@@ -105,9 +112,14 @@ def render_log(log: Mapping[str, Any]) -> dict:
 
 def describe_entry(kind: Any, data: bytes) -> dict:
     """``{"kind", "command"[, "commandType"]}`` for a log entry's payload, never raising:
-    a console must show a member whose log holds something it cannot decode."""
+    a console must show a member whose log holds something it cannot decode. A command larger
+    than PREVIEW_BYTES shows only its type and size (a /status polled every second must not
+    decode and send a 16 MiB value each time)."""
     name = _kind_name(kind)
     try:
+        if name == "command" and len(data) > PREVIEW_BYTES:
+            return {"kind": name, "commandType": _command_type(data), "command": None, "bytes": len(data),
+                    "truncated": True}
         if name == "command":
             command = decode_command(data)
             return {"kind": name, "commandType": command.type_name, "command": json_value(command.fields())}
@@ -116,6 +128,18 @@ def describe_entry(kind: Any, data: bytes) -> dict:
     except CKiteError as exc:
         return {"kind": name, "command": None, "undecodable": str(exc)}
     return {"kind": name, "command": None}
+
+
+def _command_type(data: bytes) -> str | None:
+    """The type name an encoded command starts with (``[type_name, {fields}]``), read from its first bytes."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=PREVIEW_BYTES)
+    unpacker.feed(data[:PREVIEW_BYTES])
+    try:
+        unpacker.read_array_header()
+        type_name = unpacker.unpack()
+    except (msgpack.OutOfData, ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return None
+    return type_name if isinstance(type_name, str) else None
 
 
 def _kind_name(kind: Any) -> str | None:
