@@ -1,7 +1,8 @@
 """The admin console as a person sees it: headless Chromium on a follower's console of a running
 three-member cluster. The page must name the leader, list the three members with their roles, put
 a key through its form that then reads back, draw charts that move as writes arrive, and move the
-leader when its transfer button is clicked and confirmed; with an admin token set, its actions
+leader when its transfer button is clicked and confirmed, add a member and cancel that change
+while it is still catching up; with an admin token set, its actions
 are refused until the token is typed in. Leaves artifacts/console.png (charts after a transfer)."""
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import processes, webdriver
+from tests.netutil import free_port
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.processes
@@ -40,21 +42,6 @@ ELECTION_MARKS = ("return Array.from(document.querySelectorAll('#timeline-chart 
 #: How wide the term/leader strip draws a leader's latest band (1 when only one poll has seen it).
 BAND_WIDTH = ("const bands = document.querySelectorAll(`#timeline-chart rect.run[data-leader=\"${arguments[0]}\"]`);"
               "return bands.length ? Number(bands[bands.length - 1].getAttribute('width')) : 0;")
-
-#: Render a membership change as a member that reports one would (the routes that produce it are
-#: not this page's), read the line back and press its Cancel: the question it asks.
-MEMBERSHIP_CHANGE = """
-const done = arguments[arguments.length - 1];
-import("/static/actions.js").then((actions) => {
-  actions.showMembershipChange({added: [arguments[0]], removed: [], state: "catching-up"});
-  const shown = document.getElementById("membership-change-text").textContent;
-  document.getElementById("cancel-change").click();
-  const question = document.getElementById("confirm-question").textContent;
-  document.getElementById("confirm-no").click();
-  done([shown, question]);
-});
-"""
-
 
 @pytest.fixture
 def browser(tmp_path):
@@ -137,9 +124,19 @@ def test_console_shows_the_cluster_charts_its_writes_and_moves_the_leader_from_i
     wait_for(lambda: set(browser.script(SERIES, "#lag-chart")) == followers, PAGE_TIMEOUT,
              f"a lag line for each follower {sorted(followers)}")
 
-    shown, question = browser.script_async(MEMBERSHIP_CHANGE, "127.0.0.1:1")
-    assert shown == "Change in progress: adding 127.0.0.1:1 (catching up)"
-    assert question == "Cancel adding 127.0.0.1:1?"
+    newcomer = f"127.0.0.1:{free_port()}"   # never started: its addition waits, catching up, until cancelled
+    browser.type("#add-member", newcomer)
+    confirm_action(browser, "#add-member-button", f"Add {newcomer} to the cluster? It catches up as a learner "
+                                                  "(start it before or after), then votes.")
+    assert '"state": "catching-up"' in action_answer(browser, "202")
+    wait_for(lambda: browser.text("#membership-change-text")
+             == f"Change in progress: adding {newcomer} (catching up)", PAGE_TIMEOUT,
+             "the console to show the change in progress")
+    confirm_action(browser, "#cancel-change", f"Cancel adding {newcomer}?")
+    assert f'"cancelled": [\n    "{newcomer}"' in action_answer(browser, "200")
+    wait_for(lambda: browser.script("return document.getElementById('membership-change').hidden;"), PAGE_TIMEOUT,
+             "the change in progress to go from the page")
+    assert newcomer not in cluster.status(leader)["cluster"]["members"]
 
     confirm_action(browser, transfer_button(other), f"Transfer leadership to {other.binding}?")
     assert f'"leader": "{other.binding}"' in action_answer(browser, "200")

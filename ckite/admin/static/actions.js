@@ -107,7 +107,7 @@ export function showMembershipChange(change) {
   const what = [...added.map((b) => `adding ${b}`), ...removed.map((b) => `removing ${b}`)].join(", ");
   const state = CHANGE_STATES[change.state] || change.state || "in progress";
   $("membership-change-text").textContent = `Change in progress: ${what || "a new configuration"} (${state})`;
-  $("cancel-change").hidden = added.length === 0;
+  $("cancel-change").hidden = added.length === 0 || change.state !== "catching-up";   // past that: too late
   $("cancel-change").dataset.binding = added[0] || "";
 }
 
@@ -118,7 +118,7 @@ export function setUpActions() {
     event.preventDefault();
     const binding = $("add-member").value.trim();
     if (binding) {
-      ask(`Add ${binding} to the cluster? Start it first: it catches up as a learner, then votes.`, "POST",
+      ask(`Add ${binding} to the cluster? It catches up as a learner (start it before or after), then votes.`, "POST",
           memberUrl(binding));
     }
   });
