@@ -6,6 +6,8 @@ import socket
 import threading
 from typing import Callable
 
+import msgpack
+
 from ckite.consensus.membership import Configuration
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, ForwardRequest, ForwardResponse,
@@ -69,9 +71,10 @@ SAMPLE_REQUESTS: list[Request] = [
     InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 4096, bytes(range(256)) * 8192, done=True),  # 2 MiB chunk
     InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 0, b"", done=False),
     TimeoutNow(4, "l:1"),
-    *[ForwardRequest(kind, kind.value.encode() + (b"\x00\xff" if kind in (ForwardKind.WRITE, ForwardKind.READ)
-                                                 else b":9091"), 1500)   # commands are bytes, bindings text
-      for kind in ForwardKind],
+    ForwardRequest(ForwardKind.WRITE, b"write\x00\xff", 1500),   # commands are bytes, bindings text
+    ForwardRequest(ForwardKind.READ, b"read\x00\xff", 1500),
+    ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["new:9095"], "remove": ["old:9091"]}), 1500),
+    ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"transfer:9091", 1500),
     JoinMember("new:9095", 2000),
 ]
 
