@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from ckite.consensus.candidate import Candidate
+from ckite.consensus.configurations import ConfigurationHistory
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
 from ckite.consensus.reconfiguration import ChangeState, Reconfiguration
@@ -649,19 +650,19 @@ def vote_like_for_a_member(monkeypatch) -> None:
     def unaware(self, request, now):
         if request.candidate_id in self.configuration.all_voters:
             return judge(self, request, now)
-        saved = self._configurations, self._base_configuration
-        self._configurations, self._base_configuration = [], Configuration.of([])
+        saved = self.configurations
+        self.configurations = ConfigurationHistory(Configuration.of([]), 0)
         try:
             return judge(self, request, now)
         finally:
-            self._configurations, self._base_configuration = saved
+            self.configurations = saved
 
     monkeypatch.setattr(Consensus, "_on_request_vote", unaware)
 
 
 def keep_overwritten_configurations(monkeypatch) -> None:
     """Break §6 rollback: a truncated configuration entry stays in force."""
-    monkeypatch.setattr(Consensus, "on_truncated", lambda self, from_index: self.listener.truncated(from_index))
+    monkeypatch.setattr(Consensus, "on_truncated", lambda self, from_index: None)
 
 
 @pytest.mark.parametrize("break_core, scenario, failure", [

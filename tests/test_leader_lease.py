@@ -288,6 +288,7 @@ def test_a_new_configuration_recomputes_the_lease_at_once():
     n1 = h["n1"]
     assert n1.lease_read_index() == 1
     joint = Configuration(frozenset({"n1", "n4", "n5"}), frozenset({"n1", "n2", "n3"}))
-    n1.append_configuration(joint)                                    # the leader's own change, appended
+    with n1._step():                                                  # the leader's own change, appended
+        n1.append_configuration(joint)
     assert n1.lease_read_index() is None
 

@@ -126,7 +126,8 @@ def test_election_timeouts_are_randomized_within_min_max():
     assert all(SETTINGS.min_election_timeout <= t < SETTINGS.max_election_timeout for t in timeouts)
     assert len(set(timeouts)) == 5
     h.advance(0.5)
-    h["n1"].heard_from_leader("n2", h.now)          # each wait for a leader draws anew
+    with h["n1"]._step():                            # a step, as an AppendEntries would be
+        h["n1"].heard_from_leader("n2", h.now)       # each wait for a leader draws anew
     assert h["n1"].election_deadline - h.now not in timeouts
 
 

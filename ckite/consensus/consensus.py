@@ -1,22 +1,28 @@
 """The consensus object: Raft's persistent and volatile state, and every role transition.
 
-This is the deterministic core. It never sleeps, spawns a thread or touches the network:
-messages and timeouts come in through its methods, and what must be sent comes out of
-:meth:`Consensus.next_request`. The threaded runtime (:mod:`ckite.runtime`) and the
-simulation (``tests/simulation``) drive the very same object; only the clock differs.
+This is the deterministic core. It never sleeps, spawns a thread, touches the network or
+waits on the disk. Every public method is a *step*: under :attr:`Consensus.lock` it changes
+memory and records the consequences in an :class:`~ckite.consensus.effects.Effects`
+(durable writes queued in the :class:`~ckite.log.log_writer.LogWriter`, futures to complete,
+threads to wake), then, with the lock released, carries them out: senders woken, the writes
+flushed, the futures completed, the other threads woken (see ``effects.py`` for why in that
+order). A reply to a peer leaves only once every write decided before it is durable.
 
-All public methods take :attr:`Consensus.lock`. The :class:`ConsensusListener` callbacks run
-with that lock held and must only wake other threads.
+The threaded runtime (:mod:`ckite.runtime`) and the simulation (``tests/simulation``) drive
+the very same object; only the clock and the :class:`~ckite.consensus.effects.Runtime` differ.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ckite.consensus.candidate import Candidate
+from ckite.consensus.configurations import ConfigurationHistory
+from ckite.consensus.effects import Effects, NoRuntime, Runtime
 from ckite.consensus.election import candidate_log_is_up_to_date, random_election_timeout
 from ckite.consensus.follower import Follower, Joiner
 from ckite.consensus.leader import Leader
@@ -25,50 +31,22 @@ from ckite.consensus.membership import Configuration
 from ckite.consensus.reconfiguration import MembershipChange, derived_change
 from ckite.consensus.role import Role
 from ckite.consensus.settings import RaftSettings
-from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StorageError, StoppedError
+from ckite.consensus.status import member_status
+from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StoppedError
 from ckite.log.entry import EntryKind, LogEntry
-from ckite.log.guarded_storage import GuardedStorage
+from ckite.log.log_writer import LogWriter
 from ckite.log.raft_log import RaftLog
 from ckite.log.snapshot import Snapshot
-from ckite.log.storage import LogStorage
+from ckite.log.storage import DurableWrite, LogStorage
 from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Request,
                             RequestVote, RequestVoteResponse, TimeoutNow, TimeoutNowResponse)
 from ckite.metrics import MemberMetrics
 
 logger = logging.getLogger(__name__)
 
-
-class ConsensusListener(Protocol):
-    """How the core tells its driver that something happened (called with the lock held)."""
-
-    def entries_appended(self) -> None:
-        """New entries, or a new read round: peer senders may have something to send."""
-
-    def committed(self, commit_index: int) -> None:
-        """The commit index moved: the applier has work."""
-
-    def truncated(self, from_index: int) -> None:
-        """Entries from ``from_index`` on were removed: their clients must hear so."""
-
-    def snapshot_installed(self, snapshot: Snapshot) -> None:
-        """A leader's snapshot replaced the log: the applier must restore the state machine."""
-
-    def role_changed(self, role: Role) -> None:
-        """A new role (or leader) is in place: timers and senders must re-read their deadlines."""
-
-    def peers_changed(self, peers: frozenset[str]) -> None:
-        """The configuration changed who this member talks to."""
-
-
-class NullListener:
-    """A listener that ignores everything (the simulation polls instead)."""
-
-    def entries_appended(self) -> None: ...
-    def committed(self, commit_index: int) -> None: ...
-    def truncated(self, from_index: int) -> None: ...
-    def snapshot_installed(self, snapshot: Snapshot) -> None: ...
-    def role_changed(self, role: Role) -> None: ...
-    def peers_changed(self, peers: frozenset[str]) -> None: ...
+#: What a sender gets from :meth:`Consensus.outgoing`: the requests to send (each with its
+#: context), when to ask again, and the log writer position they may not leave before.
+Outgoing = tuple[list[tuple[Request, Any]], float | None, int]
 
 
 class Consensus:
@@ -76,25 +54,28 @@ class Consensus:
 
     def __init__(self, member_id: str, storage: LogStorage, initial_configuration: Configuration,
                  settings: RaftSettings = RaftSettings(), *, clock: Callable[[], float],
-                 rng: random.Random | None = None, listener: ConsensusListener | None = None,
-                 join: bool = False) -> None:
+                 rng: random.Random | None = None, runtime: Runtime | None = None, join: bool = False) -> None:
         self.lock = threading.RLock()
         self.member_id = member_id
         self.settings = settings
         self.clock = clock
         self.rng = rng or random.Random()
-        self.listener: ConsensusListener = listener or NullListener()
+        self.runtime: Runtime = runtime or NoRuntime()
         self.join = join
-        self._storage = storage = GuardedStorage(storage, self._storage_failed)
         #: The error that took this member out of service (None while healthy).
         self.failure: CKiteError | None = None
+        self.metrics = MemberMetrics()
+        self.writer = LogWriter(storage, self._on_durable, self.fail)
+        #: The effects of the step in progress (None between steps).
+        self.effects: Effects | None = None
+        self._step_start = 0          # the writer's last_seq when the step began: later ones are its own
+        self._hard_state_seq = 0      # the latest write of term/vote or a truncation: what messages wait for
         stored = storage.load()
         self.term = stored.term
         self.voted_for = stored.voted_for
-        self.metrics = MemberMetrics()
-        #: The latest durable snapshot; everything up to its last index is committed.
+        #: The latest snapshot; everything up to its last index is committed.
         self.snapshot: Snapshot | None = stored.snapshot
-        self.log = RaftLog(storage, stored.entries, self.metrics.append_latency, stored.snapshot)
+        self.log = RaftLog(self._persist, stored.entries, stored.snapshot)
         self.commit_index = stored.snapshot.last_index if stored.snapshot else 0
         self.applied_index = 0
         self.leader_id: str | None = None
@@ -103,21 +84,61 @@ class Consensus:
         #: from a leader: set at start when it may have acknowledged one before (see start()).
         self.votes_refused_until = float("-inf")
         self.election_deadline = 0.0
-        snapshot_index = stored.snapshot.last_index if stored.snapshot else 0
-        #: The configuration before the first one in ``_configurations``: the snapshot's, or
-        #: the one the member was built with when no snapshot exists.
-        self._base_configuration = (Configuration.decode(stored.snapshot.configuration) if stored.snapshot
-                                    else initial_configuration)
-        self._configurations: list[tuple[int, Configuration]] = [
-            (entry.index, Configuration.decode(entry.data))
-            for entry in stored.entries if entry.kind == EntryKind.CONFIGURATION and entry.index > snapshot_index]
+        snapshot = stored.snapshot
+        self.configurations = ConfigurationHistory(
+            Configuration.decode(snapshot.configuration) if snapshot else initial_configuration,
+            snapshot.last_index if snapshot else 0, stored.entries)
         self.role: Role = Starter(self)
         self._warned_own_id = False
+
+    # --- steps --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _step(self, reply: bool = False) -> Iterator[Effects]:
+        """One step: decide under the lock, then carry the effects out without it. A ``reply``
+        step (an answer to a peer) waits for every write decided before it; any other step only
+        for the writes it made itself. A step inside a step adds to the outer one's effects."""
+        with self.lock:
+            if self.effects is not None:
+                yield self.effects
+                return
+            effects = self.effects = Effects()
+            self._step_start = self.writer.last_seq
+            try:
+                yield effects
+            finally:
+                self.effects = None
+                last = self.writer.last_seq
+                effects.barrier = last if reply or last > self._step_start else 0
+        self._carry_out(effects)
+
+    def _carry_out(self, effects: Effects) -> None:
+        if effects.wake_senders:
+            self.runtime.wake_senders()   # a leader's entries leave while it writes them (thesis §10.2.1)
+        self.writer.flush(effects.barrier)
+        effects.complete_futures()
+        self.runtime.wake(effects)
+
+    def _persist(self, write: DurableWrite) -> int:
+        seq = self.writer.enqueue(write)
+        if write.changes_hard_state:
+            self._hard_state_seq = seq
+        return seq
+
+    def _on_durable(self, writes: Sequence[DurableWrite], seconds: float) -> None:
+        """The log writer made ``writes`` durable: a leader may now count its own new entries."""
+        self.metrics.append_latency.observe(seconds)
+        with self._step():
+            for write in writes:
+                if write.entries:
+                    self.log.mark_durable(write.entries)
+            if isinstance(self.role, Leader):
+                self.advance_commit_as_leader()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
-        with self.lock:
+        with self._step():
             if self.failure is not None:
                 return   # failed while starting (e.g. its snapshot cannot be restored): stays out
             now = self.clock()
@@ -132,33 +153,28 @@ class Consensus:
                 self.become_candidate(now, transfer=False)   # a one-member cluster need not wait
 
     def stop(self) -> None:
-        with self.lock:
+        with self._step():
             self._set_role(Stopped(self), self.clock())
 
     def fail(self, error: CKiteError) -> None:
         """Take the member out of service for good (until restarted): see :class:`Failed`."""
-        with self.lock:
+        with self._step():
             if self.failure is not None or isinstance(self.role, Stopped):
                 return
             self.failure = error
             logger.error("%s: out of service: %s", self.member_id, error)
             self._set_role(Failed(self, str(error)), self.clock())
 
-    def _storage_failed(self, error: StorageError) -> None:
-        self.fail(error)
-
     @property
     def configuration(self) -> Configuration:
         """The latest configuration in the log, committed or not: it takes effect on append (§6)."""
-        return self._configurations[-1][1] if self._configurations else self._base_configuration
+        return self.configurations.current
 
     @property
     def configuration_index(self) -> int:
         """Index of the entry holding the current configuration (the snapshot's index, or 0,
         when the log holds none)."""
-        if self._configurations:
-            return self._configurations[-1][0]
-        return self.snapshot.last_index if self.snapshot else 0
+        return self.configurations.current_index
 
     @property
     def peers(self) -> frozenset[str]:
@@ -180,21 +196,24 @@ class Consensus:
     # --- inbound requests ---------------------------------------------------------------------
 
     def handle_request(self, request: Request) -> Any:
-        """Answer a peer's RequestVote / AppendEntries / InstallSnapshot / TimeoutNow."""
-        with self.lock:
+        """Answer a peer's RequestVote / AppendEntries / InstallSnapshot / TimeoutNow; returns once
+        everything the answer rests on is durable."""
+        with self._step(reply=True):
             if not self.role.accepts_rpcs:
                 raise StoppedError(f"{self.member_id} is {self.role.name}")
             self._refuse_own_id(request)
             now = self.clock()
             if isinstance(request, AppendEntries):
-                return self._on_append_entries(request, now)
-            if isinstance(request, RequestVote):
-                return self._on_request_vote(request, now)
-            if isinstance(request, TimeoutNow):
-                return self._on_timeout_now(request, now)
-            if isinstance(request, InstallSnapshot):
-                return self._on_install_snapshot(request, now)
-            raise TypeError(f"consensus does not handle {type(request).__name__}")
+                response = self._on_append_entries(request, now)
+            elif isinstance(request, RequestVote):
+                response = self._on_request_vote(request, now)
+            elif isinstance(request, TimeoutNow):
+                response = self._on_timeout_now(request, now)
+            elif isinstance(request, InstallSnapshot):
+                response = self._on_install_snapshot(request, now)
+            else:
+                raise TypeError(f"consensus does not handle {type(request).__name__}")
+        return response
 
     def _refuse_own_id(self, request: Request) -> None:
         """A request claiming to come from this member's own id is this member talking to itself
@@ -283,8 +302,9 @@ class Consensus:
     # --- outbound requests and their replies -------------------------------------------------
 
     def next_request(self, peer: str) -> tuple[Request, Any] | None:
-        """What to send to ``peer`` now (and a context to pass back with the reply), if anything."""
-        with self.lock:
+        """What to send to ``peer`` now (and a context to pass back with the reply), if anything.
+        The caller (a test or the simulation, which flush synchronously) sends it at once."""
+        with self._step():
             return self.role.next_request(peer, self.clock())
 
     def peer_deadline(self, peer: str) -> float | None:
@@ -292,20 +312,20 @@ class Consensus:
         with self.lock:
             return self.role.peer_deadline(peer)
 
-    def outgoing(self, peer: str) -> tuple[list[tuple[Request, Any]], float | None]:
-        """Everything to send to ``peer`` now (as :meth:`next_request` would give it, one by one)
-        and :meth:`peer_deadline` after that, under one acquisition of the lock: the
-        replicators take it once per wake-up, not once per request plus once to find out
-        there is nothing more."""
-        with self.lock:
+    def outgoing(self, peer: str) -> Outgoing:
+        """Everything to send to ``peer`` now (as :meth:`next_request` would give it, one by one),
+        :meth:`peer_deadline` after that, and the log writer position the requests may not leave
+        before (a candidate's term and vote; a leader's new entries need not wait), under one
+        acquisition of the lock: the senders take it once per wake-up."""
+        with self._step():
             now = self.clock()
             requests = []
             while (item := self.role.next_request(peer, now)) is not None:
                 requests.append(item)
-            return requests, self.role.peer_deadline(peer)
+            return requests, self.role.peer_deadline(peer), self._hard_state_seq
 
     def handle_response(self, peer: str, request: Request, context: Any, response: Any) -> None:
-        with self.lock:
+        with self._step():
             now = self.clock()
             term = getattr(response, "term", 0)
             if term > self.term and not (isinstance(request, RequestVote) and request.pre_vote
@@ -320,7 +340,7 @@ class Consensus:
                 self.role.on_response(peer, request, context, response, now)
 
     def handle_failure(self, peer: str, request: Request, context: Any) -> None:
-        with self.lock:
+        with self._step():
             self.metrics.rpc_errors[peer] += 1
             self.role.on_failure(peer, request, context, self.clock())
 
@@ -328,7 +348,7 @@ class Consensus:
 
     def tick(self) -> None:
         """Run whatever deadline has passed (election timeout, check-quorum)."""
-        with self.lock:
+        with self._step():
             self.role.on_tick(self.clock())
 
     def deadline(self) -> float | None:
@@ -344,18 +364,24 @@ class Consensus:
         self.reset_election_deadline(now)
         if self.leader_id != leader_id:
             self.leader_id = leader_id
-            self.listener.role_changed(self.role)
+            self._role_changed()
 
     # --- client requests ----------------------------------------------------------------------
 
-    def propose(self, items: Sequence[tuple[EntryKind, bytes]]) -> tuple[int, int]:
-        """Append entries as leader (one durable write for the whole batch).
-
-        Returns (first index, term). Raises :class:`NotLeaderError` on any other member.
-        """
-        with self.lock:
+    def propose(self, items: Sequence[tuple[EntryKind, bytes]],
+                appended: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """Append entries as leader: the followers get them while this leader writes them to its
+        own disk (thesis §10.2.1, one durable write for the whole batch); returns (first index,
+        term) once that write is done. ``appended(first, term)`` runs under the lock as soon as
+        the entries are in the log, before anything can commit them (the caller registers the
+        writes' futures there). Raises :class:`NotLeaderError` on any other member, and
+        StorageError when the write fails (the member is then out of service)."""
+        with self._step():
             self._check_accepts_writes()
-            return self._append_as_leader(items), self.term
+            first = self._append_as_leader(items)
+            if appended is not None:
+                appended(first, self.term)
+            return first, self.term
 
     def _check_accepts_writes(self) -> None:
         if not isinstance(self.role, Leader):
@@ -363,41 +389,13 @@ class Consensus:
         if not self.role.accepts_writes:
             raise NotLeaderError("leadership is being handed over", leader=None)
 
-    def propose_unpersisted(self, items: Sequence[tuple[EntryKind, bytes]]) -> tuple[int, int, list[LogEntry]]:
-        """Like :meth:`propose`, but the entries are replicated while this leader writes them
-        to its own disk (thesis §10.2.1). The caller must pass the returned entries to
-        :meth:`persist_proposed` exactly once (from any thread, without the lock), and make no
-        other durable write on its thread before that: the storage is reserved for them. Until
-        then this leader does not count itself as holding them, so nothing commits (or is
-        acknowledged) on its behalf. Returns (first index, term, entries to persist)."""
-        with self.lock:
-            self._check_accepts_writes()
-            first = self.log.last_index + 1
-            unpersisted = self.log.append_unpersisted(self._new_entries(first, items))
-            self.on_entries_stored(unpersisted[-len(items):])
-            self.listener.entries_appended()
-            self.log.reserve_storage()   # last: nothing after it may fail and leave it held
-            return first, self.term, unpersisted
-
-    def persist_proposed(self, entries: Sequence[LogEntry]) -> None:
-        """Write what :meth:`propose_unpersisted` returned, without the lock; raises StorageError
-        (the member is then out of service)."""
-        self.log.persist(entries)
-        with self.lock:
-            self.log.mark_persisted(entries)
-            if isinstance(self.role, Leader):
-                self.advance_commit_as_leader()
-
-    def _new_entries(self, first: int, items: Sequence[tuple[EntryKind, bytes]]) -> list[LogEntry]:
-        return [LogEntry(first + offset, self.term, data, kind) for offset, (kind, data) in enumerate(items)]
-
     def _append_as_leader(self, items: Sequence[tuple[EntryKind, bytes]]) -> int:
+        """Append as leader; it counts itself as holding them once the log writer flushed them."""
         first = self.log.last_index + 1
-        entries = self._new_entries(first, items)
+        entries = [LogEntry(first + offset, self.term, data, kind) for offset, (kind, data) in enumerate(items)]
         self.log.append(entries)
         self.on_entries_stored(entries)
-        self.advance_commit_as_leader()
-        self.listener.entries_appended()
+        self.effects.wake_senders = True
         return first
 
     def append_configuration(self, configuration: Configuration) -> None:
@@ -410,7 +408,7 @@ class Consensus:
         :class:`~ckite.consensus.reconfiguration.MembershipChange` once the configuration asked
         for is committed. Raises NotLeaderError, or MembershipChangeInProgressError while
         another change is in progress (the same change again joins it)."""
-        with self.lock:
+        with self._step():
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
             return self.role.request_change(add, remove)
@@ -425,14 +423,14 @@ class Consensus:
     def request_leadership_transfer(self, to: str | None) -> Future:
         """Hand leadership to ``to`` (or the most up-to-date voter); the future completes when
         this leader sees a newer term, or fails after an election timeout."""
-        with self.lock:
+        with self._step():
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
             return self.role.request_transfer(to, self.clock())
 
     def request_read(self) -> Future:
         """Start a ReadIndex read: the future yields the index the state machine must reach."""
-        with self.lock:
+        with self._step():
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
             return self.role.request_read()
@@ -466,17 +464,18 @@ class Consensus:
         """Store ``data`` (the state machine as of applied ``index``) as the latest snapshot and
         delete the log up to ``compaction_trailing_entries`` before it. The trailing entries let
         a follower that is slightly behind catch up from the log rather than a snapshot."""
-        with self.lock:
+        with self._step():
             if self.snapshot is not None and index <= self.snapshot.last_index:
                 return None   # a newer snapshot was installed meanwhile
             term = self.log.term_at(index)
             if term is None or index > self.applied_index:
                 raise ValueError(f"cannot snapshot at {index}: not an applied entry of the log")
-            configuration = self.configuration_at(index)
+            configuration = self.configurations.at(index)
             snapshot = Snapshot(index, term, configuration.encode(), data)
             discard_through = max(index - self.settings.compaction_trailing_entries, self.log.base_index)
             self.log.compact(snapshot, discard_through)
-            self._adopt_snapshot_configuration(snapshot, configuration)
+            self.snapshot = snapshot
+            self.configurations.rebase(configuration, index)
             self.metrics.snapshots_taken += 1
             logger.info("%s: snapshot at index %d (term %d, %d bytes); log now starts at %d",
                         self.member_id, index, term, len(data), self.log.first_index)
@@ -486,25 +485,19 @@ class Consensus:
         """Adopt a snapshot the leader sent (§7); the applier then restores the state machine."""
         if snapshot.last_index <= self.commit_index:
             return   # we already hold (and will apply) everything it covers
-        discarded_from = self.log.install(snapshot)
         before = self.configuration
+        discarded_from = self.log.install(snapshot)
         if discarded_from is not None:
-            self._configurations = [(i, c) for i, c in self._configurations if i < discarded_from]
-            self.listener.truncated(discarded_from)
-        self._adopt_snapshot_configuration(snapshot, Configuration.decode(snapshot.configuration))
+            self.configurations.truncate(discarded_from)   # the entries after the snapshot went too
+        self.snapshot = snapshot
+        self.configurations.rebase(Configuration.decode(snapshot.configuration), snapshot.last_index)
         self.commit_index = snapshot.last_index
         self.metrics.snapshots_installed += 1
         logger.info("%s: installed the leader's snapshot at index %d (term %d, %d bytes)",
                     self.member_id, snapshot.last_index, snapshot.last_term, len(snapshot.data))
         if self.configuration != before:
             self._configuration_changed()
-        self.listener.snapshot_installed(snapshot)
-        self.listener.committed(self.commit_index)
-
-    def _adopt_snapshot_configuration(self, snapshot: Snapshot, configuration: Configuration) -> None:
-        self.snapshot = snapshot
-        self._base_configuration = configuration
-        self._configurations = [(i, c) for i, c in self._configurations if i > snapshot.last_index]
+        self.effects.wake_applier = True
 
     def snapshot_to_restore(self, applied_index: int) -> Snapshot | None:
         """The snapshot a state machine at ``applied_index`` must load before applying more."""
@@ -515,10 +508,7 @@ class Consensus:
 
     def configuration_at(self, index: int) -> Configuration:
         """The configuration in effect once the log up to ``index`` is applied."""
-        for config_index, configuration in reversed(self._configurations):
-            if config_index <= index:
-                return configuration
-        return self._base_configuration
+        return self.configurations.at(index)
 
     # --- transitions --------------------------------------------------------------------------
 
@@ -530,7 +520,12 @@ class Consensus:
             self.leader_id = self.member_id if isinstance(role, Leader) else None
         logger.info("%s: %r -> %r", self.member_id, previous, role)
         role.begin(now)
-        self.listener.role_changed(role)
+        self._role_changed()
+
+    def _role_changed(self) -> None:
+        """A new role or leader: timers, senders and callers waiting for a leader look again."""
+        effects = self.effects
+        effects.wake_timer = effects.wake_senders = effects.leader_changed = True
 
     def become_follower(self, now: float) -> None:
         self._set_role(Follower(self), now)
@@ -575,55 +570,45 @@ class Consensus:
             self.become_follower(now)
 
     def _persist_term_and_vote(self) -> None:
-        self._storage.save_term_and_vote(self.term, self.voted_for)
+        self._persist(DurableWrite(hard_state=(self.term, self.voted_for)))
 
     # --- log bookkeeping ----------------------------------------------------------------------
 
     def append_leader_marker(self) -> int:
         """A new leader's first entry: the configuration if the log has none yet, else a no-op."""
-        if not self._configurations and self.snapshot is None:
-            item = (EntryKind.CONFIGURATION, self._base_configuration.encode())
+        if self.configurations.only_base and self.snapshot is None:
+            item = (EntryKind.CONFIGURATION, self.configurations.base.encode())
         else:
             item = (EntryKind.NOOP, b"")
-        first = self.log.last_index + 1
-        entry = LogEntry(first, self.term, item[1], item[0])
-        self.log.append([entry])
-        self.on_entries_stored([entry])
-        self.listener.entries_appended()
-        return first
+        return self._append_as_leader([item])
 
     def on_entries_stored(self, entries: Sequence[LogEntry]) -> None:
         """Configurations take effect as soon as they are in the log (§6)."""
-        changed = False
-        for entry in entries:
-            if entry.kind == EntryKind.CONFIGURATION:
-                self._configurations.append((entry.index, Configuration.decode(entry.data)))
-                changed = True
-        if changed:
+        if self.configurations.add(entries):
             self._configuration_changed()
 
     def on_truncated(self, from_index: int) -> None:
-        """A conflicting suffix was removed: roll back configurations it held, tell the clients."""
+        """A conflicting suffix was removed: roll back the configurations it held. The writes
+        waiting on those entries learn their fate when their index is applied (a different
+        entry: certainly not applied) or when their timeout passes: another leader may yet
+        commit an entry this member lost (Figure 8), so losing it here proves nothing."""
         if from_index <= self.commit_index:
             raise AssertionError(f"{self.member_id}: truncating committed entry {from_index} "
                                  f"(commit index {self.commit_index})")
-        before = len(self._configurations)
-        self._configurations = [(index, config) for index, config in self._configurations if index < from_index]
-        if len(self._configurations) != before:
+        if self.configurations.truncate(from_index):
             self._configuration_changed()
-        self.listener.truncated(from_index)
 
     def _configuration_changed(self) -> None:
         if isinstance(self.role, Leader):
             self.role.sync_progress(self.clock())
         elif isinstance(self.role, Joiner) and self.member_id in self.configuration.all_voters:
             self.become_follower(self.clock())   # added: from now on it may stand for election
-        self.listener.peers_changed(self.peers)
+        self.effects.peers_changed = True
 
     def advance_commit(self, index: int) -> None:
         if index > self.commit_index:
             self.commit_index = min(index, self.log.last_index)
-            self.listener.committed(self.commit_index)
+            self.effects.wake_applier = True
 
     def advance_commit_as_leader(self) -> None:
         """§5.3/§5.4.2: commit the highest index a quorum holds, if it is of the current term."""
@@ -637,31 +622,6 @@ class Consensus:
 
     # --- inspection ---------------------------------------------------------------------------
 
-    def _state_name(self) -> str:
-        """The role, or "Removed" for a member the configuration no longer includes."""
-        if type(self.role) is Follower and self.member_id not in self.configuration.members:
-            return "Removed"
-        return self.role.name
-
     def status(self) -> dict:
         with self.lock:
-            now = self.clock()
-            last = self.log.last_index
-            last_entry = self.log.entry(last) if len(self.log) else None
-            return {
-                "id": self.member_id,
-                "term": self.term,
-                "state": self._state_name(),
-                "leader": self.leader_id,
-                "votedFor": self.voted_for,
-                "stateInfo": self.role.status(now),
-                "configuration": self.configuration.describe(),
-                "membershipChange": None if (change := self.membership_change()) is None else change.to_json(),
-                "log": {"length": len(self.log), "firstIndex": self.log.first_index, "lastIndex": last,
-                        "lastTerm": self.log.last_term, "commitIndex": self.commit_index,
-                        "lastApplied": self.applied_index,
-                        "snapshot": self.snapshot.describe() if self.snapshot else None,
-                        "lastEntry": None if last_entry is None else {"kind": last_entry.kind.name,
-                                                                      "data": last_entry.data}},
-                "metrics": self.metrics.snapshot(),
-            }
+            return member_status(self, self.clock())

@@ -72,7 +72,7 @@ class Leader(Role):
         consensus.advance_commit_as_leader()
 
     def end(self) -> None:
-        self.reads.fail_all("leadership lost before the read was confirmed")
+        self.reads.fail_all("leadership lost before the read was confirmed", self.consensus.effects)
         self.reconfiguration.end()
         if self.transfer is not None:
             if self.consensus.term > self.term:
@@ -91,7 +91,7 @@ class Leader(Role):
         future: Future = Future()
         target = LeadershipTransfer.choose_target(self, requested)
         self.transfer = LeadershipTransfer(self, target, now + self.consensus.settings.max_election_timeout, future)
-        self.consensus.listener.entries_appended()   # wake the senders: the target may be ready now
+        self.consensus.effects.wake_senders = True   # the target may be ready now
         return future
 
     def _on_timeout_now_response(self, transfer: LeadershipTransfer, response: TimeoutNowResponse,
@@ -120,7 +120,7 @@ class Leader(Role):
             if configuration.voters:
                 self.transfer = LeadershipTransfer(self, LeadershipTransfer.choose_target(self, None),
                                                    now + consensus.settings.max_election_timeout, Future())
-                consensus.listener.entries_appended()
+                consensus.effects.wake_senders = True
             else:
                 consensus.step_down(now, "removed from the configuration")
 
@@ -270,11 +270,11 @@ class Leader(Role):
             progress.acknowledge(response.match_index)
             self.consensus.advance_commit_as_leader()
             if self._release_if_departed(peer):
-                self.consensus.listener.peers_changed(self.consensus.peers)
+                self.consensus.effects.peers_changed = True
             if self.transfer is not None or self.consensus.configuration.promoting:
                 self._after_commit_or_progress(now)
                 if self.transfer is not None and self.transfer.ready():
-                    self.consensus.listener.entries_appended()
+                    self.consensus.effects.wake_senders = True
         elif context.prev_index >= progress.match_index:   # not a stale reply to an older request
             if (context.seq > progress.match_seq and response.conflict_term == 0
                     and 0 < response.conflict_index <= progress.match_index):
@@ -323,7 +323,7 @@ class Leader(Role):
         shared = self.reads.add(consensus.commit_index)
         self._confirm_reads()
         if self.reads.current_round != round_before:
-            consensus.listener.entries_appended()   # the senders carry the new round at once
+            consensus.effects.wake_senders = True   # the senders carry the new round at once
         return shared
 
     def on_commit(self) -> None:
@@ -356,7 +356,7 @@ class Leader(Role):
             return
         rounds = {peer: progress.acked_round for peer, progress in self.progress.items()}
         rounds[self.consensus.member_id] = self.reads.current_round
-        self.reads.confirm(self.consensus.configuration.quorum_value(rounds))
+        self.reads.confirm(self.consensus.configuration.quorum_value(rounds), self.consensus.effects)
 
     # --- check-quorum -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from ckite.consensus.effects import Effects
 from ckite.errors import LostLeadershipError
 
 
@@ -52,20 +53,18 @@ class ReadIndexTracker:
         self.sent_round = self.current_round
         return self.current_round
 
-    def confirm(self, confirmed_round: int) -> None:
+    def confirm(self, confirmed_round: int, effects: Effects) -> None:
         """A quorum acknowledged every round up to ``confirmed_round``: release those reads."""
         still_waiting = []
         for read in self.waiting:
             if read.round <= confirmed_round:
-                if not read.future.done():
-                    read.future.set_result(read.read_index)
+                effects.complete(read.future, read.read_index)
             else:
                 still_waiting.append(read)
         self.waiting = still_waiting
 
-    def fail_all(self, reason: str) -> None:
+    def fail_all(self, reason: str, effects: Effects) -> None:
         for future in [read.future for read in self.waiting] + self.before_first_commit:
-            if not future.done():
-                future.set_exception(LostLeadershipError(reason))
+            effects.fail(future, LostLeadershipError(reason))
         self.waiting = []
         self.before_first_commit = []

@@ -166,8 +166,7 @@ class Reconfiguration:
             self._promote_caught_up(configuration)
         elif configuration.voters == pending.target and not (pending.cancelled & configuration.learners):
             self.pending = None
-            if not pending.future.done():
-                pending.future.set_result(pending.describe(ChangeState.DONE))
+            self.leader.consensus.effects.complete(pending.future, pending.describe(ChangeState.DONE))
         else:
             self._advance(pending, configuration)
 
@@ -203,6 +202,6 @@ class Reconfiguration:
     def end(self) -> None:
         """Leadership lost: the change may still complete under the next leader."""
         pending, self.pending = self.pending, None
-        if pending is not None and not pending.future.done():
-            pending.future.set_exception(
-                LostLeadershipError("leadership lost during the membership change; it may still complete"))
+        if pending is not None:
+            self.leader.consensus.effects.fail(
+                pending.future, LostLeadershipError("leadership lost during the membership change; it may still complete"))

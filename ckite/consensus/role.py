@@ -1,7 +1,8 @@
 """The base of the role classes: what every role does unless it knows better.
 
-Roles *decide*; they never wait, sleep or do I/O other than the durable writes the
-consensus object performs for them. Every method runs with the consensus lock held.
+Roles *decide*; they never wait, sleep or do I/O. Every method runs with the consensus lock
+held, inside a step: what must follow (durable writes, futures to complete, threads to wake)
+goes into ``consensus.effects`` and happens once the lock is released.
 """
 from __future__ import annotations
 

@@ -50,9 +50,8 @@ class LeadershipTransfer:
         return now >= self.deadline
 
     def succeed(self) -> None:
-        if not self.future.done():
-            self.future.set_result(True)
+        self.leader.consensus.effects.complete(self.future, True)
 
     def fail(self, reason: str) -> None:
-        if not self.future.done():
-            self.future.set_exception(LeaderTimeoutError(f"leadership transfer to {self.target} failed: {reason}"))
+        self.leader.consensus.effects.fail(
+            self.future, LeaderTimeoutError(f"leadership transfer to {self.target} failed: {reason}"))

@@ -1,21 +1,20 @@
 """The replicated log as the consensus core sees it: entries in memory, durability delegated.
 
-Every mutation goes to the :class:`~ckite.log.storage.LogStorage` first and changes the
-in-memory view only once the storage returned, so the view never holds an entry that a
-crash could lose — with one exception: a leader's own new entries (thesis §10.2.1). They
-join the view at once, so they can be replicated while the leader writes them to its disk;
-``durable_index`` says how far the leader's log is on disk, and only that much counts as
-the leader's own acknowledgement. Reads (term lookups, slices to send) never touch the disk.
+Every change is made to the in-memory view at once and handed, as a
+:class:`~ckite.log.storage.DurableWrite`, to ``persist`` (the log writer's queue): the view
+runs ahead of the disk by the writes not yet flushed. Whatever depends on a write (a reply
+to the leader, a vote) waits for the log writer to flush it, so nothing is acknowledged that
+a crash could lose. ``durable_index`` says how far the view is on disk; a leader counts only
+that much as its own acknowledgement, which lets it replicate its new entries while it
+writes them (thesis §10.2.1). Reads (term lookups, slices to send) never touch the disk.
 """
 from __future__ import annotations
 
-import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ckite.log.entry import LogEntry
 from ckite.log.snapshot import Snapshot
-from ckite.log.guarded_storage import GuardedStorage
-from ckite.metrics import LatencyHistogram
+from ckite.log.storage import DurableWrite
 
 
 class RaftLog:
@@ -23,10 +22,9 @@ class RaftLog:
     never compacted, else the last entry deleted by compaction or the snapshot's last index.
     Everything up to the base is committed and covered by the snapshot."""
 
-    def __init__(self, storage: GuardedStorage, entries: Sequence[LogEntry] = (),
-                 append_latency: LatencyHistogram | None = None, snapshot: Snapshot | None = None) -> None:
-        self._storage = storage
-        self._append_latency = append_latency or LatencyHistogram()
+    def __init__(self, persist: Callable[[DurableWrite], int], entries: Sequence[LogEntry] = (),
+                 snapshot: Snapshot | None = None) -> None:
+        self._persist = persist
         self._entries: list[LogEntry] = list(entries)
         self._base_index = snapshot.last_index if snapshot else 0   # index just before _entries[0]
         self._base_term: int | None = snapshot.last_term if snapshot else 0   # None: not known
@@ -42,8 +40,9 @@ class RaftLog:
 
     @property
     def durable_index(self) -> int:
-        """The last index on disk. Equal to ``last_index`` except on a leader, while its newest
-        entries are being written."""
+        """The last index of the view that is on disk: ``last_index`` once the log writer has
+        flushed every write of the view (a leader's newest entries, a follower's between its
+        decision and its reply)."""
         return self._durable_index
 
     @property
@@ -110,61 +109,42 @@ class RaftLog:
         return None
 
     def append(self, entries: Sequence[LogEntry], truncate_from: int | None = None) -> None:
-        """Durably drop entries from ``truncate_from`` on (if given), then add ``entries``."""
-        started = time.perf_counter()
-        self._storage.append(entries, truncate_from)
-        self._append_latency.observe(time.perf_counter() - started)
+        """Drop entries from ``truncate_from`` on (if given), then add ``entries``: in the view now,
+        on disk once the log writer flushed the write this queues."""
         if truncate_from is not None and truncate_from <= self.last_index:
-            del self._entries[max(truncate_from - self._base_index - 1, 0):]
+            kept = max(truncate_from - 1, self._base_index)
+            del self._entries[kept - self._base_index:]
+            self._durable_index = min(self._durable_index, kept)
         self._entries.extend(entries)
-        self._durable_index = self.last_index
+        self._persist(DurableWrite(truncate_from=truncate_from, entries=entries))
 
-    def append_unpersisted(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
-        """A leader's new entries: into the view at once; returns what :meth:`persist` must
-        write (every entry not yet on disk). The caller, holding the consensus lock, then calls
-        :meth:`reserve_storage`, so that any write decided later (a vote, a truncation after
-        stepping down) waits for these entries on disk.
-        """
-        self._entries.extend(entries)
-        return self.slice(self._durable_index + 1, self.last_index + 1)
-
-    def reserve_storage(self) -> None:
-        """Hold the next place in the order of durable writes for :meth:`persist` (see
-        :meth:`append_unpersisted`); the last step before the consensus lock is released."""
-        self._storage.reserve()
-
-    def persist(self, entries: Sequence[LogEntry]) -> None:
-        """Write what :meth:`append_unpersisted` returned; without the consensus lock."""
-        started = time.perf_counter()
-        self._storage.append_reserved(entries)
-        self._append_latency.observe(time.perf_counter() - started)
-
-    def mark_persisted(self, entries: Sequence[LogEntry]) -> None:
-        """:meth:`persist` returned: those entries count as on disk, if the view still holds them."""
+    def mark_durable(self, entries: Sequence[LogEntry]) -> None:
+        """A write holding ``entries`` is on disk: they count as durable, if the view still holds
+        them (a later truncation may have replaced them; it lowered ``durable_index`` itself)."""
         last = entries[-1]
         if self.term_at(last.index) == last.term:
             self._durable_index = max(self._durable_index, last.index)
 
     def compact(self, snapshot: Snapshot, discard_through: int) -> None:
-        """Durably store ``snapshot`` and delete the entries up to ``discard_through``
-        (at most the snapshot's last index: entries after it may be needed yet)."""
+        """Store ``snapshot`` and delete the entries up to ``discard_through`` (at most the
+        snapshot's last index: entries after it may be needed yet)."""
         assert self._base_index <= discard_through <= snapshot.last_index <= self.last_index
         base_term = snapshot.last_term if discard_through == snapshot.last_index else self.term_at(discard_through)
-        self._storage.save_snapshot(snapshot, discard_through)
+        self._persist(DurableWrite(snapshot=snapshot, discard_through=discard_through))
         del self._entries[:discard_through - self._base_index]
         self._base_index, self._base_term = discard_through, base_term
         self._durable_index = max(self._durable_index, discard_through)
 
     def install(self, snapshot: Snapshot) -> int | None:
-        """Durably adopt a leader's snapshot (§7): keep the entries after it only if the log
-        holds the snapshot's last entry (same index and term), else discard the whole log.
+        """Adopt a leader's snapshot (§7): keep the entries after it only if the log holds the
+        snapshot's last entry (same index and term), else discard the whole log.
         Returns the index from which entries were discarded beyond the snapshot, if any."""
         last = snapshot.last_index
         if self.term_at(last) == snapshot.last_term:
             self.compact(snapshot, last)
             return None
         discarded_from = last + 1 if self.last_index > last else None
-        self._storage.save_snapshot(snapshot, max(last, self.last_index))
+        self._persist(DurableWrite(snapshot=snapshot, discard_through=max(last, self.last_index)))
         self._entries.clear()
         self._base_index, self._base_term = last, snapshot.last_term
         self._durable_index = last

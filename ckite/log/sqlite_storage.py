@@ -35,7 +35,7 @@ from ckite.errors import StorageError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.snapshot import Snapshot
 from ckite.log.memory_storage import check_append
-from ckite.log.storage import LogStorage, StoredState
+from ckite.log.storage import DurableWrite, LogStorage, StoredState
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,28 @@ def _write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]
 
 _INSERT_ENTRY = "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)"
 _SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+
+def _append(conn: sqlite3.Connection, last_index: int, entries: Sequence[LogEntry], truncate_from: int | None) -> int:
+    """Truncate and insert inside the caller's transaction; returns the new last index."""
+    kept = check_append(last_index, entries, truncate_from)
+    if kept < last_index:
+        conn.execute("DELETE FROM log WHERE idx > ?", (kept,))
+    # Raw executemany, not sqlite-utils' insert_all: on 100-entry batches (100-byte entries, one
+    # transaction each) it stored ~255k rows/s against ~160k with synchronous=FULL, and ~570k
+    # against ~260k without the fsync.
+    conn.executemany(_INSERT_ENTRY, [(e.index, e.term, int(e.kind), e.data) for e in entries])
+    return kept + len(entries)
+
+
+def _store_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, discard_through: int) -> int:
+    """Replace the snapshot row and delete the log prefix it covers; returns the new last index."""
+    conn.execute("INSERT OR REPLACE INTO snapshot (id, last_index, last_term, configuration, data) "
+                 "VALUES (1, ?, ?, ?, ?)", (snapshot.last_index, snapshot.last_term, snapshot.configuration,
+                                            snapshot.data))
+    conn.execute("DELETE FROM log WHERE idx <= ?", (discard_through,))
+    row = conn.execute("SELECT max(idx) FROM log").fetchone()
+    return max(row[0] or 0, snapshot.last_index)
 
 
 class SQLiteStorage(LogStorage):
@@ -152,34 +174,28 @@ class SQLiteStorage(LogStorage):
         return StoredState(meta.get("term", 0), meta.get("voted_for"), entries, snapshot)
 
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
-        with self._lock, self._transaction("save term and vote") as conn:
-            conn.executemany(_SET_META, (("term", term), ("voted_for", voted_for)))
+        self.write([DurableWrite(hard_state=(term, voted_for))])
 
     def append(self, entries: Sequence[LogEntry], truncate_from: int | None = None) -> None:
-        """Truncate and insert in one transaction: a single fsync for the whole batch (group
-        commit), and a crash leaves either the old log or the new one, never a mix."""
-        with self._lock:
-            kept = check_append(self._last_index, entries, truncate_from)
-            if kept == self._last_index and not entries:
-                return
-            with self._transaction("append") as conn:
-                if kept < self._last_index:
-                    conn.execute("DELETE FROM log WHERE idx > ?", (kept,))
-                # Raw executemany, not sqlite-utils' insert_all: on 100-entry batches (100-byte
-                # entries, one transaction each) it stored ~255k rows/s against ~160k with
-                # synchronous=FULL, and ~570k against ~260k without the fsync.
-                conn.executemany(_INSERT_ENTRY, [(e.index, e.term, int(e.kind), e.data) for e in entries])
-            self._last_index = kept + len(entries)
+        self.write([DurableWrite(truncate_from=truncate_from, entries=entries)])
 
     def save_snapshot(self, snapshot: Snapshot, discard_through: int) -> None:
+        self.write([DurableWrite(snapshot=snapshot, discard_through=discard_through)])
+
+    def write(self, writes: Sequence[DurableWrite]) -> None:
+        """The whole batch in one transaction: a single fsync however many decisions it holds
+        (group commit), and a crash leaves the log as it was before the batch or after it."""
         with self._lock:
-            with self._transaction("save snapshot") as conn:
-                conn.execute("INSERT OR REPLACE INTO snapshot (id, last_index, last_term, configuration, data) "
-                             "VALUES (1, ?, ?, ?, ?)", (snapshot.last_index, snapshot.last_term,
-                                                        snapshot.configuration, snapshot.data))
-                conn.execute("DELETE FROM log WHERE idx <= ?", (discard_through,))
-                row = conn.execute("SELECT max(idx) FROM log").fetchone()
-            self._last_index = max(row[0] or 0, snapshot.last_index)
+            last = self._last_index
+            with self._transaction("write") as conn:
+                for write in writes:
+                    if write.hard_state is not None:
+                        conn.executemany(_SET_META, (("term", write.hard_state[0]), ("voted_for", write.hard_state[1])))
+                    if write.entries or write.truncate_from is not None:
+                        last = _append(conn, last, write.entries, write.truncate_from)
+                    if write.snapshot is not None:
+                        last = _store_snapshot(conn, write.snapshot, write.discard_through)
+            self._last_index = last
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL into the file); idempotent."""

@@ -18,6 +18,23 @@ from ckite.log.entry import LogEntry
 from ckite.log.snapshot import Snapshot
 
 
+@dataclass(frozen=True, slots=True)
+class DurableWrite:
+    """One decision of the core that must reach the disk: at most one of each part, applied in
+    the order hard state, truncation and entries, snapshot."""
+
+    hard_state: tuple[int, str | None] | None = None   #: (term, voted for)
+    truncate_from: int | None = None                    #: drop entries from this index on, then...
+    entries: Sequence[LogEntry] = ()                    #: ...append these
+    snapshot: Snapshot | None = None                    #: store this snapshot and...
+    discard_through: int = 0                            #: ...delete the entries up to here
+
+    @property
+    def changes_hard_state(self) -> bool:
+        """What a message must not leave before: the term and vote, or entries dropped."""
+        return self.hard_state is not None or self.truncate_from is not None
+
+
 @dataclass(slots=True)
 class StoredState:
     """Everything :meth:`LogStorage.load` recovers: term, vote, the latest snapshot and the
@@ -51,6 +68,18 @@ class LogStorage(ABC):
         every entry with index <= ``discard_through``. A crash leaves the old snapshot and log
         or the new ones, never a mix. Afterwards the log ends at the later of its last
         remaining entry and the snapshot's last index."""
+
+    def write(self, writes: Sequence[DurableWrite]) -> None:
+        """Apply ``writes`` in order, durably (the log writer's batch). A crash leaves a prefix of
+        them done. This default makes each part a transaction of its own; a storage that can do
+        the whole batch in one transaction (one fsync) overrides it."""
+        for write in writes:
+            if write.hard_state is not None:
+                self.save_term_and_vote(*write.hard_state)
+            if write.entries or write.truncate_from is not None:
+                self.append(write.entries, write.truncate_from)
+            if write.snapshot is not None:
+                self.save_snapshot(write.snapshot, write.discard_through)
 
     @abstractmethod
     def close(self) -> None:

@@ -41,19 +41,27 @@ class Applier:
         self.state_machine = state_machine
         self.pending = pending
         self.state_machine_lock = threading.Lock()
-        self.commit_signal = threading.Condition(consensus.lock)
         self.applied_signal = threading.Condition()
         self.applied_index = state_machine.last_applied_index
+        self.worker: Worker | None = None
         consensus.set_applied(self.applied_index)
 
+    def wake(self) -> None:
+        """The commit index moved, a snapshot arrived, or the member stops."""
+        if self.worker is not None:
+            self.worker.wake()
+
+    def _has_work(self) -> bool:
+        consensus = self.consensus
+        return consensus.commit_index > self.applied_index and consensus.failure is None
+
     def step(self, worker: Worker) -> None:
-        with self.commit_signal:
-            if self.consensus.commit_index <= self.applied_index or self.consensus.failure is not None:
-                self.commit_signal.wait(IDLE_WAIT)
-            if (worker.stopping or self.consensus.commit_index <= self.applied_index
-                    or self.consensus.failure is not None):
-                self.pending.expire(self.clock())
-                return
+        if not self._has_work():
+            worker.wait(IDLE_WAIT)
+        if worker.stopping or not self._has_work():
+            self.pending.expire(self.clock())
+            return
+        with self.consensus.lock:
             snapshot = self.consensus.snapshot_to_restore(self.applied_index)
             if snapshot is None:
                 entries = self.consensus.log.slice(self.applied_index + 1, self.consensus.commit_index + 1)
@@ -118,6 +126,3 @@ class Applier:
         with self.applied_signal:
             return self.applied_signal.wait_for(lambda: self.applied_index >= index, timeout)
 
-    def notify_stop(self) -> None:
-        with self.commit_signal:
-            self.commit_signal.notify_all()

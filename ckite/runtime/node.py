@@ -9,6 +9,7 @@ See docs/architecture.md for the locks and the path of a write.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -17,14 +18,13 @@ from typing import Any, Callable, Collection, Sequence
 from ckite.codec import decode_command, decode_value, encode_command, encode_value
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.consensus import Consensus
+from ckite.consensus.effects import Effects
 from ckite.consensus.reconfiguration import ChangeState, MembershipChange
-from ckite.consensus.role import Role
 from ckite.identity import MemberIdentity, same_endpoint
 from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MembershipChangeError,
                           MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError, RpcError, StoppedError,
                           UnreachableError, WriteTimeoutError)
 from ckite.log.entry import EntryKind
-from ckite.log.snapshot import Snapshot
 from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, JoinMember, JoinMemberResponse, Request
 from ckite.rpc.transport import Transport
 from ckite.runtime.applier import Applier
@@ -56,7 +56,7 @@ _CERTAINLY_NOT_APPLIED: tuple[type[CKiteError], ...] = (NotLeaderError, Unreacha
 
 
 class RaftNode:
-    """Implements the transport's handler and the consensus listener for one member."""
+    """The transport's handler and the core's :class:`~ckite.consensus.effects.Runtime` for one member."""
 
     def __init__(self, consensus: Consensus, transport: Transport, state_machine: StateMachine,
                  *, leader_timeout: float, write_timeout: float, read_timeout: float,
@@ -77,11 +77,12 @@ class RaftNode:
         self.identity = MemberIdentity(self.id, self.listen_address)
         tag = self.id.rsplit(":", 1)[-1]
         self._tag = tag
-        self._leader_signal = self.applier.commit_signal   # any condition on the consensus lock will do
+        self._leader_signal = threading.Condition()   # notified when a step changed the role or the leader
+        self._peers_lock = threading.Lock()           # guards the replicators
         self.submitter = Submitter(consensus, self.pending, clock)
         self._submit_worker = self.submitter.worker = Worker(f"ckite-{tag}-submit", self.submitter.step)
         self._election = Worker(f"ckite-{tag}-election", election_timer_step(consensus, clock))
-        self._apply = Worker(f"ckite-{tag}-apply", self.applier.step)
+        self._apply = self.applier.worker = Worker(f"ckite-{tag}-apply", self.applier.step)
         self._compact = self.compactor.worker = Worker(f"ckite-{tag}-compact", self.compactor.step)
         self._replicators: dict[str, Replicator] = {}
         self._retired: list[Replicator] = []
@@ -90,7 +91,7 @@ class RaftNode:
         self._forwarders = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"ckite-{tag}-forward")
         self._started = False
         self._stopped = False
-        consensus.listener = self
+        consensus.runtime = self
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -102,9 +103,8 @@ class RaftNode:
         self._apply.start()
         self._compact.start()
         self._submit_worker.start()
-        with self.consensus.lock:
-            self.consensus.start()
-            self.peers_changed(self.consensus.peers)
+        self.consensus.start()
+        self._sync_replicators()
         self._election.start()
         if self._join is not None:
             self._join.start()
@@ -112,13 +112,14 @@ class RaftNode:
     def stop(self) -> None:
         if self._stopped:
             return
-        self._stopped = True
+        with self._peers_lock:
+            self._stopped = True
         self.consensus.stop()
         workers = [self._election, self._apply, self._compact, self._submit_worker, *self._replicators.values(),
                    *self._retired, *([self._join] if self._join is not None else [])]
         for worker in workers:
             worker.signal_stop()
-        self.applier.notify_stop()
+        self.applier.wake()
         self.submitter.wake()
         for worker in workers:
             worker.join()
@@ -127,41 +128,41 @@ class RaftNode:
         self.submitter.fail_queued(StoppedError(f"{self.id} stopped"))
         self.pending.fail_all(StoppedError(f"{self.id} stopped"))
 
-    # --- ConsensusListener (called with the consensus lock held: only wake threads) -----------
+    # --- Runtime: what the core's steps wake (called without the consensus lock) ------------
 
-    def entries_appended(self) -> None:
-        for worker in self._replicators.values():
-            worker.wake()
+    def wake_senders(self) -> None:
+        for replicator in list(self._replicators.values()):
+            replicator.wake()
 
-    def committed(self, commit_index: int) -> None:
-        self.applier.commit_signal.notify_all()
+    def wake(self, effects: Effects) -> None:
+        if effects.wake_applier:
+            self.applier.wake()
+        if effects.wake_timer:
+            self._election.wake()
+        if effects.leader_changed:
+            with self._leader_signal:
+                self._leader_signal.notify_all()
+        if effects.peers_changed:
+            self._sync_replicators()
 
-    def snapshot_installed(self, snapshot: Snapshot) -> None:
-        self.applier.commit_signal.notify_all()
-
-    def truncated(self, from_index: int) -> None:
-        self.pending.fail_from(from_index, LostLeadershipError(
-            f"entries from {from_index} were overwritten by a newer leader; they were not applied"))
-
-    def role_changed(self, role: Role) -> None:
-        self._election.wake()
-        self.entries_appended()
-        self._leader_signal.notify_all()
-
-    def peers_changed(self, peers: frozenset[str]) -> None:
-        if self._stopped:
-            return
-        for peer in peers - self._replicators.keys():
-            replicator = Replicator(self._tag, self.consensus, self.transport, peer, self.clock, self.identity)
-            self._replicators[peer] = replicator
-            if self._started:
-                replicator.start()
-        # Retired threads end on their own; only those still running are kept for stop() to join.
-        self._retired = [replicator for replicator in self._retired if not replicator.finished]
-        for peer in self._replicators.keys() - peers:
-            replicator = self._replicators.pop(peer)
-            replicator.signal_stop()
-            self._retired.append(replicator)
+    def _sync_replicators(self) -> None:
+        """One replicator per peer of the configuration in effect now (read afresh: effects of two
+        steps may be carried out in either order)."""
+        with self._peers_lock:
+            if self._stopped:
+                return
+            peers = self.consensus.peers
+            for peer in peers - self._replicators.keys():
+                replicator = Replicator(self._tag, self.consensus, self.transport, peer, self.clock, self.identity)
+                self._replicators[peer] = replicator
+                if self._started:
+                    replicator.start()
+            # Retired threads end on their own; only those still running are kept for stop() to join.
+            self._retired = [replicator for replicator in self._retired if not replicator.finished]
+            for peer in self._replicators.keys() - peers:
+                replicator = self._replicators.pop(peer)
+                replicator.signal_stop()
+                self._retired.append(replicator)
 
     # --- RpcHandler ---------------------------------------------------------------------------
 

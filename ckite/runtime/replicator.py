@@ -16,7 +16,7 @@ import logging
 from typing import Callable
 
 from ckite.consensus.consensus import Consensus
-from ckite.errors import CKiteError
+from ckite.errors import CKiteError, StorageError
 from ckite.identity import MemberIdentity
 from ckite.rpc.transport import Transport
 from ckite.runtime.worker import Worker
@@ -69,7 +69,11 @@ class Replicator:
             worker.wait(None)   # never send to ourselves under another name; idle until stopped
             return
         if self._clock() >= self._backoff_until:
-            requests, deadline = consensus.outgoing(peer)
+            requests, deadline, barrier = consensus.outgoing(peer)
+            if requests and not self._durable(barrier):
+                for unsent in requests:   # the member is out of service: nothing may leave
+                    consensus.handle_failure(peer, *unsent)
+                return
             for position, (request, context) in enumerate(requests):
                 if not self._pipeline.send(request, context):
                     self._back_off()
@@ -91,6 +95,14 @@ class Replicator:
             except Exception:   # a bug; the other outcomes must still reach the core
                 logger.exception("%s: handling the reply of %s to %s failed", consensus.member_id, peer,
                                  type(request).__name__)
+
+    def _durable(self, barrier: int) -> bool:
+        """Wait for what the requests rest on (a candidate's term and vote) to be on disk."""
+        try:
+            self._consensus.writer.flush(barrier)
+        except StorageError:
+            return False
+        return True
 
     def _back_off(self) -> None:
         self._backoff_until = self._clock() + self._consensus.settings.heartbeat_interval

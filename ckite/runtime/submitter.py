@@ -2,10 +2,11 @@
 
 ``write``/``write_async`` only queue the encoded command and wake this thread, so a client
 that issues many writes at once pays microseconds per call, not a durable append each.
-The thread drains everything queued, appends it as one batch to the log and registers the
-futures, releases the consensus lock (the replicators send the batch at once), then writes
-the batch to disk (one SQLite transaction, one fsync: group commit). While that fsync runs,
-followers persist the same batch and the next batch accumulates.
+The thread drains everything queued and proposes it as one batch: under the consensus lock
+the entries join the log and their futures are registered; then, without the lock, the
+replicators are woken to send the batch while this thread writes it to disk (one SQLite
+transaction, one fsync: group commit). While that fsync runs, followers persist the same
+batch and the next batch accumulates.
 """
 from __future__ import annotations
 
@@ -51,19 +52,15 @@ class Submitter:
             self._append(batch)
 
     def _append(self, batch: list[tuple[EntryKind, bytes, Future, float]]) -> None:
-        unpersisted = None
+        futures = [future for _, _, future, _ in batch]
+        deadline = max(d for _, _, _, d in batch)   # one for the batch: no write fails before its own timeout
+
+        def register(first: int, term: int) -> None:
+            self.pending.register(first, term, futures, deadline)
         try:
-            try:
-                with self.consensus.lock:
-                    first, term, unpersisted = self.consensus.propose_unpersisted(
-                        [(kind, data) for kind, data, _, _ in batch])
-                    # One deadline for the batch: the latest, so that no write fails before its own timeout.
-                    self.pending.register(first, term, [f for _, _, f, _ in batch], max(d for _, _, _, d in batch))
-            finally:
-                if unpersisted is not None:   # the storage is reserved for them: always write them
-                    self.consensus.persist_proposed(unpersisted)
+            self.consensus.propose([(kind, data) for kind, data, _, _ in batch], appended=register)
         except CKiteError as exc:
-            for _, _, future, _ in batch:
+            for future in futures:
                 if not future.done():
                     future.set_exception(exc)
 
