@@ -70,7 +70,8 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
     SystemSpec("pysyncobj-nobatch", "pysyncobj", "tuned: appendEntriesUseBatch=False (latency mode)", False,
                "nothing on disk: MemoryJournal", "@replicated get(sync=True)"),
     SystemSpec("pysyncobj-journal", "pysyncobj", "tuned: appendEntriesUseBatch=False + journalFile", False,
-               "mmap'ed journal file, never fsynced (survives a process crash, not a power cut)",
+               "mmap'ed journal file and a .meta file for term and vote, never fsynced (survives a process "
+               "crash, not a power cut)",
                "@replicated get(sync=True)", default=False),
 )}
 
