@@ -24,9 +24,9 @@ from benchmarks.systems import SYSTEMS
 @dataclass(frozen=True)
 class Metric:
     key: str
-    label: str
+    label: str           # may name {inflight}, {threads}, {readers} and {fill_keys}: the run's options
     get: Callable[[dict[str, Any]], float | None]
-    better: str          # "higher" or "lower"
+    better: str | None   # "higher" or "lower"; None: a count to read (failures, load), not to rank
     digits: int = 1
 
 
@@ -41,10 +41,21 @@ def _peak(section: str) -> Callable[[dict[str, Any]], float | None]:
     return get
 
 
-def _errors(outcome: dict[str, Any]) -> float | None:
-    """Failed operations in the timed rows (the fill retries its failures; they are in its row)."""
-    rows = outcome.get("rows")
-    return sum(r.get("errors", 0) for name, r in rows.items() if name != "fill") if rows else None
+def _failed(row: dict[str, Any]) -> int:
+    """Operations of a row that failed, or were still unfinished when the drain gave up."""
+    return row.get("errors", 0) + row.get("undrained", 0)
+
+
+def _row_failed(name: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda outcome: _failed(outcome["rows"][name]) if name in outcome.get("rows", {}) else None
+
+
+def _timed_rows(field: Callable[[dict[str, Any]], float]) -> Callable[[dict[str, Any]], float | None]:
+    """The sum of ``field`` over the timed rows (the fill retries its failures; they are in its row)."""
+    def get(outcome: dict[str, Any]) -> float | None:
+        rows = outcome.get("rows")
+        return sum(field(r) for name, r in rows.items() if name != "fill") if rows else None
+    return get
 
 
 def _foreign(outcome: dict[str, Any]) -> float | None:
@@ -57,31 +68,40 @@ METRICS: tuple[Metric, ...] = (
     Metric("seq_ops_per_s", "(1) sequential writes, 1 client: ops/s", _row("sequential_write", "ops_per_s"), "higher"),
     Metric("seq_p50_ms", "(1)   p50 latency ms", _row("sequential_write", "p50_ms"), "lower", 2),
     Metric("seq_p99_ms", "(1)   p99 latency ms", _row("sequential_write", "p99_ms"), "lower", 2),
-    Metric("w16_ops_per_s", "(2) 64 writes in flight, 16 B: committed ops/s", _row("concurrent_write_16B", "ops_per_s"),
-           "higher"),
+    Metric("w16_ops_per_s", "(2) {inflight} writes in flight, 16 B: committed ops/s",
+           _row("concurrent_write_16B", "ops_per_s"), "higher"),
     Metric("w16_p99_ms", "(2)   p99 latency ms", _row("concurrent_write_16B", "p99_ms"), "lower", 1),
     Metric("w16_submit_us", "(2)   time inside write_async, us per call", _row("concurrent_write_16B", "submit_us_mean"),
            "lower", 1),
-    Metric("w16t_ops_per_s", "(2b) 64 threads of blocking writes, 16 B: ops/s",
+    Metric("w16_failed", "(2)   failed or unfinished writes", _row_failed("concurrent_write_16B"), None, 0),
+    Metric("w16_new_terms", "(2)   elections during the row (new terms)", _row("concurrent_write_16B", "new_terms"),
+           None, 0),
+    Metric("w16t_ops_per_s", "(2b) {threads} threads of blocking writes, 16 B: ops/s",
            _row("concurrent_write_16B_threads", "ops_per_s"), "higher"),
     Metric("w16t_p99_ms", "(2b)   p99 latency ms", _row("concurrent_write_16B_threads", "p99_ms"), "lower", 1),
-    Metric("w1k_ops_per_s", "(2) 64 writes in flight, 1 KiB: committed ops/s",
+    Metric("w1k_ops_per_s", "(2) {inflight} writes in flight, 1 KiB: committed ops/s",
            _row("concurrent_write_1KiB", "ops_per_s"), "higher"),
     Metric("w1k_p99_ms", "(2)   p99 latency ms", _row("concurrent_write_1KiB", "p99_ms"), "lower", 1),
-    Metric("read_ops_per_s", "(3) linearizable reads, 64 clients: reads/s", _row("linearizable_read", "ops_per_s"),
+    Metric("w1k_failed", "(2)   failed or unfinished writes", _row_failed("concurrent_write_1KiB"), None, 0),
+    Metric("w1k_new_terms", "(2)   elections during the row (new terms)", _row("concurrent_write_1KiB", "new_terms"),
+           None, 0),
+    Metric("read_ops_per_s", "(3) linearizable reads, {readers} clients: reads/s", _row("linearizable_read", "ops_per_s"),
            "higher"),
     Metric("read_p99_ms", "(3)   p99 latency ms", _row("linearizable_read", "p99_ms"), "lower", 1),
     Metric("rss_rows_mib", "(4) peak RSS of the largest member, MiB", _peak("memory_after_rows"), "lower"),
-    Metric("rss_fill_mib", "(4) peak RSS of the largest member at fill, MiB", _peak("memory_at_fill"), "lower"),
+    Metric("rss_fill_mib", "(4) peak RSS of the largest member at {fill_keys:,} keys, MiB", _peak("memory_at_fill"),
+           "lower"),
     Metric("cpu_w16", "(4) CPU s per 1000 writes, 3 members (16 B row)",
            _row("concurrent_write_16B", "cpu_s_per_1000_ops"), "lower", 3),
     Metric("cpu_w1k", "(4) CPU s per 1000 writes, 3 members (1 KiB row)",
            _row("concurrent_write_1KiB", "cpu_s_per_1000_ops"), "lower", 3),
     Metric("cpu_seq", "(4) CPU s per 1000 writes, 3 members (sequential)",
            _row("sequential_write", "cpu_s_per_1000_ops"), "lower", 3),
-    Metric("errors", "failed operations, timed rows", _errors, "lower", 0),
-    Metric("fill_retries", "failed writes retried during the fill", _row("fill", "errors"), "lower", 0),
-    Metric("foreign_load", "other processes' busy cores during rows (mean)", _foreign, "lower", 2),
+    Metric("errors", "failed or unfinished operations, timed rows", _timed_rows(_failed), None, 0),
+    Metric("new_terms", "elections during the timed rows (new terms)", _timed_rows(lambda r: r.get("new_terms", 0)),
+           None, 0),
+    Metric("fill_retries", "failed writes retried during the fill", _row("fill", "errors"), None, 0),
+    Metric("foreign_load", "other processes' busy cores during rows (mean)", _foreign, None, 2),
 )
 
 
@@ -108,7 +128,8 @@ def environment(options: Any) -> dict[str, Any]:
         "versions": {p: version(p) for p in ("pysyncobj", "thriftpy2", "msgpack")},
         "thriftpy2_cython": cython_thrift,
         "options": {"systems": options.systems, "duration_s": options.duration, "warmup_s": options.warmup,
-                    "inflight": options.inflight, "read_clients": options.read_clients,
+                    "inflight": options.inflight, "writer_threads": options.writer_threads,
+                    "read_clients": options.read_clients,
                     "value_sizes": [options.small, options.large], "fill_keys": options.fill_keys,
                     "fill_window": options.fill_window, "runs": options.runs},
         "fsync": {name: SYSTEMS[name].fsync for name in options.systems},
@@ -137,7 +158,8 @@ def summarize(runs: list[dict[str, Any]], options: Any) -> dict[str, Any]:
             summary[system][metric.key] = round(statistics.median(values), 4) if values else None
         summary[system]["failed_runs"] = sum(1 for o in outcomes if "error" in o)
     ours, theirs = _sides(options.systems)
-    ratios = {f"{ours}/{other}": {m.key: _ratio(summary[ours][m.key], summary[other][m.key]) for m in METRICS}
+    ratios = {f"{ours}/{other}": {m.key: _ratio(summary[ours][m.key], summary[other][m.key])
+                                  for m in METRICS if m.better}
               for other in theirs} if ours else {}
     document = {"summary": summary, "ratios": ratios, "targets": _targets(summary, ours, theirs)}
     document["table"] = table(document, options, len(runs))
@@ -201,10 +223,11 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
     headers = ["metric (median of %d run%s)" % (runs, "" if runs == 1 else "s"), *systems, *ratios.keys()]
     lines: list[list[str]] = []
     for metric in METRICS:
-        label = metric.label.replace("at fill", f"at {options.fill_keys:,} keys")
-        line = [f"{label} [{metric.better} is better]"]
+        label = metric.label.format(inflight=options.inflight, threads=options.writer_threads,
+                                    readers=options.read_clients, fill_keys=options.fill_keys)
+        line = [f"{label} [{metric.better} is better]" if metric.better else label]
         line += [_fmt(summary[s][metric.key], metric.digits) for s in systems]
-        line += [_fmt(r[metric.key], 2) + ("x" if r[metric.key] is not None else "") for r in ratios.values()]
+        line += [_fmt(r.get(metric.key), 2) + ("x" if r.get(metric.key) is not None else "") for r in ratios.values()]
         lines.append(line)
     lines.append(["(5) fsync on acknowledged writes", *("on" if SYSTEMS[s].fsync else "off" for s in systems),
                   *("" for _ in ratios)])

@@ -1,13 +1,15 @@
 """The systems under test: one adapter per library and configuration, run inside a member process.
 
-Every adapter offers the same five operations on a replicated key-value map, so that the load
-generator (``benchmarks.load``) is one piece of code for all of them:
+Every adapter offers the same operations on a replicated key-value map, so that the load
+generator (``benchmarks.load``) and the runner are one piece of code for all of them:
 
 - ``write(key, value, timeout)``: a replicated write; returns once it is committed and applied.
 - ``write_async(key, value, done, timeout)``: submit a write; ``done(ok, failure)`` is called once, from
   whichever thread the library completes it on.
 - ``read(key, timeout)``: the library's linearizable read, or its closest equivalent.
 - ``is_leader()``, ``stop()``.
+- ``term()``: this member's current Raft term; the runner compares it before and after each row,
+  so that a row during which the cluster held elections (a failover under load) says so.
 
 The table of systems (``SYSTEMS``) is read by the parent, which never imports the libraries.
 """
@@ -132,6 +134,9 @@ class CKiteSystem:
     def read(self, key: str, timeout: float) -> Any:
         return self.member.read(self._get(key), timeout=timeout)
 
+    def term(self) -> int:
+        return int(self.member.status()["term"])
+
     def stop(self) -> None:
         self.member.stop()
 
@@ -212,6 +217,9 @@ class PySyncObjSystem:
 
     def read(self, key: str, timeout: float) -> Any:
         return self.obj.get(key, sync=True, timeout=timeout)
+
+    def term(self) -> int:
+        return int(self.obj.raftCurrentTerm)
 
     def stop(self) -> None:
         if hasattr(self.obj, "destroy_synchronous"):
