@@ -32,7 +32,9 @@ def parse(argv: list[str] | None) -> Options:
                              "window for both libraries)")
     parser.add_argument("--writer-threads", type=int, default=64,
                         help="threads doing blocking writes in row 2b (default 64)")
-    parser.add_argument("--read-clients", type=int, default=64, help="reader threads in the read row")
+    parser.add_argument("--read-clients", type=int, default=64, help="reader threads on the leader in row 3")
+    parser.add_argument("--member-readers", type=int, default=64,
+                        help="reader threads in each member in row 3b, linearizable reads on every member")
     parser.add_argument("--fill-keys", type=int, default=None, help="keys written for the memory row "
                                                                      "(default 100000; quick: 2000)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -42,7 +44,7 @@ def parse(argv: list[str] | None) -> Options:
                         help="gil: interpreter time only (default); wall: every thread, waiting included")
     parser.add_argument("--profile-row", default="concurrent_write_16B",
                         choices=("sequential_write", "concurrent_write_16B", "concurrent_write_16B_threads",
-                                 "concurrent_write_1KiB", "linearizable_read"),
+                                 "concurrent_write_1KiB", "linearizable_read", "linearizable_read_every_member"),
                         help="the row during which --profile samples (default: concurrent_write_16B)")
     parser.add_argument("--workdir", type=Path, help="keep member data and logs here (default: a temporary "
                                                      "directory, removed afterwards)")
@@ -73,6 +75,7 @@ def parse(argv: list[str] | None) -> Options:
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
     return Options(systems=interleaved, duration=duration, warmup=0.4 if args.quick else 1.0,
                    inflight=args.inflight, writer_threads=args.writer_threads, read_clients=args.read_clients,
+                   member_readers=args.member_readers,
                    fill_keys=args.fill_keys if args.fill_keys is not None else (2000 if args.quick else 100_000),
                    runs=max(args.runs, 1), out=args.out, profile_dir=args.profile, profile_mode=args.profile_mode,
                    profile_row=args.profile_row, workdir=args.workdir,

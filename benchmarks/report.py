@@ -24,7 +24,7 @@ from benchmarks.systems import SYSTEMS
 @dataclass(frozen=True)
 class Metric:
     key: str
-    label: str           # may name {inflight}, {threads}, {readers} and {fill_keys}: the run's options
+    label: str           # may name {inflight}, {threads}, {readers}, {member_readers}, {fill_keys}: the run's options
     get: Callable[[dict[str, Any]], float | None]
     better: str | None   # "higher" or "lower"; None: a count to read (failures, load), not to rank
     digits: int = 1
@@ -71,8 +71,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("w16_ops_per_s", "(2) {inflight} writes in flight, 16 B: committed ops/s",
            _row("concurrent_write_16B", "ops_per_s"), "higher"),
     Metric("w16_p99_ms", "(2)   p99 latency ms", _row("concurrent_write_16B", "p99_ms"), "lower", 1),
-    Metric("w16_submit_us", "(2)   time inside write_async, us per call", _row("concurrent_write_16B", "submit_us_mean"),
-           "lower", 1),
+    Metric("w16_submit_us", "(2)   time inside write_async, us per call",
+           _row("concurrent_write_16B", "submit_us_mean"), "lower", 1),
     Metric("w16_failed", "(2)   failed or unfinished writes", _row_failed("concurrent_write_16B"), None, 0),
     Metric("w16_new_terms", "(2)   elections during the row (new terms)", _row("concurrent_write_16B", "new_terms"),
            None, 0),
@@ -85,9 +85,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("w1k_failed", "(2)   failed or unfinished writes", _row_failed("concurrent_write_1KiB"), None, 0),
     Metric("w1k_new_terms", "(2)   elections during the row (new terms)", _row("concurrent_write_1KiB", "new_terms"),
            None, 0),
-    Metric("read_ops_per_s", "(3) linearizable reads, {readers} clients: reads/s", _row("linearizable_read", "ops_per_s"),
-           "higher"),
+    Metric("read_ops_per_s", "(3) linearizable reads on the leader, {readers} clients: reads/s",
+           _row("linearizable_read", "ops_per_s"), "higher"),
     Metric("read_p99_ms", "(3)   p99 latency ms", _row("linearizable_read", "p99_ms"), "lower", 1),
+    Metric("read_all_ops_per_s", "(3b) linearizable reads on every member, {member_readers} readers each: reads/s",
+           _row("linearizable_read_every_member", "ops_per_s"), "higher"),
+    Metric("read_all_p50_ms", "(3b)   p50 latency ms", _row("linearizable_read_every_member", "p50_ms"), "lower", 2),
+    Metric("read_all_p99_ms", "(3b)   p99 latency ms", _row("linearizable_read_every_member", "p99_ms"), "lower", 1),
     Metric("rss_rows_mib", "(4) peak RSS of the largest member, MiB", _peak("memory_after_rows"), "lower"),
     Metric("rss_fill_mib", "(4) peak RSS of the largest member at {fill_keys:,} keys, MiB", _peak("memory_at_fill"),
            "lower"),
@@ -129,7 +133,7 @@ def environment(options: Any) -> dict[str, Any]:
         "thriftpy2_cython": cython_thrift,
         "options": {"systems": options.systems, "duration_s": options.duration, "warmup_s": options.warmup,
                     "inflight": options.inflight, "writer_threads": options.writer_threads,
-                    "read_clients": options.read_clients,
+                    "read_clients": options.read_clients, "member_readers": options.member_readers,
                     "value_sizes": [options.small, options.large], "fill_keys": options.fill_keys,
                     "fill_window": options.fill_window, "runs": options.runs},
         "fsync": {name: SYSTEMS[name].fsync for name in options.systems},
@@ -224,7 +228,8 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
     lines: list[list[str]] = []
     for metric in METRICS:
         label = metric.label.format(inflight=options.inflight, threads=options.writer_threads,
-                                    readers=options.read_clients, fill_keys=options.fill_keys)
+                                    readers=options.read_clients, member_readers=options.member_readers,
+                                    fill_keys=options.fill_keys)
         line = [f"{label} [{metric.better} is better]" if metric.better else label]
         line += [_fmt(summary[s][metric.key], metric.digits) for s in systems]
         line += [_fmt(r.get(metric.key), 2) + ("x" if r.get(metric.key) is not None else "") for r in ratios.values()]
