@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import report
+from benchmarks.runner import Options
+
 pytestmark = pytest.mark.processes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,6 +61,36 @@ def test_quick_benchmark_writes_every_row(tmp_path):
     if HAVE_PYSYNCOBJ:
         assert document["meta"]["fsync"]["pysyncobj"] is False
         assert document["ratios"]["ckite/pysyncobj"]["w16_ops_per_s"] is not None
+        # --quick runs one PySyncObj configuration: it is the best column, and the table shows it.
+        assert document["best-pysyncobj"]["read_all_ops_per_s"]["system"] == "pysyncobj"
+        assert document["ratios"]["ckite/best-pysyncobj"]["w16_ops_per_s"] is not None
+        assert "best PySyncObj" in done.stdout and "issue 13 targets" in done.stdout
+        assert len(document["targets"]) == 5
+
+
+def test_the_best_column_takes_the_better_configuration_per_row():
+    """For each row the best-of-PySyncObj column holds the better configuration's median (higher
+    ops/s, lower latency and RSS), ratios and targets are taken against it, and counts such as
+    failures are not ranked."""
+    def outcome(w16, p50, rss, errors):
+        return {"rows": {"concurrent_write_16B": {"ops_per_s": w16, "errors": errors},
+                         "sequential_write": {"p50_ms": p50}},
+                "memory_at_fill": [{"peak_rss_mib": rss}, {"peak_rss_mib": rss - 5}]}
+
+    run = {"ckite": outcome(30_000, 0.5, 60, 0), "pysyncobj": outcome(10_000, 100.0, 50, 7),
+           "pysyncobj-nobatch": outcome(8_000, 0.6, 45, 0)}
+    document = report.summarize([run], Options(systems=list(run)))
+    best = document["best-pysyncobj"]
+    assert best["w16_ops_per_s"] == {"value": 10_000, "system": "pysyncobj"}
+    assert best["seq_p50_ms"] == {"value": 0.6, "system": "pysyncobj-nobatch"}
+    assert best["rss_fill_mib"] == {"value": 45, "system": "pysyncobj-nobatch"}
+    assert "errors" not in best and document["summary"]["pysyncobj"]["errors"] == 7
+    assert document["ratios"]["ckite/best-pysyncobj"]["w16_ops_per_s"] == 3.0
+    met = {goal["goal"].split(" >=")[0].split(" <=")[0]: goal["met"] for goal in document["targets"]}
+    assert met["concurrent 16 B writes"] is True and met["sequential write p50"] is True
+    assert met["peak RSS of the busiest member after the fill"] is True   # 60 <= 45 + 20
+    assert met["concurrent 1 KiB writes"] is None                         # no data: not judged
+    assert "10,000.0 (default)" in document["table"] and "0.60 (nobatch)" in document["table"]
 
 
 def run_variant(tmp_path, system: str) -> dict:
