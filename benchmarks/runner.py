@@ -6,8 +6,8 @@ reads on every member, every member's process at once) while it reads the CPU co
 three members from /proc. The rows run in this order on one cluster: warm-up, sequential
 writes, concurrent writes (16 B async, 16 B from 64 threads, 1 KiB async), linearizable reads
 on the leader, then on every member, then a fill to ``fill_keys`` distinct keys for the memory
-row. Systems are interleaved run by run so
-that a change in the machine's load hits both libraries alike.
+row. Systems are interleaved run by run so that a change in the machine's load hits both
+libraries alike.
 """
 from __future__ import annotations
 
