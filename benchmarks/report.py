@@ -110,6 +110,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("new_terms", "elections during the timed rows (new terms)", _timed_rows(lambda r: r.get("new_terms", 0)),
            None, 0),
     Metric("fill_retries", "failed writes retried during the fill", _row("fill", "errors"), None, 0),
+    Metric("fill_new_terms", "elections during the fill (new terms)", _row("fill", "new_terms"), None, 0),
     Metric("foreign_load", "other processes' busy cores during rows (mean)", _foreign, None, 2),
 )
 
