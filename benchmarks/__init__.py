@@ -8,6 +8,7 @@ lives in the leader's process.
 Modules: ``__main__`` (command line), ``runner`` (clusters, rows, accounting), ``member`` (the
 member process and its control protocol), ``systems`` (one adapter per library and
 configuration), ``load`` (the workloads, shared by every system), ``procstat`` (CPU, RSS and
-machine load from /proc), ``report`` (table and ratios), ``profile`` (py-spy of the leader,
-cost per committed entry by stage).
+machine load from /proc), ``report`` (medians, the best-of-PySyncObj column, ratios, the table),
+``targets`` (issue 13's targets against that column), ``profile`` (py-spy of the leader, cost
+per committed entry by stage).
 """

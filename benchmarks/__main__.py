@@ -27,8 +27,14 @@ def parse(argv: list[str] | None) -> Options:
     parser.add_argument("--runs", type=int, default=1, help="repeat everything N times; the table shows medians")
     parser.add_argument("--out", type=Path, default=Path("artifacts/benchmark-results.json"),
                         help="JSON results file (default artifacts/benchmark-results.json)")
-    parser.add_argument("--inflight", type=int, default=64, help="writes in flight in the concurrent rows")
-    parser.add_argument("--read-clients", type=int, default=64, help="reader threads in the read row")
+    parser.add_argument("--inflight", type=int, default=2000,
+                        help="asynchronous writes kept in flight in the concurrent rows (default 2000, issue 13's "
+                             "window for both libraries)")
+    parser.add_argument("--writer-threads", type=int, default=64,
+                        help="threads doing blocking writes in row 2b (default 64)")
+    parser.add_argument("--read-clients", type=int, default=64, help="reader threads on the leader in row 3")
+    parser.add_argument("--member-readers", type=int, default=64,
+                        help="reader threads in each member in row 3b, linearizable reads on every member")
     parser.add_argument("--fill-keys", type=int, default=None, help="keys written for the memory row "
                                                                      "(default 100000; quick: 2000)")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -38,7 +44,7 @@ def parse(argv: list[str] | None) -> Options:
                         help="gil: interpreter time only (default); wall: every thread, waiting included")
     parser.add_argument("--profile-row", default="concurrent_write_16B",
                         choices=("sequential_write", "concurrent_write_16B", "concurrent_write_16B_threads",
-                                 "concurrent_write_1KiB", "linearizable_read"),
+                                 "concurrent_write_1KiB", "linearizable_read", "linearizable_read_every_member"),
                         help="the row during which --profile samples (default: concurrent_write_16B)")
     parser.add_argument("--workdir", type=Path, help="keep member data and logs here (default: a temporary "
                                                      "directory, removed afterwards)")
@@ -68,7 +74,8 @@ def parse(argv: list[str] | None) -> Options:
     interleaved = [s for pair in zip(ours, theirs) for s in pair] + ours[len(theirs):] + theirs[len(ours):]
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
     return Options(systems=interleaved, duration=duration, warmup=0.4 if args.quick else 1.0,
-                   inflight=args.inflight, read_clients=args.read_clients,
+                   inflight=args.inflight, writer_threads=args.writer_threads, read_clients=args.read_clients,
+                   member_readers=args.member_readers,
                    fill_keys=args.fill_keys if args.fill_keys is not None else (2000 if args.quick else 100_000),
                    runs=max(args.runs, 1), out=args.out, profile_dir=args.profile, profile_mode=args.profile_mode,
                    profile_row=args.profile_row, workdir=args.workdir,

@@ -13,7 +13,8 @@ Workloads (each returns a dict of plain numbers, ready for JSON):
   write is submitted when one completes) for a duration.
 - :func:`writers`: ``clients`` threads, each doing blocking writes (the other way to have many
   writes in flight: what an application with a thread per request does).
-- :func:`readers`: ``clients`` threads, each doing blocking linearizable reads.
+- :func:`readers`: ``clients`` threads, each doing blocking linearizable reads; run on every
+  member at once, :func:`combine` makes one result of the members' results.
 - :func:`fill`: write N distinct keys (failed writes retried), for the memory row.
 """
 from __future__ import annotations
@@ -186,9 +187,27 @@ def _drain(slots: threading.Semaphore, inflight: int, timeout: float) -> int:
     return taken
 
 
-def readers(system: Any, duration: float, clients: int, timeout: float = 10.0) -> dict[str, Any]:
-    """``clients`` threads doing blocking reads of existing keys for ``duration`` seconds."""
-    return _closed_loop(lambda i: system.read(f"k{i % KEYSPACE}", timeout), duration, clients)
+def readers(system: Any, duration: float, clients: int, timeout: float = 10.0,
+            latencies: bool = False) -> dict[str, Any]:
+    """``clients`` threads doing blocking reads of existing keys for ``duration`` seconds.
+
+    ``latencies``: also return every read's latency (``latencies_us``), so that the results of
+    readers on several members can be combined into percentiles over all of them."""
+    return _closed_loop(lambda i: system.read(f"k{i % KEYSPACE}", timeout), duration, clients, latencies)
+
+
+def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result of a workload run on every member at once (each with ``latencies``): ops and
+    rates summed over the members, percentiles over every member's operations."""
+    latencies = [us / 1e6 for result in results for us in result["latencies_us"]]
+    samples: dict[str, str] = {}
+    for result in results:
+        for kind, message in result["error_samples"].items():
+            samples.setdefault(kind, message)
+    return {"ops": sum(r["ops"] for r in results), "elapsed_s": max(r["elapsed_s"] for r in results),
+            "ops_per_s": round(sum(r["ops_per_s"] for r in results), 1),
+            "ops_per_s_by_member": [r["ops_per_s"] for r in results], "clients": sum(r["clients"] for r in results),
+            "errors": sum(r["errors"] for r in results), "error_samples": samples, **latency_summary(latencies)}
 
 
 def writers(system: Any, duration: float, clients: int, size: int, timeout: float = 10.0) -> dict[str, Any]:
@@ -196,8 +215,10 @@ def writers(system: Any, duration: float, clients: int, size: int, timeout: floa
     return _closed_loop(lambda i: system.write(f"k{i % KEYSPACE}", os.urandom(size), timeout), duration, clients)
 
 
-def _closed_loop(operation: Callable[[int], Any], duration: float, clients: int) -> dict[str, Any]:
-    """``clients`` threads each calling ``operation(i)`` back to back until ``duration`` passes."""
+def _closed_loop(operation: Callable[[int], Any], duration: float, clients: int,
+                 keep_latencies: bool = False) -> dict[str, Any]:
+    """``clients`` threads each calling ``operation(i)`` back to back until ``duration`` passes;
+    ``keep_latencies`` adds every latency, in whole microseconds, as ``latencies_us``."""
     clock = time.perf_counter
     per_thread: list[list[float]] = [[] for _ in range(clients)]
     errors = _Errors()
@@ -228,6 +249,9 @@ def _closed_loop(operation: Callable[[int], Any], duration: float, clients: int)
         thread.join(duration + 60)
     elapsed = clock() - start
     latencies = [x for mine in per_thread for x in mine]
-    return {"ops": len(latencies), "elapsed_s": round(elapsed, 3), "ops_per_s": round(len(latencies) / elapsed, 1),
-            "clients": clients, "errors": errors.count, "error_samples": errors.samples,
-            **latency_summary(latencies)}
+    result = {"ops": len(latencies), "elapsed_s": round(elapsed, 3), "ops_per_s": round(len(latencies) / elapsed, 1),
+              "clients": clients, "errors": errors.count, "error_samples": errors.samples,
+              **latency_summary(latencies)}
+    if keep_latencies:
+        result["latencies_us"] = [round(x * 1e6) for x in latencies]
+    return result

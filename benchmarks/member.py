@@ -4,7 +4,7 @@
 
 The parent writes one request per line on stdin and reads one reply per line on stdout:
 
-    {"op": "leader"}                                   -> {"ok": true, "leader": bool}
+    {"op": "state"}                                    -> {"ok": true, "leader": bool, "term": int}
     {"op": "run", "workload": W, "args": {...}}         -> {"ok": true, "result": {...}}
     {"op": "stop"}                                     -> {"ok": true}, then the process exits
 
@@ -63,8 +63,8 @@ def serve(system: Any, requests: TextIO, replies: TextIO) -> None:
             request = json.loads(line)
             op = request.get("op")
             try:
-                if op == "leader":
-                    reply({"ok": True, "leader": system.is_leader()})
+                if op == "state":
+                    reply({"ok": True, "leader": system.is_leader(), "term": system.term()})
                 elif op == "run":
                     reply({"ok": True, "result": _run(system, request["workload"], dict(request.get("args", {})))})
                 elif op == "stop":

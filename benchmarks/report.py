@@ -1,8 +1,13 @@
-"""The summary of a benchmark: medians across runs, ratios ours/PySyncObj, the printed table.
+"""The summary of a benchmark: medians across runs, the best-of-PySyncObj column, ratios, the table.
 
-Ratios are always ckite-py's value divided by PySyncObj's, whatever the direction of the
-metric: each row says whether higher or lower is better. Nothing here judges a number; the
-"targets" lines only compare against issue 7's goals and print met / not met.
+For every ranked metric the "best PySyncObj" column holds the better of the PySyncObj
+configurations' medians (higher ops/s; lower latency, RSS, CPU) and names the configuration
+that reached it, so that ckite-py is compared with PySyncObj at its best for each row, as issue
+13 asks, never with one configuration alone. Ratios are always ckite-py's value divided by
+PySyncObj's, whatever the direction of the metric: each row says whether higher or lower is
+better. The table shows the ratio to the best column; the JSON also keeps the ratio to each
+configuration. Counts (failures, elections, other processes' load) are not ranked: they have
+no best and no ratio. Nothing here judges a number; ``benchmarks.targets`` prints met / not met.
 """
 from __future__ import annotations
 
@@ -17,16 +22,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from benchmarks import procstat
+from benchmarks import procstat, targets
 from benchmarks.systems import SYSTEMS
 
 
 @dataclass(frozen=True)
 class Metric:
     key: str
-    label: str
+    label: str           # may name {inflight}, {threads}, {readers}, {member_readers}, {fill_keys}: the run's options
     get: Callable[[dict[str, Any]], float | None]
-    better: str          # "higher" or "lower"
+    better: str | None   # "higher" or "lower"; None: a count to read (failures, load), not to rank
     digits: int = 1
 
 
@@ -41,10 +46,21 @@ def _peak(section: str) -> Callable[[dict[str, Any]], float | None]:
     return get
 
 
-def _errors(outcome: dict[str, Any]) -> float | None:
-    """Failed operations in the timed rows (the fill retries its failures; they are in its row)."""
-    rows = outcome.get("rows")
-    return sum(r.get("errors", 0) for name, r in rows.items() if name != "fill") if rows else None
+def _failed(row: dict[str, Any]) -> int:
+    """Operations of a row that failed, or were still unfinished when the drain gave up."""
+    return row.get("errors", 0) + row.get("undrained", 0)
+
+
+def _row_failed(name: str) -> Callable[[dict[str, Any]], float | None]:
+    return lambda outcome: _failed(outcome["rows"][name]) if name in outcome.get("rows", {}) else None
+
+
+def _timed_rows(field: Callable[[dict[str, Any]], float]) -> Callable[[dict[str, Any]], float | None]:
+    """The sum of ``field`` over the timed rows (the fill retries its failures; they are in its row)."""
+    def get(outcome: dict[str, Any]) -> float | None:
+        rows = outcome.get("rows")
+        return sum(field(r) for name, r in rows.items() if name != "fill") if rows else None
+    return get
 
 
 def _foreign(outcome: dict[str, Any]) -> float | None:
@@ -57,31 +73,45 @@ METRICS: tuple[Metric, ...] = (
     Metric("seq_ops_per_s", "(1) sequential writes, 1 client: ops/s", _row("sequential_write", "ops_per_s"), "higher"),
     Metric("seq_p50_ms", "(1)   p50 latency ms", _row("sequential_write", "p50_ms"), "lower", 2),
     Metric("seq_p99_ms", "(1)   p99 latency ms", _row("sequential_write", "p99_ms"), "lower", 2),
-    Metric("w16_ops_per_s", "(2) 64 writes in flight, 16 B: committed ops/s", _row("concurrent_write_16B", "ops_per_s"),
-           "higher"),
+    Metric("w16_ops_per_s", "(2) {inflight} writes in flight, 16 B: committed ops/s",
+           _row("concurrent_write_16B", "ops_per_s"), "higher"),
     Metric("w16_p99_ms", "(2)   p99 latency ms", _row("concurrent_write_16B", "p99_ms"), "lower", 1),
-    Metric("w16_submit_us", "(2)   time inside write_async, us per call", _row("concurrent_write_16B", "submit_us_mean"),
-           "lower", 1),
-    Metric("w16t_ops_per_s", "(2b) 64 threads of blocking writes, 16 B: ops/s",
+    Metric("w16_submit_us", "(2)   time inside write_async, us per call",
+           _row("concurrent_write_16B", "submit_us_mean"), "lower", 1),
+    Metric("w16_failed", "(2)   failed or unfinished writes", _row_failed("concurrent_write_16B"), None, 0),
+    Metric("w16_new_terms", "(2)   elections during the row (new terms)", _row("concurrent_write_16B", "new_terms"),
+           None, 0),
+    Metric("w16t_ops_per_s", "(2b) {threads} threads of blocking writes, 16 B: ops/s",
            _row("concurrent_write_16B_threads", "ops_per_s"), "higher"),
     Metric("w16t_p99_ms", "(2b)   p99 latency ms", _row("concurrent_write_16B_threads", "p99_ms"), "lower", 1),
-    Metric("w1k_ops_per_s", "(2) 64 writes in flight, 1 KiB: committed ops/s",
+    Metric("w1k_ops_per_s", "(2) {inflight} writes in flight, 1 KiB: committed ops/s",
            _row("concurrent_write_1KiB", "ops_per_s"), "higher"),
     Metric("w1k_p99_ms", "(2)   p99 latency ms", _row("concurrent_write_1KiB", "p99_ms"), "lower", 1),
-    Metric("read_ops_per_s", "(3) linearizable reads, 64 clients: reads/s", _row("linearizable_read", "ops_per_s"),
-           "higher"),
+    Metric("w1k_failed", "(2)   failed or unfinished writes", _row_failed("concurrent_write_1KiB"), None, 0),
+    Metric("w1k_new_terms", "(2)   elections during the row (new terms)", _row("concurrent_write_1KiB", "new_terms"),
+           None, 0),
+    Metric("read_ops_per_s", "(3) linearizable reads on the leader, {readers} clients: reads/s",
+           _row("linearizable_read", "ops_per_s"), "higher"),
     Metric("read_p99_ms", "(3)   p99 latency ms", _row("linearizable_read", "p99_ms"), "lower", 1),
+    Metric("read_all_ops_per_s", "(3b) linearizable reads on every member, {member_readers} readers each: reads/s",
+           _row("linearizable_read_every_member", "ops_per_s"), "higher"),
+    Metric("read_all_p50_ms", "(3b)   p50 latency ms", _row("linearizable_read_every_member", "p50_ms"), "lower", 2),
+    Metric("read_all_p99_ms", "(3b)   p99 latency ms", _row("linearizable_read_every_member", "p99_ms"), "lower", 1),
     Metric("rss_rows_mib", "(4) peak RSS of the largest member, MiB", _peak("memory_after_rows"), "lower"),
-    Metric("rss_fill_mib", "(4) peak RSS of the largest member at fill, MiB", _peak("memory_at_fill"), "lower"),
+    Metric("rss_fill_mib", "(4) peak RSS of the largest member at {fill_keys:,} keys, MiB", _peak("memory_at_fill"),
+           "lower"),
     Metric("cpu_w16", "(4) CPU s per 1000 writes, 3 members (16 B row)",
            _row("concurrent_write_16B", "cpu_s_per_1000_ops"), "lower", 3),
     Metric("cpu_w1k", "(4) CPU s per 1000 writes, 3 members (1 KiB row)",
            _row("concurrent_write_1KiB", "cpu_s_per_1000_ops"), "lower", 3),
     Metric("cpu_seq", "(4) CPU s per 1000 writes, 3 members (sequential)",
            _row("sequential_write", "cpu_s_per_1000_ops"), "lower", 3),
-    Metric("errors", "failed operations, timed rows", _errors, "lower", 0),
-    Metric("fill_retries", "failed writes retried during the fill", _row("fill", "errors"), "lower", 0),
-    Metric("foreign_load", "other processes' busy cores during rows (mean)", _foreign, "lower", 2),
+    Metric("errors", "failed or unfinished operations, timed rows", _timed_rows(_failed), None, 0),
+    Metric("new_terms", "elections during the timed rows (new terms)", _timed_rows(lambda r: r.get("new_terms", 0)),
+           None, 0),
+    Metric("fill_retries", "failed writes retried during the fill", _row("fill", "errors"), None, 0),
+    Metric("fill_new_terms", "elections during the fill (new terms)", _row("fill", "new_terms"), None, 0),
+    Metric("foreign_load", "other processes' busy cores during rows (mean)", _foreign, None, 2),
 )
 
 
@@ -108,7 +138,8 @@ def environment(options: Any) -> dict[str, Any]:
         "versions": {p: version(p) for p in ("pysyncobj", "thriftpy2", "msgpack")},
         "thriftpy2_cython": cython_thrift,
         "options": {"systems": options.systems, "duration_s": options.duration, "warmup_s": options.warmup,
-                    "inflight": options.inflight, "read_clients": options.read_clients,
+                    "inflight": options.inflight, "writer_threads": options.writer_threads,
+                    "read_clients": options.read_clients, "member_readers": options.member_readers,
                     "value_sizes": [options.small, options.large], "fill_keys": options.fill_keys,
                     "fill_window": options.fill_window, "runs": options.runs},
         "fsync": {name: SYSTEMS[name].fsync for name in options.systems},
@@ -137,11 +168,38 @@ def summarize(runs: list[dict[str, Any]], options: Any) -> dict[str, Any]:
             summary[system][metric.key] = round(statistics.median(values), 4) if values else None
         summary[system]["failed_runs"] = sum(1 for o in outcomes if "error" in o)
     ours, theirs = _sides(options.systems)
-    ratios = {f"{ours}/{other}": {m.key: _ratio(summary[ours][m.key], summary[other][m.key]) for m in METRICS}
-              for other in theirs} if ours else {}
-    document = {"summary": summary, "ratios": ratios, "targets": _targets(summary, ours, theirs)}
+    best = best_of(summary, theirs)
+    ratios: dict[str, dict[str, float | None]] = {}
+    if ours and theirs:   # the first is the one the table shows
+        ratios[f"{ours}/{BEST}"] = {key: _ratio(summary[ours][key], b and b["value"]) for key, b in best.items()}
+        for other in theirs:
+            ratios[f"{ours}/{other}"] = {m.key: _ratio(summary[ours][m.key], summary[other][m.key])
+                                         for m in METRICS if m.better}
+    document = {"summary": summary, BEST: best, "ratios": ratios,
+                "targets": targets.issue_13(summary, best, ours)}
     document["table"] = table(document, options, len(runs))
     return document
+
+
+#: The name of the best-of-PySyncObj column, in the JSON and in the ratio's name.
+BEST = "best-pysyncobj"
+
+
+def best_of(summary: dict[str, dict[str, Any]], theirs: list[str]) -> dict[str, dict[str, Any] | None]:
+    """For every ranked metric, ``{"value", "system"}``: the better of the PySyncObj
+    configurations' medians and the configuration that reached it (None: none has the metric).
+    Every PySyncObj configuration in the run competes: by default the two issue 13 names."""
+    best: dict[str, dict[str, Any] | None] = {}
+    if not theirs:
+        return best
+    for metric in METRICS:
+        if metric.better is None:
+            continue
+        candidates = [(summary[s][metric.key], s) for s in theirs if summary[s][metric.key] is not None]
+        pick = max if metric.better == "higher" else min
+        value, system = pick(candidates, key=lambda c: c[0]) if candidates else (None, None)
+        best[metric.key] = None if system is None else {"value": value, "system": system}
+    return best
 
 
 def _sides(systems: list[str]) -> tuple[str | None, list[str]]:
@@ -156,37 +214,6 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3)
 
 
-def _targets(summary: dict[str, dict[str, Any]], ours: str | None, theirs: list[str]) -> list[dict[str, Any]]:
-    """Issue 7's goals against this run's medians (informational; never an assertion)."""
-    if ours is None:
-        return []
-    us = summary[ours]
-    goals: list[dict[str, Any]] = []
-
-    def goal(text: str, ok: bool | None, detail: str) -> None:
-        goals.append({"goal": text, "met": ok, "detail": detail})
-
-    for other in theirs:
-        them = summary[other]
-        if us["w16_ops_per_s"] and them["w16_ops_per_s"]:
-            ratio = us["w16_ops_per_s"] / them["w16_ops_per_s"]
-            goal(f"concurrent 16 B writes >= 3x {other}", ratio >= 3, f"{ratio:.2f}x")
-        if other == "pysyncobj" and us["seq_p50_ms"] and them["seq_p50_ms"]:   # "its default configuration"
-            ratio = us["seq_p50_ms"] / them["seq_p50_ms"]
-            goal(f"sequential p50 <= 1/10 of {other}", ratio <= 0.1, f"{ratio:.3f} of theirs")
-        if us["rss_fill_mib"] and them["rss_fill_mib"]:
-            extra = us["rss_fill_mib"] - them["rss_fill_mib"]
-            goal(f"peak RSS at fill <= {other} + 30 MB", extra <= 30 * 1.048576, f"{extra:+.1f} MiB")
-    if us["seq_p50_ms"] is not None:
-        goal("sequential p50 <= 2 ms", us["seq_p50_ms"] <= 2, f"{us['seq_p50_ms']:.2f} ms")
-    if us["w16_ops_per_s"]:   # each read path of ours against our own writes
-        for system, outcome in summary.items():
-            if SYSTEMS[system].family == "ckite" and outcome.get("read_ops_per_s"):
-                ratio = outcome["read_ops_per_s"] / us["w16_ops_per_s"]
-                goal(f"linearizable reads >= 5x our concurrent writes ({system})", ratio >= 5, f"{ratio:.2f}x")
-    return goals
-
-
 def _fmt(value: float | None, digits: int) -> str:
     if value is None:
         return "-"
@@ -196,18 +223,28 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def table(document: dict[str, Any], options: Any, runs: int) -> str:
-    summary, ratios = document["summary"], document["ratios"]
+    """The per-configuration medians, the best-of-PySyncObj column and the ratio ours/best."""
+    summary, best = document["summary"], document[BEST]
     systems = options.systems
-    headers = ["metric (median of %d run%s)" % (runs, "" if runs == 1 else "s"), *systems, *ratios.keys()]
+    ratio_name = next(iter(document["ratios"]), None)   # ours/best, when both sides ran
+    extra = ["best PySyncObj", ratio_name] if ratio_name else []
+    headers = ["metric (median of %d run%s)" % (runs, "" if runs == 1 else "s"), *systems, *extra]
     lines: list[list[str]] = []
     for metric in METRICS:
-        label = metric.label.replace("at fill", f"at {options.fill_keys:,} keys")
-        line = [f"{label} [{metric.better} is better]"]
+        label = metric.label.format(inflight=options.inflight, threads=options.writer_threads,
+                                    readers=options.read_clients, member_readers=options.member_readers,
+                                    fill_keys=options.fill_keys)
+        line = [f"{label} [{metric.better} is better]" if metric.better else label]
         line += [_fmt(summary[s][metric.key], metric.digits) for s in systems]
-        line += [_fmt(r[metric.key], 2) + ("x" if r[metric.key] is not None else "") for r in ratios.values()]
+        if ratio_name:
+            top = best.get(metric.key)
+            ratio = document["ratios"][ratio_name].get(metric.key)
+            line.append("" if top is None else
+                        f"{_fmt(top['value'], metric.digits)} ({targets.short_name(top['system'])})")
+            line.append("" if ratio is None else _fmt(ratio, 2) + "x")
         lines.append(line)
     lines.append(["(5) fsync on acknowledged writes", *("on" if SYSTEMS[s].fsync else "off" for s in systems),
-                  *("" for _ in ratios)])
+                  *("" for _ in extra)])
     failed = [s for s in systems if summary[s]["failed_runs"]]
     widths = [max(len(row[i]) for row in [headers, *lines]) for i in range(len(headers))]
     out = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
@@ -220,9 +257,12 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
     if failed:
         out.append("runs that failed (see JSON 'error'): " + ", ".join(f"{s} x{summary[s]['failed_runs']}"
                                                                       for s in failed))
+    if ratio_name:
+        out.append(f"best PySyncObj: for each ranked row, the better of {' and '.join(_sides(systems)[1])} "
+                   f"(named in parentheses); {ratio_name} is ours over that column")
     if document.get("targets"):
         out.append("")
-        out.append("issue 7 targets (informational):")
+        out.append("issue 13 targets (medians, against the best PySyncObj column; informational):")
         for g in document["targets"]:
             mark = {True: "met", False: "NOT met", None: "?"}[g["met"]]
             out.append(f"  {mark:8} {g['goal']}: {g['detail']}")

@@ -1,12 +1,13 @@
 """Clusters of member processes, the rows of the benchmark, and the CPU/memory accounting.
 
 For each system (``benchmarks.systems.SYSTEMS``) the runner starts three member processes on
-loopback, finds the leader, and asks the leader's process to run each workload while it reads
-the CPU counters of all three members from /proc. The rows run in this order on one cluster:
-warm-up, sequential writes, concurrent writes (16 B async, 16 B from 64 threads, 1 KiB async),
-linearizable reads, then a
-fill to ``fill_keys`` distinct keys for the memory row. Systems are interleaved run by run so
-that a change in the machine's load hits both libraries alike.
+loopback, finds the leader, and asks the leader's process to run each workload (or, for the
+reads on every member, every member's process at once) while it reads the CPU counters of all
+three members from /proc. The rows run in this order on one cluster: warm-up, sequential
+writes, concurrent writes (16 B async, 16 B from 64 threads, 1 KiB async), linearizable reads
+on the leader, then on every member, then a fill to ``fill_keys`` distinct keys for the memory
+row. Systems are interleaved run by run so that a change in the machine's load hits both
+libraries alike.
 """
 from __future__ import annotations
 
@@ -23,9 +24,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-from benchmarks import procstat
+from benchmarks import load, procstat
 from benchmarks.systems import CERT_NAME, CERTS_DIR, SYSTEMS
 from tests.tls_certs import make_certs
 
@@ -44,8 +45,10 @@ class Options:
     systems: list[str]
     duration: float = 5.0
     warmup: float = 1.0
-    inflight: int = 64
-    read_clients: int = 64
+    inflight: int = 2000        # issue 13: the same window of 2000 writes in flight for both libraries
+    writer_threads: int = 64    # row 2b: threads doing blocking writes
+    read_clients: int = 64      # reader threads on the leader (row 3)
+    member_readers: int = 64    # reader threads in each member (row 3b)
     small: int = 16
     large: int = 1024
     fill_keys: int = 100_000
@@ -107,12 +110,20 @@ class MemberProcess:
         return message
 
     def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        self.send(message)
+        return self.answer(timeout)
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send a request without waiting for its answer (to start a row on several members at once)."""
         assert self.process.stdin is not None
         try:
             self.process.stdin.write(json.dumps(message) + "\n")
             self.process.stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             raise RuntimeError(f"member {self.binding} is gone: {exc}\n{self.log_tail()}") from exc
+
+    def answer(self, timeout: float) -> dict[str, Any]:
+        """The answer to the request sent last; a failed request raises RuntimeError."""
         reply = self.reply(timeout)
         if not reply.get("ok"):
             raise RuntimeError(f"member {self.binding}: {reply.get('error')}")
@@ -166,13 +177,20 @@ class Cluster:
                 raise RuntimeError(f"member {member.binding} failed to start: {message.get('error')}\n"
                                    f"{member.log_tail()}")
 
-    def leader(self, timeout: float = LEADER_TIMEOUT) -> int:
-        """Index of the member that says it leads (polled until one does)."""
+    def states(self) -> list[dict[str, Any]]:
+        """Every member's ``{"leader": bool, "term": int}``."""
+        return [member.request({"op": "state"}, 10.0) for member in self.members]
+
+    def leader(self, timeout: float = LEADER_TIMEOUT) -> tuple[int, int]:
+        """Index of the member that leads and the highest term of any member (polled until one
+        says it leads). Of two that say so (PySyncObj's deposed leader keeps saying it for up to
+        30 s), the one in the higher term."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for n, member in enumerate(self.members):
-                if member.request({"op": "leader"}, 10.0)["leader"]:
-                    return n
+            states = self.states()
+            claims = [(state["term"], n) for n, state in enumerate(states) if state["leader"]]
+            if claims:
+                return max(claims)[1], max(state["term"] for state in states)
             time.sleep(0.1)
         raise TimeoutError(f"{self.system}: no leader within {timeout:.0f}s")
 
@@ -185,23 +203,44 @@ def _cpu(pids: list[int]) -> dict[int, float]:
     return {pid: procstat.cpu_seconds(pid) for pid in pids}
 
 
+class Row(NamedTuple):
+    """A timed row: its name in the results, the ``benchmarks.load`` workload and its arguments."""
+
+    name: str
+    workload: str
+    args: dict[str, Any]
+    everywhere: bool = False   # run in every member's process at once, not only the leader's
+
+
 def run_row(cluster: Cluster, workload: str, args: dict[str, Any], timeout: float,
-            during: Callable[[Cluster, int], Callable[[], Any]] | None = None) -> dict[str, Any]:
-    """Run one workload in the leader; add CPU of all members and the machine's load to its result."""
-    leader = cluster.leader()
+            during: Callable[[Cluster, int], Callable[[], Any]] | None = None,
+            everywhere: bool = False) -> dict[str, Any]:
+    """Run one workload in the leader (``everywhere``: in every member at once, results combined);
+    add CPU of all members, the machine's load and the elections held during the row (new
+    terms: a failover under load) to its result."""
+    leader, term_before = cluster.leader()
     pids = cluster.pids
     finish = during(cluster, leader) if during else None
     cpu_before, machine_before, wall_before = _cpu(pids), procstat.MachineSample.now(), time.monotonic()
-    result = cluster.members[leader].request({"op": "run", "workload": workload, "args": args}, timeout)["result"]
+    if everywhere:
+        request = {"op": "run", "workload": workload, "args": {**args, "latencies": True}}
+        for member in cluster.members:
+            member.send(request)
+        result = load.combine([member.answer(timeout)["result"] for member in cluster.members])
+    else:
+        result = cluster.members[leader].request({"op": "run", "workload": workload, "args": args},
+                                                 timeout)["result"]
     cpu_after, machine_after, wall = _cpu(pids), procstat.MachineSample.now(), time.monotonic() - wall_before
     if finish is not None:
         result["profile"] = finish()
+    new_terms = max(state["term"] for state in cluster.states()) - term_before
     cpu = {pid: round(cpu_after[pid] - cpu_before[pid], 3) for pid in pids}
     cpu_total = sum(cpu.values())
     busy = procstat.busy_cores(machine_before, machine_after)
     done = result.get("completed_total", result["ops"])
     result.update({
         "leader": cluster.members[leader].binding,
+        "new_terms": new_terms,
         "cpu_s_by_member": [cpu[pid] for pid in pids],
         "cpu_s_total": round(cpu_total, 3),
         "cpu_s_per_1000_ops": round(cpu_total / done * 1000, 4) if done else None,
@@ -230,40 +269,42 @@ def run_system(system: str, options: Options, directory: Path) -> dict[str, Any]
     if options.profile_dir is not None and spec.family == "ckite":
         from benchmarks import profile
         profiler = profile.during_row(options.profile_dir / system, d, options.profile_mode)
-    rows: list[tuple[str, str, dict[str, Any]]] = [
-        ("sequential_write", "sequential", {"duration": d, "size": options.small}),
-        ("concurrent_write_16B", "window", {"duration": d, "size": options.small, "inflight": options.inflight,
-                                            "drain_timeout": drain}),
-        ("concurrent_write_16B_threads", "writers", {"duration": d, "size": options.small,
-                                                     "clients": options.inflight}),
-        ("concurrent_write_1KiB", "window", {"duration": d, "size": options.large, "inflight": options.inflight,
-                                             "drain_timeout": drain}),
-        ("linearizable_read", "readers", {"duration": d, "clients": options.read_clients}),
+    rows = [
+        Row("sequential_write", "sequential", {"duration": d, "size": options.small}),
+        Row("concurrent_write_16B", "window", {"duration": d, "size": options.small, "inflight": options.inflight,
+                                               "drain_timeout": drain}),
+        Row("concurrent_write_16B_threads", "writers", {"duration": d, "size": options.small,
+                                                        "clients": options.writer_threads}),
+        Row("concurrent_write_1KiB", "window", {"duration": d, "size": options.large, "inflight": options.inflight,
+                                                "drain_timeout": drain}),
+        Row("linearizable_read", "readers", {"duration": d, "clients": options.read_clients}),
+        Row("linearizable_read_every_member", "readers", {"duration": d, "clients": options.member_readers},
+            everywhere=True),
     ]
     if spec.rows is not None:   # a variant of another system runs only the rows it changes
-        rows = [row for row in rows if row[0] in spec.rows]
+        rows = [row for row in rows if row.name in spec.rows]
     started = time.monotonic()
     cluster = Cluster(system, directory)
     try:
         cluster.wait_started()
         outcome["startup_s"] = round(time.monotonic() - started, 2)
-        leader = cluster.leader()
+        leader, _ = cluster.leader()
         say(f"  {system}: started in {outcome['startup_s']}s, leader {cluster.members[leader].binding}")
         # Warm-up: the leader's first entries commit, connections open, code paths get hot.
         run_row(cluster, "sequential", {"duration": options.warmup / 2, "size": options.small}, row_timeout)
         run_row(cluster, "window", {"duration": options.warmup / 2, "size": options.small,
                                     "inflight": options.inflight, "drain_timeout": drain}, row_timeout)
-        for name, workload, args in rows:
+        for name, workload, args, everywhere in rows:
             during = profiler if name == options.profile_row else None
-            result = run_row(cluster, workload, args, row_timeout, during)
+            result = run_row(cluster, workload, args, row_timeout, during, everywhere)
             outcome["rows"][name] = result
             if during is not None and options.profile_dir is not None:
                 from benchmarks import profile
                 text = profile.write_breakdown(options.profile_dir / system, result)
                 say(text or f"  {system}: no profile ({result.get('profile')})")
             say(f"  {system}: {name}: {result['ops_per_s']} ops/s, p50 {result['p50_ms']} ms, "
-                f"p99 {result['p99_ms']} ms, errors {result['errors']}, "
-                f"foreign load {result['foreign_busy_cores']} cores")
+                f"p99 {result['p99_ms']} ms, errors {result['errors']}, unfinished {result.get('undrained', 0)}, "
+                f"new terms {result['new_terms']}, foreign load {result['foreign_busy_cores']} cores")
         outcome["memory_after_rows"] = _memory(cluster)
         if spec.rows is None or "fill" in spec.rows:
             fill = run_row(cluster, "fill", {"keys": options.fill_keys, "size": options.small,

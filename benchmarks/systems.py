@@ -1,13 +1,15 @@
 """The systems under test: one adapter per library and configuration, run inside a member process.
 
-Every adapter offers the same five operations on a replicated key-value map, so that the load
-generator (``benchmarks.load``) is one piece of code for all of them:
+Every adapter offers the same operations on a replicated key-value map, so that the load
+generator (``benchmarks.load``) and the runner are one piece of code for all of them:
 
 - ``write(key, value, timeout)``: a replicated write; returns once it is committed and applied.
 - ``write_async(key, value, done, timeout)``: submit a write; ``done(ok, failure)`` is called once, from
   whichever thread the library completes it on.
 - ``read(key, timeout)``: the library's linearizable read, or its closest equivalent.
 - ``is_leader()``, ``stop()``.
+- ``term()``: this member's current Raft term; the runner compares it before and after each row,
+  so that a row during which the cluster held elections (a failover under load) says so.
 
 The table of systems (``SYSTEMS``) is read by the parent, which never imports the libraries.
 """
@@ -58,11 +60,12 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
     SystemSpec("ckite-lease", "ckite", "default + with_lease_reads() (reads only: writes are ckite's)", True,
                "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
                "read(): leader lease (thesis 6.4.1), answered on the caller's thread, no quorum round",
-               rows=("linearizable_read",), lease_reads=True),
+               rows=("linearizable_read", "linearizable_read_every_member"), lease_reads=True),
     SystemSpec("ckite-tls", "ckite", "default + with_tls() (mutual TLS between members)", True,
                "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
                "read(): ReadIndex, as above, its rounds over TLS", default=False,
-               rows=("sequential_write", "concurrent_write_16B", "concurrent_write_1KiB", "linearizable_read"),
+               rows=("sequential_write", "concurrent_write_16B", "concurrent_write_1KiB", "linearizable_read",
+                     "linearizable_read_every_member"),
                tls=True),
     SystemSpec("pysyncobj", "pysyncobj", "default SyncObjConf (in-memory journal, 100 ms batching)", False,
                "nothing on disk: MemoryJournal; PySyncObj never fsyncs in any configuration",
@@ -70,7 +73,8 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
     SystemSpec("pysyncobj-nobatch", "pysyncobj", "tuned: appendEntriesUseBatch=False (latency mode)", False,
                "nothing on disk: MemoryJournal", "@replicated get(sync=True)"),
     SystemSpec("pysyncobj-journal", "pysyncobj", "tuned: appendEntriesUseBatch=False + journalFile", False,
-               "mmap'ed journal file, never fsynced (survives a process crash, not a power cut)",
+               "mmap'ed journal file and a .meta file for term and vote, never fsynced (survives a process "
+               "crash, not a power cut)",
                "@replicated get(sync=True)", default=False),
 )}
 
@@ -130,6 +134,9 @@ class CKiteSystem:
 
     def read(self, key: str, timeout: float) -> Any:
         return self.member.read(self._get(key), timeout=timeout)
+
+    def term(self) -> int:
+        return int(self.member.status()["term"])
 
     def stop(self) -> None:
         self.member.stop()
@@ -211,6 +218,9 @@ class PySyncObjSystem:
 
     def read(self, key: str, timeout: float) -> Any:
         return self.obj.get(key, sync=True, timeout=timeout)
+
+    def term(self) -> int:
+        return int(self.obj.raftCurrentTerm)
 
     def stop(self) -> None:
         if hasattr(self.obj, "destroy_synchronous"):

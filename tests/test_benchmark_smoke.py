@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import report
+from benchmarks.runner import Options
+
 pytestmark = pytest.mark.processes
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS = {"sequential_write", "concurrent_write_16B", "concurrent_write_16B_threads", "concurrent_write_1KiB",
-        "linearizable_read", "fill"}
+        "linearizable_read", "linearizable_read_every_member", "fill"}
 HAVE_PYSYNCOBJ = importlib.util.find_spec("pysyncobj") is not None
 
 
@@ -26,7 +29,7 @@ HAVE_PYSYNCOBJ = importlib.util.find_spec("pysyncobj") is not None
 def test_quick_benchmark_writes_every_row(tmp_path):
     out = tmp_path / "results.json"
     command = [sys.executable, "-m", "benchmarks", "--quick", "--duration", "0.5", "--fill-keys", "300",
-               "--read-clients", "16", "--out", str(out)]
+               "--read-clients", "16", "--member-readers", "8", "--out", str(out)]
     if not HAVE_PYSYNCOBJ:
         command += ["--only", "ckite"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=110)
@@ -44,23 +47,57 @@ def test_quick_benchmark_writes_every_row(tmp_path):
             assert row["ops"] > 0, (system, name, row)
             assert len(row["cpu_s_by_member"]) == 3
         assert outcome["rows"]["fill"]["completed_total"] == 300
+        everywhere = outcome["rows"]["linearizable_read_every_member"]
+        assert everywhere["clients"] == 3 * 8 and len(everywhere["ops_per_s_by_member"]) == 3
+        assert all(rate > 0 for rate in everywhere["ops_per_s_by_member"]), everywhere   # followers read too
+        assert "latencies_us" not in everywhere and everywhere["p99_ms"] is not None
         assert len(outcome["memory_at_fill"]) == 3
         assert all(m["peak_rss_mib"] > 0 for m in outcome["memory_at_fill"])
         summary = document["summary"][system]
         for key in ("seq_ops_per_s", "seq_p50_ms", "seq_p99_ms", "w16_ops_per_s", "w16_p99_ms", "w1k_ops_per_s",
-                    "read_ops_per_s", "rss_fill_mib", "cpu_w16"):
+                    "read_ops_per_s", "read_all_ops_per_s", "read_all_p50_ms", "rss_fill_mib", "cpu_w16"):
             assert summary[key] is not None, (system, key)
     assert document["meta"]["fsync"]["ckite"] is True
     if HAVE_PYSYNCOBJ:
         assert document["meta"]["fsync"]["pysyncobj"] is False
         assert document["ratios"]["ckite/pysyncobj"]["w16_ops_per_s"] is not None
+        # --quick runs one PySyncObj configuration: it is the best column, and the table shows it.
+        assert document["best-pysyncobj"]["read_all_ops_per_s"]["system"] == "pysyncobj"
+        assert document["ratios"]["ckite/best-pysyncobj"]["w16_ops_per_s"] is not None
+        assert "best PySyncObj" in done.stdout and "issue 13 targets" in done.stdout
+        assert len(document["targets"]) == 5
+
+
+def test_the_best_column_takes_the_better_configuration_per_row():
+    """For each row the best-of-PySyncObj column holds the better configuration's median (higher
+    ops/s, lower latency and RSS), ratios and targets are taken against it, and counts such as
+    failures are not ranked."""
+    def outcome(w16, p50, rss, errors):
+        return {"rows": {"concurrent_write_16B": {"ops_per_s": w16, "errors": errors},
+                         "sequential_write": {"p50_ms": p50}},
+                "memory_at_fill": [{"peak_rss_mib": rss}, {"peak_rss_mib": rss - 5}]}
+
+    run = {"ckite": outcome(30_000, 0.5, 60, 0), "pysyncobj": outcome(10_000, 100.0, 50, 7),
+           "pysyncobj-nobatch": outcome(8_000, 0.6, 45, 0)}
+    document = report.summarize([run], Options(systems=list(run)))
+    best = document["best-pysyncobj"]
+    assert best["w16_ops_per_s"] == {"value": 10_000, "system": "pysyncobj"}
+    assert best["seq_p50_ms"] == {"value": 0.6, "system": "pysyncobj-nobatch"}
+    assert best["rss_fill_mib"] == {"value": 45, "system": "pysyncobj-nobatch"}
+    assert "errors" not in best and document["summary"]["pysyncobj"]["errors"] == 7
+    assert document["ratios"]["ckite/best-pysyncobj"]["w16_ops_per_s"] == 3.0
+    met = {goal["goal"].split(" >=")[0].split(" <=")[0]: goal["met"] for goal in document["targets"]}
+    assert met["concurrent 16 B writes"] is True and met["sequential write p50"] is True
+    assert met["peak RSS of the busiest member after the fill"] is True   # 60 <= 45 + 20
+    assert met["concurrent 1 KiB writes"] is None                         # no data: not judged
+    assert "10,000.0 (default)" in document["table"] and "0.60 (nobatch)" in document["table"]
 
 
 def run_variant(tmp_path, system: str) -> dict:
     """A short run of one ckite variant; its outcome (no error), and the whole JSON document."""
     out = tmp_path / "results.json"
     command = [sys.executable, "-m", "benchmarks", "--systems", system, "--duration", "0.5",
-               "--read-clients", "16", "--out", str(out)]
+               "--read-clients", "16", "--member-readers", "8", "--out", str(out)]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=110)
     assert done.returncode == 0, done.stderr[-3000:]
     document = json.loads(out.read_text())
@@ -71,13 +108,15 @@ def run_variant(tmp_path, system: str) -> dict:
 
 @pytest.mark.timeout(120)
 def test_the_lease_variant_runs_the_read_row_only(tmp_path):
-    """``ckite-lease`` (with_lease_reads) runs just the linearizable read row; the other rows
+    """``ckite-lease`` (with_lease_reads) runs just the two linearizable read rows; the other rows
     would measure ckite's write path again. Its summary has reads and nothing else."""
     document = run_variant(tmp_path, "ckite-lease")
     rows = document["runs"][0]["ckite-lease"]["rows"]
-    assert set(rows) == {"linearizable_read"} and rows["linearizable_read"]["ops"] > 0
+    assert set(rows) == {"linearizable_read", "linearizable_read_every_member"}
+    assert all(row["ops"] > 0 for row in rows.values())
     summary = document["summary"]["ckite-lease"]
-    assert summary["read_ops_per_s"] is not None and summary["w16_ops_per_s"] is None
+    assert summary["read_ops_per_s"] is not None and summary["read_all_ops_per_s"] is not None
+    assert summary["w16_ops_per_s"] is None
     assert "leader lease" in document["meta"]["configs"]["ckite-lease"]["read_path"]
 
 
@@ -87,7 +126,8 @@ def test_the_tls_variant_runs_writes_and_reads_over_mutual_tls(tmp_path):
     commits operations, none fails."""
     document = run_variant(tmp_path, "ckite-tls")
     rows = document["runs"][0]["ckite-tls"]["rows"]
-    assert set(rows) == {"sequential_write", "concurrent_write_16B", "concurrent_write_1KiB", "linearizable_read"}
+    assert set(rows) == {"sequential_write", "concurrent_write_16B", "concurrent_write_1KiB", "linearizable_read",
+                         "linearizable_read_every_member"}
     assert all(row["ops"] > 0 and row["errors"] == 0 for row in rows.values())
     assert "mutual TLS" in document["meta"]["configs"]["ckite-tls"]["config"]
 
