@@ -47,9 +47,24 @@ class Command:
 
     def fields(self) -> dict[str, Any]:
         """The values that define this command: dataclass fields, else the instance attributes."""
-        if dataclasses.is_dataclass(self):
-            return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return dict(vars(self))
+        names = _field_names(type(self))
+        if names is None:
+            return dict(vars(self))
+        return {name: getattr(self, name) for name in names}
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    """A dataclass's field names, looked up once per class (``dataclasses.fields`` costs
+    microseconds per call: on the write path, that is per entry); None for other classes."""
+    try:
+        return _FIELD_NAMES[cls]
+    except KeyError:
+        names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+        _FIELD_NAMES[cls] = names
+        return names
 
 
 class WriteCommand(Command):

@@ -72,7 +72,7 @@ SAMPLE_REQUESTS: list[Request] = [
     InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 0, b"", done=False),
     TimeoutNow(4, "l:1"),
     ForwardRequest(ForwardKind.WRITE, b"write\x00\xff", 1500),   # commands are bytes, bindings text
-    ForwardRequest(ForwardKind.READ, b"read\x00\xff", 1500),
+    ForwardRequest(ForwardKind.READ_INDEX, b"", 1500),
     ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["new:9095"], "remove": ["old:9091"]}), 1500),
     ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"transfer:9091", 1500),
     JoinMember("new:9095", 2000),

@@ -16,7 +16,7 @@ import pytest
 from ckite.consensus.candidate import Candidate
 from ckite.consensus.election import candidate_log_is_up_to_date, random_election_timeout
 from ckite.errors import LostLeadershipError, NotLeaderError, StorageError
-from ckite.log.entry import EntryKind
+from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.memory_storage import MemoryStorage
 from ckite.messages import AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse
 from ckite.runtime.pending import PendingWrites
@@ -499,22 +499,35 @@ def test_write_result_completes_only_for_its_own_term_at_its_index():
     pending = PendingWrites()
     replaced, kept = Future(), Future()
     pending.register(5, 2, [replaced], NEVER)
-    assert pending.take(5, 3) is None
+    pending.complete([LogEntry(5, 3, b"other")], [("other's result", None)])
     assert isinstance(replaced.exception(timeout=0), LostLeadershipError)
     pending.register(5, 2, [kept], NEVER)
-    assert pending.take(5, 2) is kept and not kept.done()
+    pending.complete([LogEntry(5, 2, b"mine")], [("mine", None)])
+    assert kept.result(timeout=0) == "mine"
     assert len(pending) == 0
 
 
-def test_truncation_fails_every_waiter_from_the_truncation_index_on():
-    """§5.3: a truncated entry will never be applied: its waiter, and every later one, fails."""
-    pending = PendingWrites()
-    futures = [Future() for _ in range(3)]
-    pending.register(3, 2, futures, NEVER)
-    pending.fail_from(4, LostLeadershipError("truncated"))
-    assert [f.done() for f in futures] == [False, True, True]
-    assert all(isinstance(f.exception(timeout=0), LostLeadershipError) for f in futures[1:])
-    assert len(pending) == 1 and pending.take(3, 2) is futures[0]
+def test_a_write_whose_entry_this_leader_lost_waits_for_what_is_applied_at_its_index():
+    """§5.4.2 / Figure 8: an entry truncated from one member's log may still be committed by a
+    later leader that holds it, so losing it proves nothing. The core does not fail its waiter at
+    truncation; the waiter learns its fate when its index is applied (its own entry: the result;
+    another: certainly not applied) or when its timeout passes (outcome unknown)."""
+    h = Harness(3)
+    n1 = h.elect("n1")
+    h.heartbeat()
+    h.pump()
+    n1.propose([(EntryKind.COMMAND, b"lost")])            # appended on n1 only: n2 and n3 never get it
+    index = n1.log.last_index
+    h.advance_to(max(h["n2"].election_deadline, h["n3"].election_deadline))
+    h.elect("n2", ["n2", "n3"])
+    h.run_for(0.5)                                         # n2's log replaces n1's entry at `index`
+    assert n1.log.entry(index).data != b"lost" and n1.commit_index >= index
+    pending = PendingWrites()                              # as n1's runtime registered it
+    future = Future()
+    pending.register(index, 1, [future], NEVER)
+    assert not future.done()                               # the truncation failed nothing
+    pending.complete([n1.log.entry(index)], [(None, None)])
+    assert isinstance(future.exception(timeout=0), LostLeadershipError)
 
 
 # --- persistence (Figure 2: persistent state on all servers) ----------------------------------------------

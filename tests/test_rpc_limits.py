@@ -77,6 +77,7 @@ def entries(first: int, terms: list[int], size: int = 1) -> list[LogEntry]:
     (JoinMember("\x00", 1), "member_id must be"),
     (ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"\x92\x01", 10), "transfer_leadership payload is not UTF-8"),
     (ForwardRequest(ForwardKind.CHANGE_MEMBERS, b"\xc1", 10), "change_members payload: malformed"),
+    (ForwardRequest(ForwardKind.READ_INDEX, b"x", 10), "carries no payload"),
     (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["a:1"]}), 10), "must be {"),
     (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["a\nb:1"], "remove": []}), 10),
      "change_members id must be"),
@@ -98,7 +99,7 @@ def test_requests_that_break_raft_invariants_or_limits_are_invalid(request_, com
     RequestVote(5, "c:1", 9, 5, pre_vote=True),
     InstallSnapshot(2, "l:1", 10, 2, CONFIGURATION, 0, b"", True),
     AppendEntries(3, "l:1", 0, 0, [LogEntry(1, 3, CONFIGURATION, EntryKind.CONFIGURATION)]),
-    ForwardRequest(ForwardKind.READ, b"", MAX_TIMEOUT_MS),
+    ForwardRequest(ForwardKind.READ_INDEX, b"", MAX_TIMEOUT_MS),
     ForwardRequest(ForwardKind.WRITE, b"\xff\xfe", 10),   # commands are checked by the command codec
     ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"", 10),
     ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["m\u00e9:1"], "remove": ["n:2"]}), 10),

@@ -99,9 +99,10 @@ struct TimeoutNowResponseST {
 // Addition: CKite's sendCommand carried a Kryo-serialized command object; a forwarded request
 // is now explicit about what it asks, and bounded in time.
 struct ForwardRequestST {
-  1: required string kind;     // ckite.messages.ForwardKind value: write, read, change_members, transfer_leadership
-  2: required binary payload;  // an encoded command (write, read), msgpack {"add": [ids], "remove": [ids]}
-                               // (change_members), or a UTF-8 binding (transfer)
+  1: required string kind;     // ckite.messages.ForwardKind value: write, read_index, change_members, transfer_leadership
+  2: required binary payload;  // an encoded command (write), nothing (read_index: a follower's reads ask the
+                               // leader for a read index, answered as a msgpack integer), msgpack
+                               // {"add": [ids], "remove": [ids]} (change_members), or a UTF-8 binding (transfer)
   3: required i64 timeoutMs;   // how long the leader may take before it gives up
 }
 

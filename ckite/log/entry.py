@@ -21,3 +21,10 @@ class LogEntry:
     term: int
     data: bytes
     kind: EntryKind = EntryKind.COMMAND
+
+
+class EntryBatch(list):
+    """Entries a leader sends together. The same batch goes to every follower, so a transport
+    may keep its encoded form in :attr:`wire` and encode the entries once, not once per follower."""
+
+    wire: object = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ckite.log.entry import LogEntry
+from ckite.log.entry import EntryBatch, LogEntry
 from ckite.log.snapshot import Snapshot
 from ckite.log.storage import DurableWrite
 
@@ -33,6 +33,8 @@ class RaftLog:
             # before them was not stored, so a peer that needs it gets the snapshot instead.
             self._base_index, self._base_term = self._entries[0].index - 1, None
         self._durable_index = self.last_index   # all of it was read from the disk
+        #: The latest batch_from answer (its range and the batch), while no entry in it changed.
+        self._last_batch: tuple[tuple[int, int, int], EntryBatch] | None = None
 
     @property
     def last_index(self) -> int:
@@ -78,16 +80,26 @@ class RaftLog:
         offset = self._base_index + 1
         return self._entries[max(start - offset, 0):max(stop - offset, 0)]
 
-    def batch_from(self, start: int, max_count: int, max_bytes: int) -> list[LogEntry]:
+    def batch_from(self, start: int, max_count: int, max_bytes: int) -> EntryBatch:
         """Up to ``max_count`` entries from ``start`` whose data totals at most ``max_bytes``
-        (always at least one entry, so an entry larger than the limit still moves)."""
-        candidates = self.slice(start, start + max_count)
+        (always at least one entry, so an entry larger than the limit still moves). Asked again
+        for the same range (the next follower), it returns the same batch object."""
+        stop = min(start + max_count, self.last_index + 1)
+        key = (start, stop, max_bytes)
+        if self._last_batch is not None and self._last_batch[0] == key:
+            return self._last_batch[1]
+        candidates = self.slice(start, stop)
         total = 0
+        batch = None
         for position, entry in enumerate(candidates):
             total += len(entry.data)
             if total > max_bytes and position > 0:
-                return candidates[:position]
-        return candidates
+                batch = EntryBatch(candidates[:position])
+                break
+        if batch is None:
+            batch = EntryBatch(candidates)
+        self._last_batch = (key, batch)
+        return batch
 
     def first_index_of_term(self, term: int, at_or_before: int) -> int:
         """The first index of the run of ``term`` that contains ``at_or_before``."""
@@ -112,6 +124,7 @@ class RaftLog:
         """Drop entries from ``truncate_from`` on (if given), then add ``entries``: in the view now,
         on disk once the log writer flushed the write this queues."""
         if truncate_from is not None and truncate_from <= self.last_index:
+            self._last_batch = None
             kept = max(truncate_from - 1, self._base_index)
             del self._entries[kept - self._base_index:]
             self._durable_index = min(self._durable_index, kept)
@@ -131,6 +144,7 @@ class RaftLog:
         assert self._base_index <= discard_through <= snapshot.last_index <= self.last_index
         base_term = snapshot.last_term if discard_through == snapshot.last_index else self.term_at(discard_through)
         self._persist(DurableWrite(snapshot=snapshot, discard_through=discard_through))
+        self._last_batch = None
         del self._entries[:discard_through - self._base_index]
         self._base_index, self._base_term = discard_through, base_term
         self._durable_index = max(self._durable_index, discard_through)
@@ -146,6 +160,7 @@ class RaftLog:
         discarded_from = last + 1 if self.last_index > last else None
         self._persist(DurableWrite(snapshot=snapshot, discard_through=max(last, self.last_index)))
         self._entries.clear()
+        self._last_batch = None
         self._base_index, self._base_term = last, snapshot.last_term
         self._durable_index = last
         return discarded_from

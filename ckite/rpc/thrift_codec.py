@@ -18,7 +18,7 @@ from typing import Any, Callable, get_type_hints
 
 from ckite import errors
 from ckite.errors import CKiteError, EncodingError, RpcError
-from ckite.log.entry import EntryKind, LogEntry
+from ckite.log.entry import EntryBatch, EntryKind, LogEntry
 from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, ForwardRequest, ForwardResponse,
                             InstallSnapshot, InstallSnapshotResponse, JoinMember, JoinMemberResponse, Request,
                             RequestVote, RequestVoteResponse, Response, TimeoutNow, TimeoutNowResponse)
@@ -64,8 +64,15 @@ _ENTRY_KINDS = {kind.value: kind for kind in EntryKind}
 
 
 def _entries_to_thrift(entries: list[LogEntry]) -> list:
-    st = T.LogEntryST
-    return [st(entry.term, entry.index, entry.data, entry.kind) for entry in entries]
+    """The thrift form of a batch, built once: a leader sends the same batch object to every
+    follower (:meth:`~ckite.log.raft_log.RaftLog.batch_from`), which keeps it here."""
+    wire = getattr(entries, "wire", None)
+    if wire is None:
+        st = T.LogEntryST
+        wire = [st(entry.term, entry.index, entry.data, entry.kind) for entry in entries]
+        if isinstance(entries, EntryBatch):
+            entries.wire = wire
+    return wire
 
 
 def _entries_from_thrift(items: Any, label: str) -> list[LogEntry]:

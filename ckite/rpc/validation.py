@@ -147,8 +147,12 @@ def _install_snapshot(request: InstallSnapshot, limits: RequestLimits) -> None:
 
 
 def _forward_request(request: ForwardRequest, limits: RequestLimits) -> None:
-    if request.kind in (ForwardKind.WRITE, ForwardKind.READ):
+    if request.kind is ForwardKind.WRITE:
         return   # an encoded command: the command codec checks it
+    if request.kind is ForwardKind.READ_INDEX:
+        if request.payload:
+            raise _invalid(request, "a read_index request carries no payload")
+        return
     if request.kind is ForwardKind.CHANGE_MEMBERS:
         _membership_change(request)
         return

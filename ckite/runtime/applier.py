@@ -14,6 +14,7 @@ import threading
 from typing import Any, Callable
 
 from ckite.codec import decode_command
+from ckite.commands import Command
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, CommandError, StorageError
 from ckite.log.entry import EntryKind, LogEntry
@@ -21,7 +22,7 @@ from ckite.log.snapshot import Snapshot
 from ckite.runtime.compactor import Compactor
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.worker import Worker
-from ckite.statemachine import StateMachine
+from ckite.statemachine import Failure, StateMachine
 
 logger = logging.getLogger(__name__)
 
@@ -68,23 +69,63 @@ class Applier:
         if snapshot is not None:
             self._restore(snapshot)
             return
+        commands, outcomes = self._decode(entries)
         with self.state_machine_lock:
-            outcomes = [(entry, *self._apply(entry)) for entry in entries]
+            results = self._apply_batch([command for _, command in commands])
+            if results is None:
+                return
             last = entries[-1].index
             # Captured here, with the state at exactly `last`; submitted once `last` is published.
             snapshot_job = (self.state_machine.prepare_snapshot()
                             if self.consensus.compaction_due(last) and not self.compactor.busy else None)
-        for entry, result, error in outcomes:
-            future = self.pending.take(entry.index, entry.term)
-            if future is not None and not future.done():
-                if error is None:
-                    future.set_result(result)
-                else:
-                    future.set_exception(error)
+        for (position, command), result in zip(commands, results):
+            outcomes[position] = self._outcome(entries[position], command, result)
+        self.pending.complete(entries, outcomes)
         self.pending.expire(self.clock())
         self._publish_applied(last)
         if snapshot_job is not None:
             self.compactor.submit(last, snapshot_job)
+
+    def _apply_batch(self, commands: list[Command]) -> list[Any] | None:
+        """The state machine's results, one per command; None (the member out of service) when
+        ``apply_batch`` itself raised or miscounted: the state may hold part of the batch, and
+        applying it again would apply some commands twice."""
+        if not commands:
+            return []
+        try:
+            results = self.state_machine.apply_batch(commands)
+            if len(results) == len(commands):
+                return results
+            problem = f"returned {len(results)} results for {len(commands)} commands"
+        except Exception as exc:
+            problem = f"raised {exc!r}"
+        self.consensus.fail(CKiteError(f"the state machine's apply_batch {problem}; its state may hold part of "
+                                       "the batch, so this member stops (restart it to rebuild the state)"))
+        return None
+
+    @staticmethod
+    def _decode(entries: list[LogEntry]) -> tuple[list[tuple[int, Command]], list[tuple[Any, CKiteError | None]]]:
+        """The commands among ``entries`` (with their positions), and an outcome for every entry:
+        (None, None) until applied, or the decoding error of a command this member cannot read."""
+        commands: list[tuple[int, Command]] = []
+        outcomes: list[tuple[Any, CKiteError | None]] = [(None, None)] * len(entries)
+        for position, entry in enumerate(entries):
+            if entry.kind != EntryKind.COMMAND:
+                continue
+            try:
+                commands.append((position, decode_command(entry.data)))
+            except CKiteError as exc:
+                logger.error("entry %d cannot be decoded (%s); skipped on this member", entry.index, exc)
+                outcomes[position] = (None, exc)
+        return commands, outcomes
+
+    @staticmethod
+    def _outcome(entry: LogEntry, command: Command, result: Any) -> tuple[Any, CKiteError | None]:
+        if isinstance(result, Failure):   # the user's code raised: fail this command, keep applying
+            error = result.error
+            logger.warning("state machine raised on entry %d (%s): %r", entry.index, type(command).__name__, error)
+            return None, CommandError(str(error), type(error).__name__)
+        return result, None
 
     def _restore(self, snapshot: Snapshot) -> None:
         """Replace the state machine's state with the snapshot's (exactly once per snapshot)."""
@@ -104,20 +145,6 @@ class Applier:
         with self.applied_signal:
             self.applied_index = index
             self.applied_signal.notify_all()
-
-    def _apply(self, entry: LogEntry) -> tuple[Any, CKiteError | None]:
-        if entry.kind != EntryKind.COMMAND:
-            return None, None
-        try:
-            command = decode_command(entry.data)
-        except CKiteError as exc:
-            logger.error("entry %d cannot be decoded (%s); skipped on this member", entry.index, exc)
-            return None, exc
-        try:
-            return self.state_machine.apply(command), None
-        except Exception as exc:   # the user's code: fail this command, keep applying
-            logger.warning("state machine raised on entry %d (%s): %r", entry.index, type(command).__name__, exc)
-            return None, CommandError(str(exc), type(exc).__name__)
 
     def wait_applied(self, index: int, timeout: float) -> bool:
         """Block until ``index`` is applied; False when ``timeout`` passes first."""

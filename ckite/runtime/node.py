@@ -30,6 +30,7 @@ from ckite.rpc.transport import Transport
 from ckite.runtime.applier import Applier
 from ckite.runtime.compactor import Compactor
 from ckite.runtime.election_timer import election_timer_step
+from ckite.runtime.follower_reads import ReadIndexRounds
 from ckite.runtime.joiner import join_step
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.replicator import Replicator
@@ -79,6 +80,7 @@ class RaftNode:
         self._tag = tag
         self._leader_signal = threading.Condition()   # notified when a step changed the role or the leader
         self._peers_lock = threading.Lock()           # guards the replicators
+        self._read_rounds = ReadIndexRounds(self._fetch_read_index, clock)
         self.submitter = Submitter(consensus, self.pending, clock)
         self._submit_worker = self.submitter.worker = Worker(f"ckite-{tag}-submit", self.submitter.step)
         self._election = Worker(f"ckite-{tag}-election", election_timer_step(consensus, clock))
@@ -181,12 +183,9 @@ class RaftNode:
             command = decode_command(request.payload)
             if not isinstance(command, WriteCommand):
                 raise CommandError("forwarded write is not a WriteCommand", "TypeError")
-            return ForwardResponse(encode_value(self._write_here(command, timeout)))
-        if request.kind is ForwardKind.READ:
-            command = decode_command(request.payload)
-            if not isinstance(command, ReadCommand):
-                raise CommandError("forwarded read is not a ReadCommand", "TypeError")
-            return ForwardResponse(encode_value(self._read_here(command, self.clock() + timeout)))
+            return ForwardResponse(encode_value(self._write_here(request.payload, timeout)))
+        if request.kind is ForwardKind.READ_INDEX:
+            return ForwardResponse(encode_value(self._read_index_here(self.clock() + timeout)))
         if request.kind is ForwardKind.CHANGE_MEMBERS:
             change = decode_value(request.payload)   # its shape was checked on receipt (rpc.validation)
             return ForwardResponse(encode_value(self._change_membership_here(change["add"], change["remove"],
@@ -275,30 +274,29 @@ class RaftNode:
         self._check_running()
         timeout = self.write_timeout if timeout is None else timeout
         if self.consensus.is_leader:
-            return self._submit(EntryKind.COMMAND, encode_command(command), timeout)
+            return self.submitter.submit(EntryKind.COMMAND, encode_command(command), timeout)
         return self._forwarders.submit(self.write, command, timeout)
 
     def _write_once(self, data: bytes, command: WriteCommand, remaining: float) -> Any:
         if self.consensus.is_leader:
-            return self._wait(self._submit(EntryKind.COMMAND, data, remaining), remaining, WriteTimeoutError,
+            return self._wait(self.submitter.propose_now(EntryKind.COMMAND, data, remaining), remaining,
+                              WriteTimeoutError,
                               f"write of {type(command).__name__} not applied within the timeout")
         leader = self._known_leader(remaining)
         return self._forward(leader, ForwardKind.WRITE, data, remaining)
 
-    def _write_here(self, command: WriteCommand, timeout: float) -> Any:
-        """A forwarded write: only the leader accepts it (no second hop, so no forwarding loops)."""
-        future = self._submit(EntryKind.COMMAND, encode_command(command), timeout)
+    def _write_here(self, data: bytes, timeout: float) -> Any:
+        """A forwarded write (its encoded command, checked): only the leader accepts it (no second
+        hop, so no forwarding loops)."""
+        future = self.submitter.propose_now(EntryKind.COMMAND, data, timeout)
         return self._wait(future, timeout, WriteTimeoutError, "forwarded write not applied within the timeout")
-
-    def _submit(self, kind: EntryKind, data: bytes, timeout: float) -> Future:
-        """Queue for the submitter thread, which appends in batches (group commit)."""
-        return self.submitter.submit(kind, data, timeout)
 
     # --- reads --------------------------------------------------------------------------------
 
     def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
-        """Linearizable read on the leader (forwarded there from other members): from the
-        leader's lease when lease reads are on and it holds, else through a ReadIndex round."""
+        """Linearizable read. On the leader: from its lease when lease reads are on and it holds,
+        else through a ReadIndex round. On any other member: from its own state machine once it
+        has applied a read index the leader gave it (one request for all the reads waiting here)."""
         lease_index = self.consensus.lease_read_index()
         if lease_index is not None and self.applier.applied_index >= lease_index:
             return self.read_local(command)   # the lease's common case: nothing to wait for, no retry loop
@@ -308,21 +306,27 @@ class RaftNode:
 
     def _read_once(self, command: ReadCommand, deadline: float) -> Any:
         if self.consensus.is_leader:
-            return self._read_here(command, deadline)
-        leader = self._known_leader(deadline - self.clock())
-        return self._forward(leader, ForwardKind.READ, encode_command(command), deadline - self.clock())
+            index = self._read_index_here(deadline)
+        else:
+            index = self._read_rounds.read_index(deadline)
+        if not self.applier.wait_applied(index, max(deadline - self.clock(), 0)):
+            raise ReadTimeoutError(f"state machine did not reach index {index} within the timeout")
+        return self.read_local(command)
 
-    def _read_here(self, command: ReadCommand, deadline: float) -> Any:
-        # Under a leader lease the commit index is the read index at once, on this thread: no
-        # quorum round, no future. Without one (lease reads off, expired, revoked, or no entry
-        # of this term committed yet) the read takes a ReadIndex round.
+    def _fetch_read_index(self, timeout: float) -> int:
+        """A read index from the leader, for a round of this follower's reads."""
+        return self._forward(self._known_leader(timeout), ForwardKind.READ_INDEX, b"", timeout)
+
+    def _read_index_here(self, deadline: float) -> int:
+        """The index a linearizable read may be answered at, as leader. Under a leader lease the
+        commit index is the read index at once, on this thread: no quorum round, no future.
+        Without one (lease reads off, expired, revoked, or no entry of this term committed yet)
+        the read takes a ReadIndex round."""
         read_index = self.consensus.lease_read_index()
         if read_index is None:
             read_index = self._wait(self.consensus.request_read(), deadline - self.clock(), ReadTimeoutError,
                                     "leadership not confirmed by a quorum within the timeout")
-        if not self.applier.wait_applied(read_index, max(deadline - self.clock(), 0)):
-            raise ReadTimeoutError(f"state machine did not reach index {read_index} within the timeout")
-        return self.read_local(command)
+        return read_index
 
     def read_local(self, command: ReadCommand) -> Any:
         """Run ``command`` on this member's state machine: fast, possibly stale."""

@@ -11,9 +11,10 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Iterable
+from typing import Any, Iterable, Sequence
 
 from ckite.errors import CKiteError, LostLeadershipError, WriteTimeoutError
+from ckite.log.entry import LogEntry
 from ckite.metrics import LatencyHistogram
 
 
@@ -53,30 +54,32 @@ class PendingWrites:
     def __len__(self) -> int:
         return len(self._by_index)
 
-    def take(self, index: int, term: int) -> Future | None:
-        """The future waiting on (index, term), removed; a waiter on another term is failed."""
+    def complete(self, entries: Sequence[LogEntry], outcomes: Sequence[tuple[Any, CKiteError | None]]) -> None:
+        """``entries`` were applied with these outcomes (result, error): complete their writers'
+        futures, under one acquisition of the lock for the whole batch. A writer waiting on an
+        index where another term's entry was applied certainly failed: an entry has one index,
+        and a different one is committed there."""
         with self._lock:
-            waiting = self._by_index.pop(index, None)
-        if waiting is None:
-            return None
-        waiting_term, future, registered_at = waiting
-        if waiting_term != term:
-            _fail(future, LostLeadershipError(
-                f"entry {index} of term {waiting_term} was overwritten by term {term}; it was not applied"))
-            return None
-        self._commit_latency.observe(time.monotonic() - registered_at)
-        return future
-
-    def fail_from(self, index: int, error: CKiteError) -> None:
-        """Fail every waiter at ``index`` or later (their entries were truncated)."""
-        with self._lock:
-            doomed = [i for i in self._by_index if i >= index]
-            futures = [self._by_index.pop(i)[1] for i in doomed]
-        for future in futures:
-            _fail(future, error)
+            waiting = [(entry, outcome, self._by_index.pop(entry.index)) for entry, outcome in zip(entries, outcomes)
+                       if entry.index in self._by_index]
+        if not waiting:
+            return
+        self._commit_latency.observe(time.monotonic() - waiting[0][2][2])   # the batch's longest wait
+        for entry, (result, error), (term, future, _) in waiting:
+            if term != entry.term:
+                _fail(future, LostLeadershipError(f"entry {entry.index} of term {term} was overwritten by term "
+                                                  f"{entry.term}; it was not applied"))
+            elif error is not None:
+                _fail(future, error)
+            elif not future.done():
+                future.set_result(result)
 
     def fail_all(self, error: CKiteError) -> None:
-        self.fail_from(0, error)
+        with self._lock:
+            futures = [future for _, future, _ in self._by_index.values()]
+            self._by_index.clear()
+        for future in futures:
+            _fail(future, error)
 
 
 def _fail(future: Future, error: BaseException) -> None:
