@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -111,8 +112,7 @@ def catch_up_seconds(entries: int, threshold: int, wipe: bool, work: Path,
                                                     if m.status()["state"] == "Leader"), None), 10, "a leader")
         target = leader.status()["log"]["commitIndex"]
         if wipe:
-            for path in dirs[lagging].iterdir():
-                path.unlink()
+            shutil.rmtree(dirs[lagging])
         started = time.monotonic()
         restarted = members[lagging] = setup.build(lagging, dirs[lagging], threshold)
         restarted.start()

@@ -68,7 +68,8 @@ class AppendEntriesResponse:
 
 @dataclass(slots=True)
 class InstallSnapshot:
-    """§7 InstallSnapshot, sent in chunks of ``data`` starting at byte ``offset``."""
+    """§7 InstallSnapshot, sent in chunks of ``data`` starting at byte ``offset``. ``size`` and
+    ``checksum`` (CRC-32) describe the whole state, so the follower can check what it gathered."""
 
     term: int
     leader_id: str
@@ -78,6 +79,8 @@ class InstallSnapshot:
     offset: int
     data: bytes
     done: bool
+    size: int = 0
+    checksum: int = 0
 
 
 @dataclass(slots=True)

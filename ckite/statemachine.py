@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 from ckite.commands import Command
 
@@ -46,22 +46,39 @@ class StateMachine(ABC):
                 results.append(Failure(exc))
         return results
 
-    @abstractmethod
-    def serialize(self) -> bytes:
-        """The whole state, for a snapshot (log compaction)."""
+    # --- snapshots: streamed (begin_snapshot / restore), or bytes for small states ---------------
 
-    @abstractmethod
+    def begin_snapshot(self) -> Callable[[BinaryIO], None]:
+        """Capture the state for a snapshot, with applying paused between two commands; return a
+        function that writes that state to a file. ckite calls the function on its snapshot
+        thread while new commands apply, so the state machine decides how the function sees the
+        state as it was: a cheap copy taken here (the kvstore copies its dict's references, not
+        its values), or data that never changes once written (an immutable tree, a database
+        snapshot). Write the state in pieces: it is never needed whole in memory.
+
+        The default suits small states: it takes :meth:`prepare_snapshot`'s bytes (by default
+        :meth:`serialize`, here, while applying waits) and writes them."""
+        produce = self.prepare_snapshot()
+        return lambda writer: writer.write(produce())
+
+    def restore(self, reader: BinaryIO) -> None:
+        """Replace the whole state with a snapshot's, read from ``reader`` (written by the function
+        :meth:`begin_snapshot` returned, possibly on another member). The default reads it whole
+        and calls :meth:`deserialize`."""
+        self.deserialize(reader.read())
+
+    def serialize(self) -> bytes:
+        """The whole state as bytes: the small-state form of :meth:`begin_snapshot`. Implement
+        this and :meth:`deserialize`, or :meth:`begin_snapshot` and :meth:`restore`: a log is compacted."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither serialize() nor begin_snapshot()")
+
     def deserialize(self, snapshot: bytes) -> None:
-        """Replace the whole state with a snapshot made by :meth:`serialize`."""
+        """Replace the whole state with bytes made by :meth:`serialize` (see :meth:`restore`)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither deserialize() nor restore()")
 
     def prepare_snapshot(self) -> Callable[[], bytes]:
-        """Capture the state for a snapshot; the returned function produces its bytes later, on
-        another thread, while new commands are applied.
-
-        The default serializes at once, which holds up applying for as long as
-        :meth:`serialize` takes. Override it with a cheap copy (e.g. ``dict(self.data)``)
-        and a function that encodes the copy, so that compaction does not stall writes.
-        """
+        """The bytes form of :meth:`begin_snapshot`: capture the state now, return a function that
+        produces its bytes later, on the snapshot thread. The default serializes at once."""
         data = self.serialize()
         return lambda: data
 

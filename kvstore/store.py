@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, BinaryIO, Callable, Union
 
 import msgpack
 
@@ -76,17 +76,40 @@ class KVStore(StateMachine):
             return {"swapped": True, "value": command.new}
         raise TypeError(f"KVStore does not handle {type(command).__name__}")
 
-    def serialize(self) -> bytes:
-        return msgpack.packb(self.data, use_bin_type=True)
-
-    def prepare_snapshot(self) -> Callable[[], bytes]:
-        """A shallow copy of the map (values are immutable) is taken while applying is paused;
-        encoding it happens on the compactor thread, so writes keep flowing meanwhile."""
+    def begin_snapshot(self) -> Callable[[BinaryIO], None]:
+        """A shallow copy of the map, taken while applying is paused (values are immutable str or
+        bytes: the copy holds references, not a second copy of the state); it is written on the
+        snapshot thread, pair by pair, while writes keep flowing."""
         copy = dict(self.data)
-        return lambda: msgpack.packb(copy, use_bin_type=True)
+        return lambda writer: _write_pairs(copy, writer)
 
-    def deserialize(self, snapshot: bytes) -> None:
-        self.data = msgpack.unpackb(snapshot, raw=False)
+    def restore(self, reader: BinaryIO) -> None:
+        """Read the pairs one by one (never the whole file at once); a snapshot an older kvstore
+        wrote (one msgpack map) is read too."""
+        unpacker = msgpack.Unpacker(reader, raw=False, max_buffer_size=_MAX_ITEM_BYTES)
+        header = next(unpacker, None)
+        if isinstance(header, dict):   # the older form: the whole map in one object
+            self.data = header
+            return
+        if header != _FORMAT:
+            raise ValueError(f"not a kvstore snapshot (starts with {header!r})")
+        data: dict[str, Value] = {}
+        for key, value in unpacker:
+            data[key] = value
+        self.data = data
+
+
+#: The first object of a snapshot, naming its form: then one [key, value] array per pair.
+_FORMAT = "kvstore-snapshot-1"
+#: The largest object read from a snapshot at once (a value may be up to the HTTP limit).
+_MAX_ITEM_BYTES = 64 * 1024 * 1024
+
+
+def _write_pairs(data: dict[str, Value], writer: BinaryIO) -> None:
+    packer = msgpack.Packer(use_bin_type=True)
+    writer.write(packer.pack(_FORMAT))
+    for key, value in data.items():
+        writer.write(packer.pack((key, value)))
 
 
 def _checked(value: Any) -> Value:

@@ -68,7 +68,8 @@ SAMPLE_REQUESTS: list[Request] = [
     AppendEntries(5, "10.0.0.1:9091", 10, 2, entries_of_every_kind(11, 9), leader_commit=9),   # entries of term 2
     AppendEntries(5, "10.0.0.1:9091", 10, 4),                    # a heartbeat: no entries
     AppendEntries(3, "l", 0, 0, [LogEntry(1, 3, b"")], 0),       # an entry with empty data
-    InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 4096, bytes(range(256)) * 8192, done=True),  # 2 MiB chunk
+    InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 4096, bytes(range(256)) * 8192, done=True,  # 2 MiB chunk
+                    size=4096 + 2 * 1024 * 1024, checksum=0xCAFEF00D),
     InstallSnapshot(9, "l:1", 1000, 8, CONFIGURATION, 0, b"", done=False),
     TimeoutNow(4, "l:1"),
     ForwardRequest(ForwardKind.WRITE, b"write\x00\xff", 1500),   # commands are bytes, bindings text

@@ -133,9 +133,9 @@ def test_term_and_vote_survive_a_restart_including_no_vote(open_storage):
 def test_a_snapshot_replaces_the_log_prefix_it_covers(open_storage):
     storage = open_storage()
     storage.append(entries(1, 10))
-    snapshot = Snapshot(6, 1, b"cfg", b"state")
+    snapshot = Snapshot(6, 1, b"cfg", 5, 0x1234)
     storage.save_snapshot(snapshot, discard_through=4)   # a trailing part of the prefix is kept
-    assert open_storage().load() == StoredState(0, None, entries(5, 10), snapshot)
+    assert open_storage().load() == StoredState(0, None, entries(5, 10), [snapshot])
     storage.append(entries(11, 12))
     assert [e.index for e in open_storage().load().entries] == list(range(5, 13))
 
@@ -144,20 +144,22 @@ def test_an_installed_snapshot_may_discard_the_whole_log_and_the_log_continues_a
     """A follower installing a leader's snapshot past its own log keeps no entry at all."""
     storage = open_storage()
     storage.append(entries(1, 3))
-    snapshot = Snapshot(20, 4, b"cfg", b"state")
+    snapshot = Snapshot(20, 4, b"cfg", 5, 0x1234)
     storage.save_snapshot(snapshot, discard_through=20)
     storage.append(entries(21, 22, term=4))
     with pytest.raises(ValueError, match="continue"):
         storage.append(entries(4, 4))
-    assert open_storage().load() == StoredState(0, None, entries(21, 22, term=4), snapshot)
+    assert open_storage().load() == StoredState(0, None, entries(21, 22, term=4), [snapshot])
 
 
-def test_a_newer_snapshot_replaces_the_older_one(open_storage):
+def test_the_newest_two_snapshots_are_kept_newest_first(open_storage):
+    """The previous snapshot is what a damaged newest one falls back on; older ones go."""
     storage = open_storage()
     storage.append(entries(1, 10))
-    storage.save_snapshot(Snapshot(3, 1, b"a", b"old"), discard_through=3)
-    storage.save_snapshot(Snapshot(8, 1, b"b", b"new"), discard_through=8)
-    assert open_storage().load() == StoredState(0, None, entries(9, 10), Snapshot(8, 1, b"b", b"new"))
+    oldest, older, newest = Snapshot(3, 1, b"a", 3, 1), Snapshot(5, 1, b"b", 5, 2), Snapshot(8, 1, b"c", 8, 3)
+    for snapshot in (oldest, older, newest):
+        storage.save_snapshot(snapshot, discard_through=snapshot.last_index)
+    assert open_storage().load() == StoredState(0, None, entries(9, 10), [newest, older])
 
 
 def test_load_returns_a_copy_that_callers_may_mutate(open_storage):
@@ -200,7 +202,7 @@ def new_suffix_after_crash_point(storage: LogStorage) -> None:
     storage.append(entries(101, 300, term=2, size=512), truncate_from=101)
 
 
-SNAPSHOT = Snapshot(150, 1, b"configuration", bytes(range(256)) * 2048)   # 512 KiB: many pages
+SNAPSHOT = Snapshot(150, 1, b"configuration", 512 * 1024, 0xCAFE)   # the deleted prefix spans many pages
 
 
 def compaction_after_crash_point(storage: LogStorage) -> None:
@@ -257,10 +259,10 @@ def test_a_crash_during_compaction_leaves_the_old_snapshot_and_log_or_the_new_on
     assert run_crashing_child(mode, db_path, "snapshot") == 0, "the child finished before the crash"
     reopened = open_sqlite()
     loaded = reopened.load()
-    old, new = (OLD_LOG, None), (OLD_LOG[150:], SNAPSHOT)
-    assert (loaded.entries, loaded.snapshot) in (old, new)
-    assert (loaded.entries, loaded.snapshot) == {"before-commit": old, "after-return": new}.get(
-        mode, (loaded.entries, loaded.snapshot))
+    old, new = (OLD_LOG, []), (OLD_LOG[150:], [SNAPSHOT])
+    assert (loaded.entries, loaded.snapshots) in (old, new)
+    assert (loaded.entries, loaded.snapshots) == {"before-commit": old, "after-return": new}.get(
+        mode, (loaded.entries, loaded.snapshots))
     reopened.append(entries(201, 201, term=3))   # the log still ends at 200 either way
     assert reopened.load().entries[-1].index == 201
 
@@ -296,6 +298,42 @@ def test_a_database_from_a_newer_schema_version_is_refused(db_path, open_sqlite)
         db["meta"].upsert({"key": "schema_version", "value": SCHEMA_VERSION + 1}, pk="key")
     with pytest.raises(StorageError, match="newer"):
         open_sqlite()
+
+
+def test_a_version_2_database_is_upgraded_its_snapshot_moved_into_a_file_and_the_file_shrinks(db_path, open_sqlite):
+    """Schema 2 kept the latest snapshot's state in the database; schema 3 moves it into the
+    snapshot store, keeps the metadata, and switches the file to incremental auto-vacuum."""
+    state = bytes(range(256)) * 4096   # 1 MiB
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite_utils.Database(db_path) as db:
+        db["log"].create({"idx": int, "term": int, "kind": int, "data": bytes}, pk="idx")
+        db["meta"].create({"key": str, "value": bytes}, pk="key")
+        db.execute("CREATE TABLE snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), last_index INTEGER NOT NULL, "
+                   "last_term INTEGER NOT NULL, configuration BLOB NOT NULL, data BLOB NOT NULL)")
+        db.execute("INSERT INTO snapshot VALUES (1, 7, 2, ?, ?)", (b"cfg", state))
+        db["log"].insert_all({"idx": i, "term": 2, "kind": 0, "data": b"x"} for i in range(8, 11))
+        db["meta"].upsert_all([{"key": "schema_version", "value": 2}, {"key": "term", "value": 2}], pk="key")
+    storage = open_sqlite()
+    loaded = storage.load()
+    [snapshot] = loaded.snapshots
+    assert (snapshot.last_index, snapshot.last_term, snapshot.configuration, snapshot.size) == (7, 2, b"cfg", len(state))
+    assert storage.snapshots.verify(snapshot) and storage.snapshots.open(snapshot).read() == state
+    assert [e.index for e in loaded.entries] == [8, 9, 10] and loaded.term == 2
+    with sqlite_utils.Database(db_path) as db:
+        assert "snapshot" not in db.table_names() and db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+    storage.close()
+    assert db_path.stat().st_size < len(state) / 4   # the state left the database file
+
+
+def test_compaction_gives_the_deleted_pages_back_to_the_file_system(open_sqlite, db_path):
+    storage = open_sqlite()
+    storage.append(entries(1, 2000, size=1024))
+    storage.close()
+    grown = db_path.stat().st_size
+    storage = open_sqlite()
+    storage.save_snapshot(Snapshot(1990, 1, b"cfg", 1, 1), discard_through=1990)
+    storage.close()   # checkpoints the WAL into the file
+    assert db_path.stat().st_size < grown / 4
 
 
 def test_a_full_disk_fails_the_append_and_leaves_log_and_storage_usable(open_sqlite):

@@ -62,6 +62,7 @@ def entries(first: int, terms: list[int], size: int = 1) -> list[LogEntry]:
     (InstallSnapshot(2, "l:1", 10, 1, CONFIGURATION, MAX_POSITION + 1, b"", True), "offset"),
     # A configuration the core could not decode would be stored first, and then fail every restart.
     (InstallSnapshot(2, "l:1", 10, 1, b"", 0, b"", True), "configuration: malformed cluster configuration"),
+    (InstallSnapshot(2, "l:1", 10, 1, CONFIGURATION, 8, b"abc", False, size=10), "goes past the snapshot's 10 bytes"),
     (InstallSnapshot(2, "l:1", 10, 1, b"\x93\x01", 0, b"", True), "malformed cluster configuration"),
     (AppendEntries(3, "l:1", 0, 0, [LogEntry(1, 3, b"\xc1", EntryKind.CONFIGURATION)]),
      "entry 1: malformed cluster configuration"),
@@ -98,6 +99,7 @@ def test_requests_that_break_raft_invariants_or_limits_are_invalid(request_, com
     AppendEntries(1, "10.0.0.1:9091", 0, 0),
     RequestVote(5, "c:1", 9, 5, pre_vote=True),
     InstallSnapshot(2, "l:1", 10, 2, CONFIGURATION, 0, b"", True),
+    InstallSnapshot(2, "l:1", 10, 2, CONFIGURATION, 7, b"abc", True, size=10, checksum=1),   # the last chunk
     AppendEntries(3, "l:1", 0, 0, [LogEntry(1, 3, CONFIGURATION, EntryKind.CONFIGURATION)]),
     ForwardRequest(ForwardKind.READ_INDEX, b"", MAX_TIMEOUT_MS),
     ForwardRequest(ForwardKind.WRITE, b"\xff\xfe", 10),   # commands are checked by the command codec

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,10 @@ def test_a_leader_whose_disk_fails_acknowledges_nothing_more_and_the_others_go_o
 
 def test_a_snapshot_that_cannot_be_restored_takes_the_member_out_of_service(tmp_path):
     storage = MemoryStorage()
-    storage.save_snapshot(Snapshot(5, 1, Configuration.of(["localhost:9391"]).encode(), b"\xc1 not msgpack"), 5)
+    state = b"\xc1 not msgpack"   # whole (its checksum matches), but not a state the machine can read
+    snapshot = Snapshot(5, 1, Configuration.of(["localhost:9391"]).encode(), len(state), zlib.crc32(state))
+    storage.snapshots.put(snapshot, state)
+    storage.save_snapshot(snapshot, 5)
     member = (CKiteBuilder().with_local_binding("localhost:9391").with_storage(storage)
               .with_transport(LocalNetwork().transport("localhost:9391")).with_state_machine(KVStore())
               .with_min_election_timeout(300).with_max_election_timeout(600).with_heartbeats_interval(50)

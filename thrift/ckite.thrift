@@ -76,6 +76,8 @@ struct InstallSnapshotST {
   6: required i64 offset;         // addition: byte position of `data` in the snapshot
   7: required binary data;        // CKite's SnapshotST.stateMachineState, one chunk of it
   8: required bool done;          // addition: true on the last chunk
+  9: optional i64 size = 0;       // addition: the whole state's length in bytes (it is streamed from a file)
+  10: optional i64 checksum = 0;  // addition: the whole state's CRC-32, checked by the follower before it installs
 }
 
 struct InstallSnapshotResponseST {

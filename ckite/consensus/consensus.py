@@ -18,7 +18,7 @@ import logging
 import random
 import threading
 from concurrent.futures import Future
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
 
 from ckite.consensus.candidate import Candidate
 from ckite.consensus.configurations import ConfigurationHistory
@@ -32,11 +32,13 @@ from ckite.consensus.reconfiguration import MembershipChange, derived_change
 from ckite.consensus.role import Role
 from ckite.consensus.settings import RaftSettings
 from ckite.consensus.status import member_status
-from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StoppedError
+from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StorageError, StoppedError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.log_writer import LogWriter
 from ckite.log.raft_log import RaftLog
 from ckite.log.snapshot import Snapshot
+from ckite.log.snapshot_receiver import SnapshotReceiver
+from ckite.log.snapshot_store import SnapshotStore
 from ckite.log.storage import DurableWrite, LogStorage
 from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Request,
                             RequestVote, RequestVoteResponse, TimeoutNow, TimeoutNowResponse)
@@ -73,10 +75,13 @@ class Consensus:
         stored = storage.load()
         self.term = stored.term
         self.voted_for = stored.voted_for
-        #: The latest snapshot; everything up to its last index is committed.
-        self.snapshot: Snapshot | None = stored.snapshot
-        self.log = RaftLog(self._persist, stored.entries, stored.snapshot)
-        self.commit_index = stored.snapshot.last_index if stored.snapshot else 0
+        self.snapshot_store = storage.snapshots
+        #: The latest snapshot whose state is whole; everything up to its last index is committed.
+        self.snapshot: Snapshot | None = usable_snapshot(member_id, stored.snapshots, storage.snapshots)
+        self.receiver = SnapshotReceiver(storage.snapshots, lambda: self.snapshot)
+        snapshot = self.snapshot
+        self.log = RaftLog(self._persist, stored.entries, snapshot)
+        self.commit_index = snapshot.last_index if snapshot else 0
         self.applied_index = 0
         self.leader_id: str | None = None
         self.last_leader_contact: float | None = None
@@ -84,12 +89,12 @@ class Consensus:
         #: from a leader: set at start when it may have acknowledged one before (see start()).
         self.votes_refused_until = float("-inf")
         self.election_deadline = 0.0
-        snapshot = stored.snapshot
         self.configurations = ConfigurationHistory(
             Configuration.decode(snapshot.configuration) if snapshot else initial_configuration,
             snapshot.last_index if snapshot else 0, stored.entries)
         self.role: Role = Starter(self)
         self._warned_own_id = False
+        self._draw_compaction_jitter()
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -211,9 +216,19 @@ class Consensus:
                 response = self._on_timeout_now(request, now)
             elif isinstance(request, InstallSnapshot):
                 response = self._on_install_snapshot(request, now)
+                term = self.term
             else:
                 raise TypeError(f"consensus does not handle {type(request).__name__}")
+        if response is None:   # a chunk to heed: written to its file without the lock
+            return self._receive_snapshot_chunk(request, term)
         return response
+
+    def _receive_snapshot_chunk(self, request: InstallSnapshot, term: int) -> InstallSnapshotResponse:
+        accepted, next_offset, snapshot = self.receiver.deliver(request)
+        if snapshot is not None:
+            with self._step(reply=True):
+                self.install_snapshot(snapshot)
+        return InstallSnapshotResponse(term, accepted, next_offset=next_offset)
 
     def _refuse_own_id(self, request: Request) -> None:
         """A request claiming to come from this member's own id is this member talking to itself
@@ -238,7 +253,7 @@ class Consensus:
                          self.term)
         return self.role.on_append_entries(request, now)
 
-    def _on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse:
+    def _on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse | None:
         if request.term < self.term:
             return InstallSnapshotResponse(self.term, False)
         if request.term > self.term:
@@ -305,7 +320,16 @@ class Consensus:
         """What to send to ``peer`` now (and a context to pass back with the reply), if anything.
         The caller (a test or the simulation, which flush synchronously) sends it at once."""
         with self._step():
-            return self.role.next_request(peer, self.clock())
+            item = self.role.next_request(peer, self.clock())
+        return None if item is None else (self.materialize(*item), item[1])
+
+    def materialize(self, request: Request, context: Any) -> Request:
+        """``request`` with what the role left for the sender to fetch without the lock: the
+        chunk of a snapshot's state an InstallSnapshot carries, read from its file."""
+        if isinstance(request, InstallSnapshot) and request.size:
+            request.data = self.snapshot_store.read_chunk(context.snapshot, request.offset,
+                                                          self.settings.snapshot_chunk_bytes)
+        return request
 
     def peer_deadline(self, peer: str) -> float | None:
         """The clock time at which :meth:`next_request` for ``peer`` should be asked again."""
@@ -454,35 +478,69 @@ class Consensus:
     # --- snapshots ----------------------------------------------------------------------------
 
     def compaction_due(self, applied_index: int) -> bool:
-        """Whether ``compaction_threshold`` entries were applied since the latest snapshot."""
+        """Whether ``compaction_threshold`` entries (plus this member's jitter) were applied since
+        the latest snapshot. The jitter, drawn anew after each snapshot, keeps the members from
+        all compacting at the same index: a cluster never pauses as one."""
         threshold = self.settings.compaction_threshold
         with self.lock:
             covered = self.snapshot.last_index if self.snapshot else 0
-            return threshold > 0 and applied_index - covered >= threshold
+            return threshold > 0 and applied_index - covered >= threshold + self._compaction_jitter
 
-    def take_snapshot(self, index: int, data: bytes) -> Snapshot | None:
-        """Store ``data`` (the state machine as of applied ``index``) as the latest snapshot and
-        delete the log up to ``compaction_trailing_entries`` before it. The trailing entries let
-        a follower that is slightly behind catch up from the log rather than a snapshot."""
-        with self._step():
+    def _draw_compaction_jitter(self) -> None:
+        self._compaction_jitter = self.rng.randint(0, self.settings.compaction_threshold // 4)
+
+    def take_snapshot(self, index: int, content: bytes | Callable[[BinaryIO], None]) -> Snapshot | None:
+        """Store the state machine as of applied ``index`` (``content``: its bytes, or a function
+        that writes them to a file) as the latest snapshot, and delete the log it covers. Runs
+        without the lock but for two short steps: the state goes to a new file of the snapshot
+        store (fsynced, renamed into place), then its metadata and the log deletion are one
+        durable write. The log is kept from the previous snapshot on, if there is one (so it can
+        be fallen back on should the new one be found damaged), and ``compaction_trailing_entries``
+        before the new one (so a follower slightly behind catches up from the log rather than a
+        snapshot). None when a newer snapshot arrived meanwhile."""
+        with self.lock:
             if self.snapshot is not None and index <= self.snapshot.last_index:
                 return None   # a newer snapshot was installed meanwhile
             term = self.log.term_at(index)
             if term is None or index > self.applied_index:
                 raise ValueError(f"cannot snapshot at {index}: not an applied entry of the log")
             configuration = self.configurations.at(index)
-            snapshot = Snapshot(index, term, configuration.encode(), data)
-            discard_through = max(index - self.settings.compaction_trailing_entries, self.log.base_index)
+            previous = self.snapshot
+        self.snapshot_store.retain([previous] if previous else [])   # at most it and the new one on disk
+        snapshot = self._write_snapshot(index, term, configuration.encode(), content)
+        with self._step():
+            if self.snapshot is not previous:
+                return None   # another snapshot was installed or taken meanwhile: this one is not needed
+            discard_through = index - self.settings.compaction_trailing_entries
+            if previous is not None:   # keep the log from it: it is what a damaged new one falls back on
+                discard_through = min(discard_through, previous.last_index)
+            discard_through = max(discard_through, self.log.base_index)
             self.log.compact(snapshot, discard_through)
             self.snapshot = snapshot
             self.configurations.rebase(configuration, index)
+            self._draw_compaction_jitter()
             self.metrics.snapshots_taken += 1
             logger.info("%s: snapshot at index %d (term %d, %d bytes); log now starts at %d",
-                        self.member_id, index, term, len(data), self.log.first_index)
-            return snapshot
+                        self.member_id, index, term, snapshot.size, self.log.first_index)
+        self.snapshot_store.retain([snapshot, *([previous] if previous else [])])
+        return snapshot
+
+    def _write_snapshot(self, index: int, term: int, configuration: bytes,
+                        content: bytes | Callable[[BinaryIO], None]) -> Snapshot:
+        writer = self.snapshot_store.create(index, term, configuration)
+        try:
+            if isinstance(content, bytes):
+                writer.file.write(content)
+            else:
+                content(writer.file)
+            return writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
 
     def install_snapshot(self, snapshot: Snapshot) -> None:
-        """Adopt a snapshot the leader sent (§7); the applier then restores the state machine."""
+        """Adopt a snapshot the leader sent (§7), its state whole and durable in the snapshot
+        store; the applier then restores the state machine from it."""
         if snapshot.last_index <= self.commit_index:
             return   # we already hold (and will apply) everything it covers
         before = self.configuration
@@ -494,10 +552,14 @@ class Consensus:
         self.commit_index = snapshot.last_index
         self.metrics.snapshots_installed += 1
         logger.info("%s: installed the leader's snapshot at index %d (term %d, %d bytes)",
-                    self.member_id, snapshot.last_index, snapshot.last_term, len(snapshot.data))
+                    self.member_id, snapshot.last_index, snapshot.last_term, snapshot.size)
         if self.configuration != before:
             self._configuration_changed()
         self.effects.wake_applier = True
+
+    def open_snapshot(self, snapshot: Snapshot) -> BinaryIO:
+        """A reader of ``snapshot``'s state (for the applier's restore)."""
+        return self.snapshot_store.open(snapshot)
 
     def snapshot_to_restore(self, applied_index: int) -> Snapshot | None:
         """The snapshot a state machine at ``applied_index`` must load before applying more."""
@@ -625,3 +687,18 @@ class Consensus:
     def status(self) -> dict:
         with self.lock:
             return member_status(self, self.clock())
+
+
+def usable_snapshot(member_id: str, kept: Sequence[Snapshot], store: SnapshotStore) -> Snapshot | None:
+    """The newest of the kept snapshots whose state is whole (size and CRC-32 match); the older
+    one is fallen back on when the newest was torn or damaged, never a partial one. StorageError
+    when none is: the member's committed state is gone, and it must not serve."""
+    for snapshot in kept:
+        if store.verify(snapshot):
+            return snapshot
+        logger.error("%s: snapshot %s is damaged (its size or CRC-32 does not match)%s", member_id, snapshot.name,
+                     "; falling back on the previous one" if snapshot is not kept[-1] else "")
+    if kept:
+        raise StorageError(f"no whole snapshot left (kept: {', '.join(s.name for s in kept)}); restore the "
+                           "member from another member (remove it, wipe its data dir, add it again)")
+    return None

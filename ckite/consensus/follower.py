@@ -5,41 +5,16 @@ import logging
 
 from ckite.consensus.role import Role
 from ckite.errors import ProtocolError
-from ckite.log.snapshot import Snapshot
-from ckite.messages import AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, TimeoutNow
+from ckite.messages import AppendEntries, AppendEntriesResponse, InstallSnapshot, TimeoutNow
 
 
 logger = logging.getLogger(__name__)
-
-
-class _IncomingSnapshot:
-    """The chunks of one snapshot received so far."""
-
-    __slots__ = ("last_index", "last_term", "data")
-
-    def __init__(self, last_index: int, last_term: int) -> None:
-        self.last_index = last_index
-        self.last_term = last_term
-        self.data = bytearray()
-
-    def is_for(self, request: InstallSnapshot) -> bool:
-        return (request.last_index, request.last_term) == (self.last_index, self.last_term)
-
-    def continued_by(self, request: InstallSnapshot) -> bool:
-        return self.is_for(request) and request.offset == len(self.data)
-
-    def expected_offset(self, request: InstallSnapshot) -> int:
-        return len(self.data) if self.is_for(request) else 0
 
 
 class Follower(Role):
     """§5.2: passive; replicates the leader's log and times out into a (pre-)candidate."""
 
     name = "Follower"
-
-    def __init__(self, consensus) -> None:
-        super().__init__(consensus)
-        self._incoming_snapshot: _IncomingSnapshot | None = None
 
     def begin(self, now: float) -> None:
         self.consensus.reset_election_deadline(now)
@@ -87,27 +62,10 @@ class Follower(Role):
         consensus.advance_commit(min(request.leader_commit, match_index))
         return AppendEntriesResponse(term, True, match_index=match_index)
 
-    def on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse:
-        """Collect the chunks in order; install once the last one arrived. A chunk that does not
-        continue what we hold is refused with the offset we expect, so the leader resumes there
-        (or from 0 after we lost the buffer, e.g. in a restart)."""
-        consensus = self.consensus
-        consensus.heard_from_leader(request.leader_id, now)
-        term = consensus.term
-        incoming = self._incoming_snapshot
-        if request.offset == 0 and not (incoming is not None and incoming.is_for(request) and incoming.data):
-            incoming = self._incoming_snapshot = _IncomingSnapshot(request.last_index, request.last_term)
-        elif incoming is None or not incoming.continued_by(request):
-            # A duplicate or late chunk (a late first chunk must not wipe what came after it),
-            # or chunks of another snapshot: say where to resume.
-            expected = incoming.expected_offset(request) if incoming is not None else 0
-            return InstallSnapshotResponse(term, False, next_offset=expected)
-        incoming.data += request.data
-        if request.done:
-            self._incoming_snapshot = None
-            consensus.install_snapshot(Snapshot(request.last_index, request.last_term, request.configuration,
-                                                bytes(incoming.data)))
-        return InstallSnapshotResponse(term, True, next_offset=request.offset + len(request.data))
+    def on_install_snapshot(self, request: InstallSnapshot, now: float) -> None:
+        """The leader of our term sends its snapshot: heed it. The chunk goes to its file without
+        the lock (:class:`~ckite.log.snapshot_receiver.SnapshotReceiver`), which also answers."""
+        self.consensus.heard_from_leader(request.leader_id, now)
 
     def on_timeout_now(self, request: TimeoutNow, now: float) -> bool:
         consensus = self.consensus

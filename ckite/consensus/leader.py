@@ -11,6 +11,7 @@ from ckite.consensus.read_index import ReadIndexTracker
 from ckite.consensus.reconfiguration import Reconfiguration
 from ckite.consensus.role import Role
 from ckite.consensus.transfer import LeadershipTransfer
+from ckite.log.snapshot import Snapshot
 from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse,
                             Request, TimeoutNow, TimeoutNowResponse)
 
@@ -33,13 +34,14 @@ class _AppendContext:
 
 
 class _SnapshotContext:
-    """What the leader remembers about one InstallSnapshot chunk it sent."""
+    """What the leader remembers about one InstallSnapshot chunk it sent (and the sender reads
+    the chunk from: ``snapshot``)."""
 
-    __slots__ = ("leader", "last_index", "offset", "done")
+    __slots__ = ("leader", "snapshot", "offset", "done")
 
-    def __init__(self, leader: "Leader", last_index: int, offset: int, done: bool) -> None:
+    def __init__(self, leader: "Leader", snapshot: Snapshot, offset: int, done: bool) -> None:
         self.leader = leader
-        self.last_index = last_index
+        self.snapshot = snapshot
         self.offset = offset
         self.done = done
 
@@ -73,6 +75,8 @@ class Leader(Role):
 
     def end(self) -> None:
         self.reads.fail_all("leadership lost before the read was confirmed", self.consensus.effects)
+        for progress in self.progress.values():
+            self._end_transfer(progress)
         self.reconfiguration.end()
         if self.transfer is not None:
             if self.consensus.term > self.term:
@@ -141,7 +145,7 @@ class Leader(Role):
         if peer in consensus.configuration.members or \
                 self.progress[peer].match_index < consensus.configuration_index:
             return False
-        del self.progress[peer]
+        self._end_transfer(self.progress.pop(peer))
         return True
 
     # --- replication -------------------------------------------------------------------------
@@ -204,9 +208,11 @@ class Leader(Role):
 
     def _next_snapshot_chunk(self, progress: Progress, now: float) -> tuple[Request, Any] | None:
         """§7: send the latest snapshot, one chunk in flight at a time, from the offset the
-        follower acknowledged (a lost chunk is sent again). The snapshot is pinned for the
-        whole transfer: restarting whenever the leader compacts again would never finish a
-        transfer that takes longer than filling ``compaction_threshold`` entries."""
+        follower acknowledged (a lost chunk is sent again). The snapshot is pinned in the store
+        for the whole transfer: restarting whenever the leader compacts again would never
+        finish a transfer that takes longer than filling ``compaction_threshold`` entries. The
+        chunk itself is read from the file by the sender, without the lock
+        (:meth:`Consensus.materialize`)."""
         consensus = self.consensus
         if progress.inflight:
             return None   # one chunk at a time: the next offset depends on the reply
@@ -214,23 +220,28 @@ class Leader(Role):
             if consensus.snapshot is None:
                 return None
             progress.snapshot, progress.snapshot_offset = consensus.snapshot, 0
+            consensus.snapshot_store.pin(progress.snapshot)
         snapshot = progress.snapshot
         offset = progress.snapshot_offset
-        chunk = snapshot.data[offset:offset + consensus.settings.snapshot_chunk_bytes]
-        done = offset + len(chunk) >= len(snapshot.data)
+        done = offset + consensus.settings.snapshot_chunk_bytes >= snapshot.size
         progress.inflight += 1
         progress.last_sent = now
         request = InstallSnapshot(consensus.term, consensus.member_id, snapshot.last_index, snapshot.last_term,
-                                  snapshot.configuration, offset, chunk, done)
-        return request, _SnapshotContext(self, snapshot.last_index, offset, done)
+                                  snapshot.configuration, offset, b"", done, snapshot.size, snapshot.checksum)
+        return request, _SnapshotContext(self, snapshot, offset, done)
+
+    def _end_transfer(self, progress: Progress) -> None:
+        if progress.snapshot is not None:
+            self.consensus.snapshot_store.unpin(progress.snapshot)
+            progress.snapshot, progress.snapshot_offset = None, 0
 
     def _on_snapshot_response(self, progress: Progress, context: _SnapshotContext,
                               response: InstallSnapshotResponse) -> None:
-        if progress.snapshot is None or context.last_index != progress.snapshot.last_index:
+        if progress.snapshot is None or context.snapshot != progress.snapshot:
             return   # about an earlier transfer
         if response.success and context.done:
-            progress.snapshot, progress.snapshot_offset = None, 0
-            progress.acknowledge(context.last_index)
+            self._end_transfer(progress)
+            progress.acknowledge(context.snapshot.last_index)
             self.consensus.advance_commit_as_leader()
         else:
             progress.snapshot_offset = response.next_offset   # the next chunk, or where to resume

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ckite.log.entry import LogEntry
 from ckite.log.snapshot import Snapshot
+from ckite.log.snapshot_store import MemorySnapshotStore
 from ckite.log.storage import LogStorage, StoredState
 
 
@@ -58,13 +59,14 @@ class MemoryStorage(LogStorage):
         self._term = 0
         self._voted_for: str | None = None
         self._entries: list[LogEntry] = []
-        self._snapshot: Snapshot | None = None
+        self._snapshots: list[Snapshot] = []   # newest first, at most two
+        self.snapshots = MemorySnapshotStore()
         self.closed = False   #: set by close(); informative only, nothing refuses to run
 
     def load(self) -> StoredState:
         """A copy of what is stored: callers may mutate the returned list freely."""
         with self._lock:
-            return StoredState(self._term, self._voted_for, list(self._entries), self._snapshot)
+            return StoredState(self._term, self._voted_for, list(self._entries), list(self._snapshots))
 
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
         with self._lock:
@@ -81,12 +83,12 @@ class MemoryStorage(LogStorage):
 
     def save_snapshot(self, snapshot: Snapshot, discard_through: int) -> None:
         with self._lock:
-            self._snapshot = snapshot
+            self._snapshots = [snapshot, *(s for s in self._snapshots if s.last_index < snapshot.last_index)][:2]
             self._entries = [entry for entry in self._entries if entry.index > discard_through]
 
     def _last_index(self) -> int:
         return max(self._entries[-1].index if self._entries else 0,
-                   self._snapshot.last_index if self._snapshot else 0)
+                   self._snapshots[0].last_index if self._snapshots else 0)
 
     def close(self) -> None:
         """Mark the storage closed; the data stays and the object remains usable (a reopen)."""

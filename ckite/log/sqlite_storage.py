@@ -5,13 +5,15 @@ Schema (created and migrated with sqlite-utils, so an operator can read the log 
 
 - ``log(idx INTEGER PRIMARY KEY, term INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL)``
 - ``meta(key TEXT PRIMARY KEY, value)``: rows ``schema_version``, ``term`` and ``voted_for``.
-- ``snapshot(id INTEGER PRIMARY KEY CHECK (id = 1), last_index, last_term, configuration BLOB,
-  data BLOB)``: at most one row, the latest snapshot (schema version 2).
+- ``snapshots(last_index INTEGER PRIMARY KEY, last_term, configuration BLOB, size, checksum)``: the
+  metadata of the newest two snapshots (schema version 3); their states are files in
+  ``snapshots/`` beside the database (:class:`~ckite.log.snapshot_store.FileSnapshotStore`).
 
-Compaction replaces the snapshot row and deletes the log prefix it covers in one
-transaction, so a crash at any moment leaves the old snapshot and log or the new ones.
-Deleted pages go to SQLite's free list and are reused by later entries, and the WAL is
-truncated back to ``journal_size_limit`` after checkpoints: disk use stays bounded.
+Compaction records the new snapshot's metadata and deletes the log prefix it covers in one
+transaction, so a crash at any moment leaves the old snapshots and log or the new ones. The
+database uses incremental auto-vacuum: after a compaction the deleted pages go back to the
+file system, so the file follows the state, not the history; the WAL is truncated back to
+``journal_size_limit`` after checkpoints.
 
 Durability: WAL journal with ``synchronous=FULL``, so each commit fsyncs the WAL and a
 method returns only once its transaction survives a crash or a power cut (Figure 2: term,
@@ -34,13 +36,14 @@ from sqlite_utils import Database
 from ckite.errors import StorageError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.snapshot import Snapshot
+from ckite.log.snapshot_store import FileSnapshotStore
 from ckite.log.memory_storage import check_append
 from ckite.log.storage import DurableWrite, LogStorage, StoredState
 
 logger = logging.getLogger(__name__)
 
 
-def _create_log_and_meta(db: Database) -> None:
+def _create_log_and_meta(db: Database, snapshots: FileSnapshotStore) -> None:
     """Schema version 1. ``value`` is declared BLOB, which in SQLite means "no affinity": the
     term stays an INTEGER and a vote a TEXT (a member id like "1" must not turn into 1)."""
     db["log"].create({"idx": int, "term": int, "kind": int, "data": bytes}, pk="idx",
@@ -48,17 +51,42 @@ def _create_log_and_meta(db: Database) -> None:
     db["meta"].create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
 
 
-def _create_snapshot(db: Database) -> None:
-    """Schema version 2: one row holding the latest snapshot."""
+def _create_snapshot(db: Database, snapshots: FileSnapshotStore) -> None:
+    """Schema version 2: one row holding the latest snapshot, its state included."""
     db.execute("CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), "
                "last_index INTEGER NOT NULL, last_term INTEGER NOT NULL, configuration BLOB NOT NULL, "
                "data BLOB NOT NULL)")
 
 
+def _snapshots_in_files(db: Database, snapshots: FileSnapshotStore) -> None:
+    """Schema version 3: the state of a snapshot lives in a file of the snapshot store; the
+    database keeps the metadata of the latest two (the newest, and the one to fall back on if
+    the newest is found damaged). Version 2's snapshot row is moved into a file."""
+    db.execute("CREATE TABLE IF NOT EXISTS snapshots (last_index INTEGER PRIMARY KEY, last_term INTEGER NOT NULL, "
+               "configuration BLOB NOT NULL, size INTEGER NOT NULL, checksum INTEGER NOT NULL)")
+    if "snapshot" not in db.table_names():
+        return
+    row = db.execute("SELECT last_index, last_term, configuration, data FROM snapshot").fetchone()
+    if row is not None:
+        last_index, last_term, configuration, data = row
+        writer = snapshots.create(last_index, last_term, bytes(configuration))
+        writer.file.write(data)
+        snapshot = writer.commit()
+        db.execute(_INSERT_SNAPSHOT, (snapshot.last_index, snapshot.last_term, snapshot.configuration,
+                                      snapshot.size, snapshot.checksum))
+    db.execute("DROP TABLE snapshot")
+
+
 #: Migration ``n`` (1-based) brings a database from schema version ``n - 1`` to ``n``. Each
 #: must be idempotent (``if_not_exists``): the version row is written after all of them, so an
-#: interrupted upgrade simply runs again. Add a step here to add a table (e.g. snapshots).
-_MIGRATIONS: tuple[Callable[[Database], None], ...] = (_create_log_and_meta, _create_snapshot)
+#: interrupted upgrade simply runs again.
+_MIGRATIONS: tuple[Callable[[Database, FileSnapshotStore], None], ...] = (
+    _create_log_and_meta, _create_snapshot, _snapshots_in_files)
+
+#: Snapshots whose metadata the database keeps: the newest, and the previous one to fall back on.
+SNAPSHOTS_KEPT = 2
+#: The snapshot store's directory, beside the database file.
+SNAPSHOT_DIRECTORY = "snapshots"
 
 #: Bytes the WAL file is cut back to after a checkpoint (a big snapshot grows it for a moment).
 #: SQLite checkpoints every 1000 pages (~4 MiB), so in steady state the WAL stays near this.
@@ -82,6 +110,8 @@ def _write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]
 
 
 _INSERT_ENTRY = "INSERT INTO log (idx, term, kind, data) VALUES (?, ?, ?, ?)"
+_INSERT_SNAPSHOT = ("INSERT OR REPLACE INTO snapshots (last_index, last_term, configuration, size, checksum) "
+                    "VALUES (?, ?, ?, ?, ?)")
 _SET_META = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
 
@@ -97,11 +127,19 @@ def _append(conn: sqlite3.Connection, last_index: int, entries: Sequence[LogEntr
     return kept + len(entries)
 
 
+def _vacuum(conn: sqlite3.Connection) -> None:
+    """Give the free pages back to the file system (incremental auto-vacuum). Through
+    ``executescript``: a plain ``execute`` of the pragma frees one page per step, and stops."""
+    conn.executescript("PRAGMA incremental_vacuum;")
+
+
 def _store_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, discard_through: int) -> int:
-    """Replace the snapshot row and delete the log prefix it covers; returns the new last index."""
-    conn.execute("INSERT OR REPLACE INTO snapshot (id, last_index, last_term, configuration, data) "
-                 "VALUES (1, ?, ?, ?, ?)", (snapshot.last_index, snapshot.last_term, snapshot.configuration,
-                                            snapshot.data))
+    """Record the snapshot's metadata (keeping the newest SNAPSHOTS_KEPT) and delete the log
+    prefix up to ``discard_through``; returns the new last index."""
+    conn.execute(_INSERT_SNAPSHOT, (snapshot.last_index, snapshot.last_term, snapshot.configuration, snapshot.size,
+                                    snapshot.checksum))
+    conn.execute("DELETE FROM snapshots WHERE last_index NOT IN "
+                 "(SELECT last_index FROM snapshots ORDER BY last_index DESC LIMIT ?)", (SNAPSHOTS_KEPT,))
     conn.execute("DELETE FROM log WHERE idx <= ?", (discard_through,))
     row = conn.execute("SELECT max(idx) FROM log").fetchone()
     return max(row[0] or 0, snapshot.last_index)
@@ -129,17 +167,19 @@ class SQLiteStorage(LogStorage):
                 self._path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"{self._path}: cannot create its directory: {exc}") from exc
+            self.snapshots = FileSnapshotStore(self._path.parent / SNAPSHOT_DIRECTORY)
             conn = sqlite3.connect(self._path, check_same_thread=False)
             try:
                 db = Database(conn)
                 self._check_integrity(db)
+                self._give_space_back(db)
                 db.enable_wal()
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA fullfsync=ON")   # macOS: fsync alone does not reach the platter
                 db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
                 self._migrate(db)
-                row = conn.execute("SELECT max(coalesce(max(idx), 0), coalesce((SELECT last_index FROM snapshot), 0)) "
-                                   "FROM log").fetchone()
+                row = conn.execute("SELECT max(coalesce(max(idx), 0), "
+                                   "coalesce((SELECT max(last_index) FROM snapshots), 0)) FROM log").fetchone()
             except BaseException:
                 conn.close()
                 raise
@@ -161,17 +201,15 @@ class SQLiteStorage(LogStorage):
             conn = self._connection()
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('term', 'voted_for')"))
             rows = conn.execute("SELECT idx, term, kind, data FROM log ORDER BY idx").fetchall()
-            stored_snapshot = conn.execute(
-                "SELECT last_index, last_term, configuration, data FROM snapshot").fetchone()
+            snapshot_rows = conn.execute("SELECT last_index, last_term, configuration, size, checksum FROM snapshots "
+                                         "ORDER BY last_index DESC").fetchall()
         try:
             entries = [LogEntry(idx, term, bytes(data), EntryKind(kind)) for idx, term, kind, data in rows]
         except ValueError as exc:   # an unknown kind: written by a newer ckite, or tampered with
             raise StorageError(f"{self._path}: unreadable log entry: {exc}") from exc
-        snapshot = None
-        if stored_snapshot is not None:
-            last_index, last_term, configuration, data = stored_snapshot
-            snapshot = Snapshot(last_index, last_term, bytes(configuration), bytes(data))
-        return StoredState(meta.get("term", 0), meta.get("voted_for"), entries, snapshot)
+        snapshots = [Snapshot(index, term, bytes(configuration), size, checksum)
+                     for index, term, configuration, size, checksum in snapshot_rows]
+        return StoredState(meta.get("term", 0), meta.get("voted_for"), entries, snapshots)
 
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
         self.write([DurableWrite(hard_state=(term, voted_for))])
@@ -187,6 +225,7 @@ class SQLiteStorage(LogStorage):
         (group commit), and a crash leaves the log as it was before the batch or after it."""
         with self._lock:
             last = self._last_index
+            compacted = False
             with self._transaction("write") as conn:
                 for write in writes:
                     if write.hard_state is not None:
@@ -195,7 +234,11 @@ class SQLiteStorage(LogStorage):
                         last = _append(conn, last, write.entries, write.truncate_from)
                     if write.snapshot is not None:
                         last = _store_snapshot(conn, write.snapshot, write.discard_through)
+                        compacted = True
             self._last_index = last
+            if compacted:   # the deleted prefix's pages go back to the file system, not only to SQLite's free list
+                with self._errors("give space back"):
+                    _vacuum(self._connection())
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL into the file); idempotent."""
@@ -226,6 +269,16 @@ class SQLiteStorage(LogStorage):
         with self._errors(action), _write_transaction(self._connection()) as conn:
             yield conn
 
+    def _give_space_back(self, db: Database) -> None:
+        """Incremental auto-vacuum, so that compaction shrinks the file. A new database gets it at
+        once; an older one is rebuilt once (VACUUM) to switch."""
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+            return
+        db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            logger.info("%s: switching to incremental auto-vacuum (a one-time rebuild of the file)", self._path)
+            db.execute("VACUUM")
+
     def _check_integrity(self, db: Database) -> None:
         problems = [row[0] for row in db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
@@ -243,6 +296,7 @@ class SQLiteStorage(LogStorage):
             return
         with _write_transaction(db.conn) as conn:
             for migration in _MIGRATIONS[version:]:
-                migration(db)
+                migration(db, self.snapshots)
             conn.execute(_SET_META, ("schema_version", SCHEMA_VERSION))
+        _vacuum(db.conn)   # what an upgrade moved out of the database (a snapshot's state) leaves the file
         logger.info("%s: schema upgraded from version %d to %d", self._path, version, SCHEMA_VERSION)

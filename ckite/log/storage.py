@@ -16,6 +16,7 @@ from typing import Sequence
 
 from ckite.log.entry import LogEntry
 from ckite.log.snapshot import Snapshot
+from ckite.log.snapshot_store import SnapshotStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,17 +38,21 @@ class DurableWrite:
 
 @dataclass(slots=True)
 class StoredState:
-    """Everything :meth:`LogStorage.load` recovers: term, vote, the latest snapshot and the
-    entries still in the log, oldest first (they may begin before the snapshot's last index)."""
+    """Everything :meth:`LogStorage.load` recovers: term, vote, the snapshots kept and the entries
+    still in the log, oldest first (they begin no later than just after the older snapshot)."""
 
     term: int = 0
     voted_for: str | None = None
     entries: list[LogEntry] = field(default_factory=list)
-    snapshot: Snapshot | None = None
+    #: The snapshots kept, newest first: the newest whose state is whole is the member's.
+    snapshots: list[Snapshot] = field(default_factory=list)
 
 
 class LogStorage(ABC):
-    """Durable term, vote and log entries of one member."""
+    """Durable term, vote and log entries of one member, and its snapshots' store."""
+
+    #: Where the states of the snapshots live (files beside a database, or memory).
+    snapshots: SnapshotStore
 
     @abstractmethod
     def load(self) -> StoredState:
@@ -64,10 +69,11 @@ class LogStorage(ABC):
 
     @abstractmethod
     def save_snapshot(self, snapshot: Snapshot, discard_through: int) -> None:
-        """In one durable transaction: replace the stored snapshot with ``snapshot`` and delete
-        every entry with index <= ``discard_through``. A crash leaves the old snapshot and log
-        or the new ones, never a mix. Afterwards the log ends at the later of its last
-        remaining entry and the snapshot's last index."""
+        """In one durable transaction: record ``snapshot`` (its state already durable in
+        :attr:`snapshots`), keep the metadata of the newest two, and delete every entry with
+        index <= ``discard_through``. A crash leaves the old snapshots and log or the new ones,
+        never a mix. Afterwards the log ends at the later of its last remaining entry and the
+        snapshot's last index."""
 
     def write(self, writes: Sequence[DurableWrite]) -> None:
         """Apply ``writes`` in order, durably (the log writer's batch). A crash leaves a prefix of

@@ -143,6 +143,9 @@ def _request_vote(request: RequestVote, limits: RequestLimits) -> None:
 def _install_snapshot(request: InstallSnapshot, limits: RequestLimits) -> None:
     if request.last_term > request.term:
         raise _invalid(request, f"last_term {request.last_term} is after the term {request.term}")
+    if request.offset + len(request.data) > request.size:
+        raise _invalid(request, f"the chunk at {request.offset} of {len(request.data)} bytes goes past the "
+                                f"snapshot's {request.size} bytes")
     _configuration(request, request.configuration, "configuration")
 
 

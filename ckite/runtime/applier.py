@@ -76,7 +76,7 @@ class Applier:
                 return
             last = entries[-1].index
             # Captured here, with the state at exactly `last`; submitted once `last` is published.
-            snapshot_job = (self.state_machine.prepare_snapshot()
+            snapshot_job = (self.state_machine.begin_snapshot()
                             if self.consensus.compaction_due(last) and not self.compactor.busy else None)
         for (position, command), result in zip(commands, results):
             outcomes[position] = self._outcome(entries[position], command, result)
@@ -130,8 +130,8 @@ class Applier:
     def _restore(self, snapshot: Snapshot) -> None:
         """Replace the state machine's state with the snapshot's (exactly once per snapshot)."""
         try:
-            with self.state_machine_lock:
-                self.state_machine.deserialize(snapshot.data)
+            with self.state_machine_lock, self.consensus.open_snapshot(snapshot) as reader:
+                self.state_machine.restore(reader)
         except Exception as exc:   # the user's code, on bytes that may be damaged
             self.consensus.fail(StorageError(f"the snapshot at index {snapshot.last_index} cannot be restored: "
                                              f"{exc!r}"))

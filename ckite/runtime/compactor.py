@@ -1,14 +1,16 @@
-"""The compactor thread: turns a state machine's snapshot into bytes and compacts the log.
+"""The compactor thread: writes a state machine's snapshot to a file and compacts the log.
 
-The applier only *prepares* a snapshot (``StateMachine.prepare_snapshot``, which for a
-state machine that supports it is a cheap copy); encoding and the durable write happen
-here, so writes keep being appended, replicated, committed and applied meanwhile.
+The applier only *begins* a snapshot (``StateMachine.begin_snapshot``, between two commands:
+for a state machine that supports it, a cheap copy) and hands over the function that writes
+it. Writing the file, its fsync and the log's compaction happen here, without the consensus
+lock, so writes keep being appended, replicated, committed and applied, and heartbeats, votes
+and ``/status`` answered, meanwhile.
 """
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import BinaryIO, Callable
 
 from ckite.consensus.consensus import Consensus
 from ckite.runtime.worker import Worker
@@ -25,7 +27,7 @@ class Compactor:
     def __init__(self, consensus: Consensus) -> None:
         self.consensus = consensus
         self._lock = threading.Lock()
-        self._job: tuple[int, Callable[[], bytes]] | None = None
+        self._job: tuple[int, Callable[[BinaryIO], None]] | None = None
         self._busy = False
         self.worker: Worker | None = None
 
@@ -34,10 +36,10 @@ class Compactor:
         with self._lock:
             return self._busy
 
-    def submit(self, index: int, produce: Callable[[], bytes]) -> None:
-        """Compact up to applied ``index`` with the bytes ``produce()`` returns (on this thread)."""
+    def submit(self, index: int, write: Callable[[BinaryIO], None]) -> None:
+        """Compact up to applied ``index``; ``write(file)`` writes the state (on this thread)."""
         with self._lock:
-            self._job, self._busy = (index, produce), True
+            self._job, self._busy = (index, write), True
         if self.worker is not None:
             self.worker.wake()
 
@@ -47,9 +49,9 @@ class Compactor:
         if job is None:
             worker.wait(IDLE_WAIT)
             return
-        index, produce = job
+        index, write = job
         try:
-            self.consensus.take_snapshot(index, produce())
+            self.consensus.take_snapshot(index, write)
         except Exception:
             logger.exception("%s: snapshot at %d failed; the log is kept whole", self.consensus.member_id, index)
         finally:

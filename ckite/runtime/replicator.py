@@ -13,11 +13,12 @@ what a reply means.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Any, Callable
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, StorageError
 from ckite.identity import MemberIdentity
+from ckite.messages import Request
 from ckite.rpc.transport import Transport
 from ckite.runtime.worker import Worker
 
@@ -75,9 +76,11 @@ class Replicator:
                     consensus.handle_failure(peer, *unsent)
                 return
             for position, (request, context) in enumerate(requests):
-                if not self._pipeline.send(request, context):
+                readable = self._materialize(request, context)
+                if not readable or not self._pipeline.send(request, context):
                     self._back_off()
-                    for unsent in requests[position + 1:]:   # never left: as good as lost
+                    # Never left (a request the pipeline took reports its own outcome): as good as lost.
+                    for unsent in requests[position + (1 if readable else 0):]:
                         consensus.handle_failure(peer, *unsent)
                     break
         else:
@@ -95,6 +98,15 @@ class Replicator:
             except Exception:   # a bug; the other outcomes must still reach the core
                 logger.exception("%s: handling the reply of %s to %s failed", consensus.member_id, peer,
                                  type(request).__name__)
+
+    def _materialize(self, request: Request, context: Any) -> bool:
+        """Fill in what the core left for this thread to read (a snapshot chunk from its file)."""
+        try:
+            self._consensus.materialize(request, context)
+        except StorageError as exc:
+            logger.error("%s: cannot read what to send %s: %s", self._consensus.member_id, self._peer, exc)
+            return False
+        return True
 
     def _durable(self, barrier: int) -> bool:
         """Wait for what the requests rest on (a candidate's term and vote) to be on disk."""

@@ -260,7 +260,8 @@ class SimCluster:
     def _restore(self, member: SimMember, snapshot: Snapshot) -> None:
         """Load a snapshot as the state machine would, checking it holds exactly the commands
         committed up to its index (every one of them was applied one by one somewhere first)."""
-        restored = msgpack.unpackb(snapshot.data)
+        with member.consensus.open_snapshot(snapshot) as reader:
+            restored = msgpack.unpackb(reader.read())
         expected = [data for index, data in sorted(self.commands.items()) if index <= snapshot.last_index]
         if restored != expected:
             self.fail(f"State Machine Safety: {member.member_id} restores a snapshot at {snapshot.last_index} "
