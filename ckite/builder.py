@@ -42,6 +42,7 @@ class CKiteBuilder:
         self._compaction_threshold = DEFAULT_COMPACTION_THRESHOLD
         self._lease_reads = False
         self._max_inflight_appends = RaftSettings.max_inflight_appends
+        self._settings: dict[str, int] = {}
         self._join_seeds: list[str] = []
         self._data_dir: Path | None = None
         self._storage: LogStorage | None = None
@@ -97,6 +98,16 @@ class CKiteBuilder:
         if int(n) < 1:
             raise ValueError(f"bad max_inflight_appends {n}: expected at least 1")
         self._max_inflight_appends = int(n)
+        return self
+
+    def with_log_cache_bytes(self, size: int) -> "CKiteBuilder":
+        """The most log entry data kept in memory (default 64 MiB). Older entries that are applied
+        and on disk keep only their index and term in memory; their data is read back from the
+        data dir when a lagging follower needs them (large values with a large compaction
+        threshold would otherwise hold the whole log in memory)."""
+        if int(size) < 0:
+            raise ValueError(f"bad log cache size {size}: expected at least 0")
+        self._settings["log_cache_bytes"] = int(size)
         return self
 
     def with_data_dir(self, path: str | os.PathLike) -> "CKiteBuilder":
@@ -201,7 +212,7 @@ class CKiteBuilder:
                                 heartbeat_interval=self._heartbeats_ms / 1000,
                                 compaction_threshold=self._compaction_threshold,
                                 lease_reads=self._lease_reads,
-                                max_inflight_appends=self._max_inflight_appends)
+                                max_inflight_appends=self._max_inflight_appends, **self._settings)
         for name, value in self._timeouts.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive")

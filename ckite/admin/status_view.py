@@ -105,20 +105,22 @@ def render_log(log: Mapping[str, Any]) -> dict:
     last_log = {"term": log.get("lastTerm"), "index": log.get("lastIndex"), "kind": None, "command": None}
     entry = log.get("lastEntry")
     if isinstance(entry, Mapping):
-        last_log.update(describe_entry(entry.get("kind"), entry.get("data", b"")))
+        data = entry.get("data", b"")
+        last_log.update(describe_entry(entry.get("kind"), data, entry.get("bytes", len(data))))
     view["lastLog"] = last_log
     return view
 
 
-def describe_entry(kind: Any, data: bytes) -> dict:
+def describe_entry(kind: Any, data: bytes, size: int | None = None) -> dict:
     """``{"kind", "command"[, "commandType"]}`` for a log entry's payload, never raising:
     a console must show a member whose log holds something it cannot decode. A command larger
     than PREVIEW_BYTES shows only its type and size (a /status polled every second must not
     decode and send a 16 MiB value each time)."""
     name = _kind_name(kind)
     try:
-        if name == "command" and len(data) > PREVIEW_BYTES:
-            return {"kind": name, "commandType": _command_type(data), "command": None, "bytes": len(data),
+        size = len(data) if size is None else size
+        if name == "command" and (size > PREVIEW_BYTES or len(data) < size):   # large, or left on disk
+            return {"kind": name, "commandType": _command_type(data), "command": None, "bytes": size,
                     "truncated": True}
         if name == "command":
             command = decode_command(data)

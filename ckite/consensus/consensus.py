@@ -72,7 +72,7 @@ class Consensus:
         self.effects: Effects | None = None
         self._step_start = 0          # the writer's last_seq when the step began: later ones are its own
         self._hard_state_seq = 0      # the latest write of term/vote or a truncation: what messages wait for
-        stored = storage.load()
+        stored = storage.load(settings.log_cache_bytes)
         self.term = stored.term
         self.voted_for = stored.voted_for
         self.snapshot_store = storage.snapshots
@@ -80,7 +80,7 @@ class Consensus:
         self.snapshot: Snapshot | None = usable_snapshot(member_id, stored.snapshots, storage.snapshots)
         self.receiver = SnapshotReceiver(storage.snapshots, lambda: self.snapshot)
         snapshot = self.snapshot
-        self.log = RaftLog(self._persist, stored.entries, snapshot)
+        self.log = RaftLog(self._persist, stored.entries, snapshot, storage.read_entries, settings.log_cache_bytes)
         self.commit_index = snapshot.last_index if snapshot else 0
         self.applied_index = 0
         self.leader_id: str | None = None
@@ -329,6 +329,8 @@ class Consensus:
         if isinstance(request, InstallSnapshot) and request.size:
             request.data = self.snapshot_store.read_chunk(context.snapshot, request.offset,
                                                           self.settings.snapshot_chunk_bytes)
+        elif isinstance(request, AppendEntries) and request.entries:
+            request.entries = self.log.load(request.entries)   # a lagging follower's: read back from disk
         return request
 
     def peer_deadline(self, peer: str) -> float | None:
@@ -474,6 +476,7 @@ class Consensus:
     def set_applied(self, index: int) -> None:
         with self.lock:
             self.applied_index = max(self.applied_index, index)
+            self.log.evict(min(self.applied_index, self.log.durable_index))
 
     # --- snapshots ----------------------------------------------------------------------------
 

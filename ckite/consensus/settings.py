@@ -30,6 +30,12 @@ class RaftSettings:
     check_quorum: bool = True
     compaction_threshold: int = 10_000          # applied entries between snapshots (CKite's default); 0: never
     snapshot_chunk_bytes: int = 1024 * 1024     # InstallSnapshot sends the state in chunks this big
+    #: The most log entry data a member keeps in memory; the data of older entries that are
+    #: applied and on disk is read back from the storage when a lagging follower needs them.
+    log_cache_bytes: int = 64 * 1024 * 1024
+    #: The most entry data the applier hands the state machine at once (a member far behind, or
+    #: restarting, applies its log in batches of about this size, not all at once).
+    apply_batch_bytes: int = 16 * 1024 * 1024
     #: Answer linearizable reads on the leader from its lease, without a quorum round (thesis
     #: §6.4.1). Needs check_quorum (followers then refuse votes while they hear from a leader),
     #: and clocks whose rates differ by less than 10% (see LEASE_FRACTION).
@@ -44,6 +50,8 @@ class RaftSettings:
             raise ValueError("batch and window limits must be at least 1")
         if self.compaction_threshold < 0 or self.snapshot_chunk_bytes < 1:
             raise ValueError("compaction_threshold must be >= 0 and snapshot_chunk_bytes >= 1")
+        if self.log_cache_bytes < 0 or self.apply_batch_bytes < 1:
+            raise ValueError("log_cache_bytes must be >= 0 and apply_batch_bytes >= 1")
         if self.lease_reads and not self.check_quorum:
             raise ValueError("lease_reads needs check_quorum: without it followers do not refuse votes "
                              "while a leader is alive, and a lease would not exclude a newer leader")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ckite.consensus.follower import Follower
+from ckite.log.entry import data_size, is_loaded
 
 if TYPE_CHECKING:
     from ckite.consensus.consensus import Consensus
@@ -39,6 +40,8 @@ def member_status(consensus: "Consensus", now: float) -> dict[str, Any]:
                 "durableIndex": log.durable_index, "commitIndex": consensus.commit_index,
                 "lastApplied": consensus.applied_index,
                 "snapshot": consensus.snapshot.describe() if consensus.snapshot else None,
-                "lastEntry": None if last_entry is None else {"kind": last_entry.kind.name, "data": last_entry.data}},
+                "lastEntry": None if last_entry is None else {"kind": last_entry.kind.name,
+                                                              "data": last_entry.data if is_loaded(last_entry) else b"",
+                                                              "bytes": data_size(last_entry)}},
         "metrics": consensus.metrics.snapshot(),
     }

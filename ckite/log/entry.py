@@ -28,3 +28,26 @@ class EntryBatch(list):
     may keep its encoded form in :attr:`wire` and encode the entries once, not once per follower."""
 
     wire: object = None
+
+
+class Unloaded(bytes):
+    """The data of an entry that the log view does not keep in memory (it is on disk): empty
+    bytes that remember their length. ``RaftLog.load`` puts the real data back, without the
+    consensus lock, before the entry is sent or applied."""
+
+    size: int
+
+    def __new__(cls, size: int) -> "Unloaded":
+        unloaded = super().__new__(cls, b"")
+        unloaded.size = size
+        return unloaded
+
+
+def data_size(entry: LogEntry) -> int:
+    """The length of the entry's data, held in memory or not."""
+    data = entry.data
+    return data.size if type(data) is Unloaded else len(data)
+
+
+def is_loaded(entry: LogEntry) -> bool:
+    return type(entry.data) is not Unloaded

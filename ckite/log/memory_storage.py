@@ -63,10 +63,15 @@ class MemoryStorage(LogStorage):
         self.snapshots = MemorySnapshotStore()
         self.closed = False   #: set by close(); informative only, nothing refuses to run
 
-    def load(self) -> StoredState:
-        """A copy of what is stored: callers may mutate the returned list freely."""
+    def load(self, data_bytes: int | None = None) -> StoredState:
+        """A copy of what is stored, every entry's data with it (it is in memory anyway):
+        callers may mutate the returned list freely."""
         with self._lock:
             return StoredState(self._term, self._voted_for, list(self._entries), list(self._snapshots))
+
+    def read_entries(self, first: int, last: int) -> list[LogEntry]:
+        with self._lock:
+            return [entry for entry in self._entries if first <= entry.index <= last]
 
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
         with self._lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ckite.log.entry import EntryBatch, LogEntry
+from ckite.log.entry import EntryBatch, EntryKind, LogEntry, Unloaded, data_size, is_loaded
 from ckite.log.snapshot import Snapshot
 from ckite.log.storage import DurableWrite
 
@@ -23,9 +23,16 @@ class RaftLog:
     Everything up to the base is committed and covered by the snapshot."""
 
     def __init__(self, persist: Callable[[DurableWrite], int], entries: Sequence[LogEntry] = (),
-                 snapshot: Snapshot | None = None) -> None:
+                 snapshot: Snapshot | None = None, read: Callable[[int, int], list[LogEntry]] | None = None,
+                 cache_bytes: int | None = None) -> None:
         self._persist = persist
+        self._read = read
+        #: The most entry data kept in memory (None: all of it); older applied entries' data is
+        #: dropped past it and read back from the storage when needed (``load``).
+        self._cache_bytes = cache_bytes
         self._entries: list[LogEntry] = list(entries)
+        self._cached = sum(len(entry.data) for entry in self._entries)   # bytes of data held in memory
+        self._oldest_cached = next((i for i, e in enumerate(self._entries) if is_loaded(e)), len(self._entries))
         self._base_index = snapshot.last_index if snapshot else 0   # index just before _entries[0]
         self._base_term: int | None = snapshot.last_term if snapshot else 0   # None: not known
         if self._entries and self._entries[0].index - 1 != self._base_index:
@@ -88,18 +95,20 @@ class RaftLog:
         key = (start, stop, max_bytes)
         if self._last_batch is not None and self._last_batch[0] == key:
             return self._last_batch[1]
-        candidates = self.slice(start, stop)
-        total = 0
-        batch = None
-        for position, entry in enumerate(candidates):
-            total += len(entry.data)
-            if total > max_bytes and position > 0:
-                batch = EntryBatch(candidates[:position])
-                break
-        if batch is None:
-            batch = EntryBatch(candidates)
+        batch = EntryBatch(self.slice_within(start, stop, max_bytes))
         self._last_batch = (key, batch)
         return batch
+
+    def slice_within(self, start: int, stop: int, max_bytes: int) -> list[LogEntry]:
+        """Entries with ``start <= index < stop`` whose data totals at most ``max_bytes``, from the
+        first on (always at least one, so an entry larger than the limit still moves)."""
+        candidates = self.slice(start, stop)
+        total = 0
+        for position, entry in enumerate(candidates):
+            total += data_size(entry)
+            if total > max_bytes and position > 0:
+                return candidates[:position]
+        return candidates
 
     def first_index_of_term(self, term: int, at_or_before: int) -> int:
         """The first index of the run of ``term`` that contains ``at_or_before``."""
@@ -126,10 +135,46 @@ class RaftLog:
         if truncate_from is not None and truncate_from <= self.last_index:
             self._last_batch = None
             kept = max(truncate_from - 1, self._base_index)
-            del self._entries[kept - self._base_index:]
+            self._drop(kept - self._base_index, len(self._entries))
             self._durable_index = min(self._durable_index, kept)
         self._entries.extend(entries)
+        self._cached += sum(len(entry.data) for entry in entries)
         self._persist(DurableWrite(truncate_from=truncate_from, entries=entries))
+
+    def _drop(self, start: int, stop: int) -> None:
+        """Remove the entries at positions ``start:stop``, keeping the cache accounts right."""
+        self._cached -= sum(len(entry.data) for entry in self._entries[start:stop])
+        del self._entries[start:stop]
+        if self._oldest_cached > start:
+            self._oldest_cached = max(start, self._oldest_cached - (stop - start))
+        self._oldest_cached = min(self._oldest_cached, len(self._entries))
+
+    def evict(self, through: int) -> None:
+        """Drop the data of entries up to ``through`` (applied and durable: nobody needs it in
+        memory any more), oldest first, until the cache is within its bound."""
+        if self._cache_bytes is None or self._cached <= self._cache_bytes:
+            return
+        entries, position = self._entries, self._oldest_cached
+        limit = min(through - self._base_index, len(entries))
+        while self._cached > self._cache_bytes and position < limit:
+            entry = entries[position]
+            if is_loaded(entry) and entry.kind != EntryKind.CONFIGURATION:
+                entries[position] = LogEntry(entry.index, entry.term, Unloaded(len(entry.data)), entry.kind)
+                self._cached -= len(entry.data)
+            position += 1
+        self._oldest_cached = position
+        self._last_batch = None
+
+    def load(self, entries: Sequence[LogEntry]) -> list[LogEntry]:
+        """``entries`` with the data the view dropped read back from the storage: called without
+        the consensus lock (it waits on the disk), by the sender or the applier."""
+        missing = [entry for entry in entries if not is_loaded(entry)]
+        if not missing:
+            return list(entries)
+        assert self._read is not None, "entries were unloaded without a storage to read them from"
+        read = {entry.index: entry for entry in self._read(missing[0].index, missing[-1].index)}
+        loaded = [entry if is_loaded(entry) else read[entry.index] for entry in entries]
+        return EntryBatch(loaded) if isinstance(entries, EntryBatch) else loaded
 
     def mark_durable(self, entries: Sequence[LogEntry]) -> None:
         """A write holding ``entries`` is on disk: they count as durable, if the view still holds
@@ -145,7 +190,7 @@ class RaftLog:
         base_term = snapshot.last_term if discard_through == snapshot.last_index else self.term_at(discard_through)
         self._persist(DurableWrite(snapshot=snapshot, discard_through=discard_through))
         self._last_batch = None
-        del self._entries[:discard_through - self._base_index]
+        self._drop(0, discard_through - self._base_index)
         self._base_index, self._base_term = discard_through, base_term
         self._durable_index = max(self._durable_index, discard_through)
 
@@ -159,7 +204,7 @@ class RaftLog:
             return None
         discarded_from = last + 1 if self.last_index > last else None
         self._persist(DurableWrite(snapshot=snapshot, discard_through=max(last, self.last_index)))
-        self._entries.clear()
+        self._drop(0, len(self._entries))
         self._last_batch = None
         self._base_index, self._base_term = last, snapshot.last_term
         self._durable_index = last

@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Sequence
 from sqlite_utils import Database
 
 from ckite.errors import StorageError
-from ckite.log.entry import EntryKind, LogEntry
+from ckite.log.entry import EntryKind, LogEntry, Unloaded
 from ckite.log.snapshot import Snapshot
 from ckite.log.snapshot_store import FileSnapshotStore
 from ckite.log.memory_storage import check_append
@@ -127,6 +127,19 @@ def _append(conn: sqlite3.Connection, last_index: int, entries: Sequence[LogEntr
     return kept + len(entries)
 
 
+def _first_within(rows: Sequence[tuple[int, int, int, int]], data_bytes: int | None) -> int:
+    """The first index of the newest entries whose data (rows of idx, term, kind, length) fits
+    in ``data_bytes`` (all of them: None)."""
+    if data_bytes is None or not rows:
+        return 0
+    total = 0
+    for idx, _, _, size in reversed(rows):
+        total += size
+        if total > data_bytes:
+            return idx + 1
+    return rows[0][0]
+
+
 def _vacuum(conn: sqlite3.Connection) -> None:
     """Give the free pages back to the file system (incremental auto-vacuum). Through
     ``executescript``: a plain ``execute`` of the pragma frees one page per step, and stops."""
@@ -162,6 +175,8 @@ class SQLiteStorage(LogStorage):
         self._path = Path(path)
         self._lock = threading.Lock()
         self._db: Database | None = None
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None   # read_entries' own connection, opened when first needed
         with self._errors("open"):
             try:
                 self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,20 +211,38 @@ class SQLiteStorage(LogStorage):
 
     # --- LogStorage -----------------------------------------------------------------------------
 
-    def load(self) -> StoredState:
+    def load(self, data_bytes: int | None = None) -> StoredState:
+        """Term, vote, snapshots and log. With ``data_bytes``, only the newest entries' data up to
+        that many bytes (and every configuration's) is read; the others come back
+        :class:`~ckite.log.entry.Unloaded`, for :meth:`read_entries` to fetch when needed: a
+        large log is not read into memory whole when a member starts."""
         with self._lock, self._errors("load"):
             conn = self._connection()
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('term', 'voted_for')"))
-            rows = conn.execute("SELECT idx, term, kind, data FROM log ORDER BY idx").fetchall()
+            rows = conn.execute("SELECT idx, term, kind, length(data) FROM log ORDER BY idx").fetchall()
+            first_loaded = _first_within(rows, data_bytes)
+            data = dict(conn.execute("SELECT idx, data FROM log WHERE idx >= ? OR kind = ?",
+                                     (first_loaded, int(EntryKind.CONFIGURATION))))
             snapshot_rows = conn.execute("SELECT last_index, last_term, configuration, size, checksum FROM snapshots "
                                          "ORDER BY last_index DESC").fetchall()
         try:
-            entries = [LogEntry(idx, term, bytes(data), EntryKind(kind)) for idx, term, kind, data in rows]
+            entries = [LogEntry(idx, term, bytes(data[idx]) if idx in data else Unloaded(size), EntryKind(kind))
+                       for idx, term, kind, size in rows]
         except ValueError as exc:   # an unknown kind: written by a newer ckite, or tampered with
             raise StorageError(f"{self._path}: unreadable log entry: {exc}") from exc
         snapshots = [Snapshot(index, term, bytes(configuration), size, checksum)
                      for index, term, configuration, size, checksum in snapshot_rows]
         return StoredState(meta.get("term", 0), meta.get("voted_for"), entries, snapshots)
+
+    def read_entries(self, first: int, last: int) -> list[LogEntry]:
+        """Entries ``first..last`` with their data, on a connection of their own: a reader never
+        waits for the writer (WAL), nor the writer for it."""
+        with self._read_lock, self._errors("read entries"):
+            if self._reader is None:
+                self._reader = sqlite3.connect(self._path, check_same_thread=False)
+            rows = self._reader.execute("SELECT idx, term, kind, data FROM log WHERE idx BETWEEN ? AND ? ORDER BY idx",
+                                        (first, last)).fetchall()
+        return [LogEntry(idx, term, bytes(data), EntryKind(kind)) for idx, term, kind, data in rows]
 
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:
         self.write([DurableWrite(hard_state=(term, voted_for))])
@@ -242,6 +275,10 @@ class SQLiteStorage(LogStorage):
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL into the file); idempotent."""
+        with self._read_lock:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.close()
         with self._lock:
             db, self._db = self._db, None
             if db is not None:

@@ -55,8 +55,14 @@ class LogStorage(ABC):
     snapshots: SnapshotStore
 
     @abstractmethod
-    def load(self) -> StoredState:
-        """Read back what was stored (an empty :class:`StoredState` for a new member)."""
+    def load(self, data_bytes: int | None = None) -> StoredState:
+        """Read back what was stored (an empty :class:`StoredState` for a new member). With
+        ``data_bytes`` a storage may leave the data of older entries on disk
+        (:class:`~ckite.log.entry.Unloaded`) past that many bytes, but never a configuration's."""
+
+    @abstractmethod
+    def read_entries(self, first: int, last: int) -> list[LogEntry]:
+        """Entries ``first..last`` with their data (those the log view did not keep in memory)."""
 
     @abstractmethod
     def save_term_and_vote(self, term: int, voted_for: str | None) -> None:

@@ -26,6 +26,9 @@ from ckite.statemachine import Failure, StateMachine
 
 logger = logging.getLogger(__name__)
 
+#: The most entries handed to the state machine at once (and at most ``apply_batch_bytes`` of them).
+APPLY_BATCH_ENTRIES = 10_000
+
 #: Longest the applier sleeps without a wake-up: bounds how late it notices stop() and how late
 #: an expired write future fails.
 IDLE_WAIT = 0.1
@@ -65,10 +68,14 @@ class Applier:
         with self.consensus.lock:
             snapshot = self.consensus.snapshot_to_restore(self.applied_index)
             if snapshot is None:
-                entries = self.consensus.log.slice(self.applied_index + 1, self.consensus.commit_index + 1)
+                start = self.applied_index + 1
+                entries = self.consensus.log.slice_within(
+                    start, min(self.consensus.commit_index + 1, start + APPLY_BATCH_ENTRIES),
+                    self.consensus.settings.apply_batch_bytes)
         if snapshot is not None:
             self._restore(snapshot)
             return
+        entries = self.consensus.log.load(entries)   # data the log view dropped, read back without the lock
         commands, outcomes = self._decode(entries)
         with self.state_machine_lock:
             results = self._apply_batch([command for _, command in commands])
