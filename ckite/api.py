@@ -11,6 +11,7 @@ from ckite.errors import MembershipChangeError
 from ckite.log.data_dir import DataDir
 from ckite.log.storage import LogStorage
 from ckite.runtime.node import RaftNode
+from ckite.sessions.api import ClientSession
 
 if TYPE_CHECKING:
     from ckite.admin import AdminServer
@@ -65,18 +66,41 @@ class CKite:
         if self._data_dir is not None:
             self._data_dir.close()   # last: another process may open it from now on
 
-    def write(self, command: WriteCommand, timeout: float | None = None) -> Any:
+    def write(self, command: WriteCommand, timeout: float | None = None, *, idempotency_key: str | None = None,
+              fingerprint: str | None = None) -> Any:
         """Replicate ``command`` (forwarded to the leader if need be) and return what the state
-        machine's ``apply`` returned on the leader.
+        machine's ``apply`` returned on the leader. The member's own client session numbers it,
+        so the retries this call makes within ``timeout`` (a lost reply, a leader change, a
+        forward that timed out) never apply it twice.
 
-        Raises WriteTimeoutError (outcome unknown), LostLeadershipError, CommandError.
+        With an ``idempotency_key`` (at most 256 printable ASCII characters), any write under the
+        same key, from any member or client, within a day of the first, gets the first one's
+        outcome instead of applying again; under the same key, a different request (another
+        command, or other arguments, or another ``fingerprint`` when the caller gives one) is
+        refused with IdempotencyKeyReusedError.
+
+        Every failure says whether the write applied:
+
+        - :class:`~ckite.errors.NotAppliedError` (NotLeaderError, LeaderTimeoutError, StoppedError,
+          EntryOverwrittenError, ...): it did not and never will: safe to retry in any way;
+        - :class:`~ckite.errors.OutcomeUnknownError` (WriteTimeoutError, LostLeadershipError,
+          WriteInterruptedError): it may have applied or may still apply: retry it only through
+          a session (:meth:`session`) or under the same idempotency key;
+        - :class:`~ckite.errors.CommandError`: it applied, and the state machine raised.
         """
-        return self._node.write(command, timeout)
+        return self._node.write(command, timeout, idempotency_key, fingerprint)
 
     def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
         """Submit ``command`` and return a future of its result, so that many writes can be in
-        flight at once (they are appended to the log in batches)."""
+        flight at once (they are appended to the log in batches); its failures are those of
+        :meth:`write`."""
         return self._node.write_async(command, timeout)
+
+    def session(self) -> ClientSession:
+        """A client session (Raft thesis §6.3): its writes apply exactly once, and a write whose
+        outcome is unknown can be sent again with ``error.retry()``, however many times, through
+        any member. A session expires after an hour without a write (the log's time)."""
+        return ClientSession(self._node)
 
     def read(self, command: ReadCommand, timeout: float | None = None) -> Any:
         """Linearizable read: sees every write acknowledged before it was called (answered on the

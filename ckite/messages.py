@@ -109,7 +109,8 @@ class TimeoutNowResponse:
 class ForwardKind(str, Enum):
     """What a forwarded client request asks the leader to do."""
 
-    WRITE = "write"
+    WRITE = "write"                #: an encoded command (client sessions off)
+    CLIENT_REQUEST = "client_request"   #: a session's request (ckite.sessions.request.ClientRequest)
     READ_INDEX = "read_index"      #: a follower asks for a read index (its reads then run on its own state)
     CHANGE_MEMBERS = "change_members"
     TRANSFER_LEADERSHIP = "transfer_leadership"
@@ -119,7 +120,8 @@ class ForwardKind(str, Enum):
 class ForwardRequest:
     """A client request a non-leader passes to the leader.
 
-    ``payload`` is an encoded command for WRITE, nothing for READ_INDEX, msgpack ``{"add": [bindings], "remove":
+    ``payload`` is an encoded command for WRITE, an encoded ClientRequest for CLIENT_REQUEST,
+    nothing for READ_INDEX, msgpack ``{"add": [bindings], "remove":
     [bindings]}`` for CHANGE_MEMBERS, a UTF-8 binding (or nothing) for TRANSFER_LEADERSHIP.
     The leader answers with :class:`ForwardResponse` or raises a ``ckite.errors`` exception,
     which the transport carries back and re-raises at the caller.

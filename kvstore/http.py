@@ -5,14 +5,20 @@ Two forms of the same operations: CKite's original GET-only routes (``/put/k/v``
 contain "/") and REST routes (``/kv/<key>`` with the value as the request body, any bytes).
 
 Only ckite's public API is used: writes go through ``CKite.write`` (forwarded to the leader
-by ckite itself), reads through ``CKite.read`` (linearizable) or ``read_local``. ckite's
-exceptions are not caught here: the admin server turns them into JSON errors (503 when no
-leader or quorum answered in time, with the leader when known). Bad input is a 400.
+by ckite itself, through the member's client session, so its own retries never apply twice),
+reads through ``CKite.read`` (linearizable) or ``read_local``. Every writing route takes an
+``Idempotency-Key`` header: a retry under the same key, on any member, gets the first outcome
+(same status and body) and the write applies once; the same key for another request (route,
+key or body) is a 422. ckite's exceptions are not caught here: the admin server turns them
+into JSON errors (503 when no leader or quorum answered in time, with the leader when known
+and ``"outcome"``: ``"not-applied"`` or ``"unknown"``). Bad input is a 400.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import re
 import urllib.parse
 from typing import Any
 
@@ -20,14 +26,20 @@ from flask import Blueprint, Response, abort, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import BaseConverter
 
-from ckite import CKite
+from ckite import CKite, WriteCommand
 from ckite.admin import json_error, json_value, mutating
+from ckite.codec import encode_command
 
-from kvstore.store import CompareAndSet, Delete, Get, Put, Value
+from kvstore.store import CompareAndSet, Delete, Get, Increment, Put, Value
 
 logger = logging.getLogger(__name__)
 
 MAX_KEY_BYTES = 1024
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+MAX_IDEMPOTENCY_KEY = 256
+#: The largest step /incr takes at once (far from overflowing anything, and from abuse).
+MAX_INCREMENT = 10 ** 15
+_INTEGER = re.compile(r"-?[0-9]+")
 #: Larger values belong in a blob store; every member keeps every value in memory.
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 
@@ -51,6 +63,15 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
             abort(400, f"value of {size} bytes is larger than the limit of {max_value_bytes} bytes")
         return value
 
+    def write(command: WriteCommand) -> Any:
+        """Through the member's client session; with an ``Idempotency-Key`` header, a retry under
+        that key (on any member) gets the first outcome: the same answer, applied once."""
+        key = _idempotency_key()
+        if key is None:
+            return member.write(command)
+        fingerprint = hashlib.sha256(f"{request.endpoint}\0".encode() + encode_command(command)).hexdigest()
+        return member.write(command, idempotency_key=key, fingerprint=fingerprint)
+
     def read(key: str) -> Any:
         command = Get(_checked_key(key))
         local = request.args.get("local", "").lower() in _TRUE
@@ -60,7 +81,7 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
         if isinstance(expected, str):
             _utf8(expected, "expected value")
         command = CompareAndSet(_checked_key(key), expected, checked_value(new))
-        result = member.write(command)
+        result = write(command)
         if result["swapped"]:
             return jsonify({"key": key, "value": json_value(new), "swapped": True})
         return json_error(409, "current value differs from the expected one", key=key,
@@ -71,7 +92,7 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
     @bp.get("/put/<kvseg:key>/<kvseg:value>")
     @mutating   # a GET that writes (CKite's): it needs the admin token when one is set
     def put_get_style(key: str, value: str) -> ResponseReturnValue:
-        result = member.write(Put(_checked_key(key), checked_value(value)))
+        result = write(Put(_checked_key(key), checked_value(value)))
         return jsonify({"key": key, "value": json_value(result)})
 
     @bp.get("/get/<kvseg:key>")
@@ -92,7 +113,7 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
     @bp.put("/kv/<path:key>")
     def put_rest(key: str) -> ResponseReturnValue:
         value = _as_text_if_utf8(_read_body(max_value_bytes))
-        member.write(Put(_checked_key(key), value))
+        write(Put(_checked_key(key), value))
         return jsonify({"key": key, "length": len(value.encode("utf-8")) if isinstance(value, str) else len(value)})
 
     @bp.get("/kv/", defaults={"key": ""})
@@ -108,7 +129,7 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
     @bp.delete("/kv/", defaults={"key": ""})
     @bp.delete("/kv/<path:key>")
     def delete_rest(key: str) -> ResponseReturnValue:
-        previous = member.write(Delete(_checked_key(key)))
+        previous = write(Delete(_checked_key(key)))
         if previous is None:
             return _not_found(key)
         return jsonify({"key": key, "deleted": True, "previous": json_value(previous)})
@@ -126,7 +147,32 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
             abort(400, 'body must be {"expected": string or null, "new": string}')
         return compare_and_set(key, document["expected"], document["new"])
 
+    @bp.post("/incr/", defaults={"key": ""})
+    @bp.post("/incr/<path:key>")
+    def increment(key: str) -> ResponseReturnValue:
+        """Add ``?by=N`` (default 1) to an integer value; a missing key counts as 0. Deliberately
+        not idempotent: send it with an Idempotency-Key to have a retry apply it once."""
+        by = request.args.get("by", "1")
+        if not _INTEGER.fullmatch(by) or abs(int(by)) > MAX_INCREMENT:
+            abort(400, f"by={by!r}: expected an integer from -{MAX_INCREMENT} to {MAX_INCREMENT}")
+        result = write(Increment(_checked_key(key), int(by)))
+        if "error" in result:
+            return json_error(409, "the value is not an integer; nothing changed", key=key,
+                              value=json_value(result["value"]))
+        return jsonify({"key": key, "value": result["value"]})
+
     return bp
+
+
+def _idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` (the IETF httpapi draft's header): printable ASCII, at
+    most MAX_IDEMPOTENCY_KEY bytes; 400 otherwise."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or not all(" " <= char <= "~" for char in key):
+        abort(400, f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+    return key
 
 
 def _checked_key(key: str) -> str:

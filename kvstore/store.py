@@ -7,6 +7,7 @@ bytes (msgpack keeps the two apart), keys are str.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Union
 
@@ -15,6 +16,9 @@ import msgpack
 from ckite import Command, ReadCommand, StateMachine, WriteCommand
 
 logger = logging.getLogger(__name__)
+
+#: A value Increment accepts: a decimal integer, as text.
+_INTEGER = re.compile(r"-?[0-9]+")
 
 Value = Union[str, bytes]
 
@@ -54,6 +58,17 @@ class CompareAndSet(WriteCommand, type_name="kvstore.cas"):
     new: Value
 
 
+@dataclass
+class Increment(WriteCommand, type_name="kvstore.incr"):
+    """Add ``by`` to the integer value of ``key`` (a missing key counts as 0). The result is
+    ``{"value": the new value}``, or ``{"error": "not-an-integer", "value": the current value}``
+    when the value is not an integer, which is then left as it was. Not idempotent: applying
+    it twice adds twice, which is what client sessions and idempotency keys are there to prevent."""
+
+    key: str
+    by: int
+
+
 class KVStore(StateMachine):
     """A replicated map from str to str/bytes; ckite applies one command at a time."""
 
@@ -74,7 +89,18 @@ class KVStore(StateMachine):
                 return {"swapped": False, "value": current}
             self.data[command.key] = _checked(command.new)
             return {"swapped": True, "value": command.new}
+        if isinstance(command, Increment):
+            return self._increment(command)
         raise TypeError(f"KVStore does not handle {type(command).__name__}")
+
+    def _increment(self, command: Increment) -> dict[str, Any]:
+        current = self.data.get(command.key, "0")
+        text = current.decode("ascii", "replace") if isinstance(current, bytes) else current
+        if not (type(command.by) is int and _INTEGER.fullmatch(text)):
+            return {"error": "not-an-integer", "value": current}
+        value = str(int(text) + command.by)
+        self.data[command.key] = value
+        return {"value": value}
 
     def begin_snapshot(self) -> Callable[[BinaryIO], None]:
         """A shallow copy of the map, taken while applying is paused (values are immutable str or

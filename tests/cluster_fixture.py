@@ -3,8 +3,9 @@ or without mutual TLS)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
-from ckite import CKite, CKiteBuilder
+from ckite import CKite, CKiteBuilder, StateMachine
 from ckite.config import DEFAULT_COMPACTION_THRESHOLD
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
@@ -32,6 +33,7 @@ class TestCluster:
     compaction_threshold: int = DEFAULT_COMPACTION_THRESHOLD
     lease_reads: bool = False
     tls: TlsConfig | None = None   # with "thrift": every member presents the same certificate
+    new_state_machine: Callable[[], StateMachine] = KVStore   # the tests' own map by default
 
     __test__ = False   # not a pytest test class
 
@@ -47,7 +49,7 @@ class TestCluster:
         """(Re)build and start the member at ``binding`` on its storage (a restart keeps the log)."""
         if storage is not None:
             self.storages[binding] = storage
-        state_machine = KVStore()
+        state_machine = self.new_state_machine()
         transport = (self.network.transport(binding) if self.transport_kind == "local"
                      else ThriftTransport(tls=self.tls))
         builder = (CKiteBuilder().with_local_binding(binding)

@@ -18,7 +18,8 @@ from ckite.admin import AdminServer, build_admin
 from ckite.admin.cluster import ClusterStatusFetcher, fetch_json
 from ckite.admin.dispatch import pool_of
 from ckite.admin.errors import install_error_handlers
-from ckite.errors import CommandError, LeaderTimeoutError, NotLeaderError, WriteTimeoutError
+from ckite.errors import (CommandError, IdempotencyKeyReusedError, LeaderTimeoutError, LostLeadershipError, NotLeaderError,
+                          SessionExpiredError, WriteInterruptedError, WriteTimeoutError)
 from ckite.rpc.local import LocalNetwork
 from kvstore.cli import parser
 from kvstore.http import MAX_KEY_BYTES, kv_blueprint
@@ -152,6 +153,49 @@ def test_rest_compare_and_set_rejects_a_malformed_body(client, body):
     error_of(client.post("/cas/rest-cas-bad", data=body, content_type="application/json"), 400)
 
 
+# --- increments and idempotency keys --------------------------------------------------------------
+
+def test_incr_adds_to_an_integer_value_and_a_missing_key_counts_as_0(client):
+    assert client.post("/incr/counter-a").get_json() == {"key": "counter-a", "value": "1"}
+    assert client.post("/incr/counter-a?by=41").get_json() == {"key": "counter-a", "value": "42"}
+    assert client.post("/incr/counter-a?by=-2").get_json() == {"key": "counter-a", "value": "40"}
+    client.put("/kv/not-a-number", data=b"seven")
+    body = error_of(client.post("/incr/not-a-number"), 409)
+    assert body["value"] == "seven" and client.get("/kv/not-a-number").data == b"seven"   # unchanged
+    for bad in ("x", "1.5", "", str(10 ** 16)):
+        error_of(client.post(f"/incr/counter-a?by={bad}"), 400)
+
+
+def test_a_retry_under_the_same_idempotency_key_gets_the_first_answer_and_applies_once(client):
+    first = client.post("/incr/counter-b", headers={"Idempotency-Key": "incr-b-1"})
+    again = client.post("/incr/counter-b", headers={"Idempotency-Key": "incr-b-1"})
+    assert (again.status_code, again.get_json()) == (first.status_code, first.get_json()) == (200, {
+        "key": "counter-b", "value": "1"})
+    assert client.post("/incr/counter-b", headers={"Idempotency-Key": "incr-b-2"}).get_json()["value"] == "2"
+    swapped = client.post("/cas/cas-key", json={"expected": None, "new": "v1"}, headers={"Idempotency-Key": "cas-1"})
+    retried = client.post("/cas/cas-key", json={"expected": None, "new": "v1"}, headers={"Idempotency-Key": "cas-1"})
+    assert swapped.status_code == retried.status_code == 200   # not a 409: it swapped once, and says so again
+    deleted = client.delete("/kv/cas-key", headers={"Idempotency-Key": "del-1"})
+    assert client.delete("/kv/cas-key", headers={"Idempotency-Key": "del-1"}).get_json() == deleted.get_json()
+
+
+def test_the_same_idempotency_key_for_another_request_is_a_422_that_changes_nothing(client):
+    assert client.get("/put/idem/one", headers={"Idempotency-Key": "put-1"}).status_code == 200
+    for other in (lambda: client.get("/put/idem/two", headers={"Idempotency-Key": "put-1"}),      # another value
+                  lambda: client.put("/kv/idem", data=b"one", headers={"Idempotency-Key": "put-1"}),  # another route
+                  lambda: client.post("/incr/idem", headers={"Idempotency-Key": "put-1"})):
+        body = error_of(other(), 422)
+        assert body["type"] == "IdempotencyKeyReusedError" and body["outcome"] == "not-applied"
+    assert client.get("/get/idem").get_json()["value"] == "one"
+
+
+@pytest.mark.parametrize("key", ["", "k" * 257, "tab\there", "caf\u00e9"])
+def test_a_malformed_idempotency_key_is_a_400(client, key):
+    environ = {"HTTP_IDEMPOTENCY_KEY": key}   # as sent, whatever the test client would encode
+    error_of(client.post("/incr/malformed", environ_overrides=environ), 400)
+    assert client.get("/get/malformed").status_code == 404
+
+
 # --- client mistakes ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method, path", [
@@ -219,9 +263,19 @@ def test_ckite_errors_map_to_statuses_naming_the_leader(error, status, leader):
         assert body["leaderAdmin"] == f"admin-of-{leader}"
 
 
-def test_a_write_timeout_says_the_outcome_is_unknown():
-    body = error_of(_raising_app(WriteTimeoutError("slow")).test_client().get("/"), 503)
-    assert body["outcomeUnknown"] is True
+@pytest.mark.parametrize("error, status, outcome", [
+    (WriteTimeoutError("slow"), 503, "unknown"),
+    (LostLeadershipError("deposed"), 503, "unknown"),
+    (WriteInterruptedError("stopping"), 503, "unknown"),
+    (NotLeaderError(leader="localhost:9092"), 503, "not-applied"),
+    (LeaderTimeoutError("no leader"), 503, "not-applied"),
+    (SessionExpiredError("gone"), 503, "not-applied"),
+    (IdempotencyKeyReusedError("another request"), 422, "not-applied"),
+    (CommandError("boom", "ValueError"), 500, None),
+])
+def test_every_write_failure_says_whether_it_applied(error, status, outcome):
+    body = error_of(_raising_app(error).test_client().get("/"), status)
+    assert body.get("outcome") == outcome
 
 
 def test_a_bug_in_a_route_is_a_json_500():

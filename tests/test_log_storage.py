@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 def entries(first: int, last: int, term: int = 1, size: int = 8) -> list[LogEntry]:
     """Entries ``first..last`` of ``term``; the data names the entry, the kinds cycle through all."""
-    return [LogEntry(index, term, f"{term}:{index}".encode().ljust(size, b"."), EntryKind(index % 3))
+    return [LogEntry(index, term, f"{term}:{index}".encode().ljust(size, b"."), EntryKind(index % len(EntryKind)))
             for index in range(first, last + 1)]
 
 

@@ -15,11 +15,12 @@ import pytest
 
 from ckite.consensus.candidate import Candidate
 from ckite.consensus.election import candidate_log_is_up_to_date, random_election_timeout
-from ckite.errors import LostLeadershipError, NotLeaderError, StorageError
+from ckite.errors import EntryOverwrittenError, LostLeadershipError, NotLeaderError, StorageError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.memory_storage import MemoryStorage
 from ckite.messages import AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse
 from ckite.runtime.pending import PendingWrites
+from ckite.sessions.table import Outcome
 
 from tests.raft_harness import SETTINGS, Harness, log_of, terms_of
 
@@ -499,10 +500,10 @@ def test_write_result_completes_only_for_its_own_term_at_its_index():
     pending = PendingWrites()
     replaced, kept = Future(), Future()
     pending.register(5, 2, [replaced], NEVER)
-    pending.complete([LogEntry(5, 3, b"other")], [("other's result", None)])
-    assert isinstance(replaced.exception(timeout=0), LostLeadershipError)
+    pending.complete([LogEntry(5, 3, b"other")], [Outcome("other's result")])
+    assert isinstance(replaced.exception(timeout=0), EntryOverwrittenError)
     pending.register(5, 2, [kept], NEVER)
-    pending.complete([LogEntry(5, 2, b"mine")], [("mine", None)])
+    pending.complete([LogEntry(5, 2, b"mine")], [Outcome("mine")])
     assert kept.result(timeout=0) == "mine"
     assert len(pending) == 0
 
@@ -526,8 +527,8 @@ def test_a_write_whose_entry_this_leader_lost_waits_for_what_is_applied_at_its_i
     future = Future()
     pending.register(index, 1, [future], NEVER)
     assert not future.done()                               # the truncation failed nothing
-    pending.complete([n1.log.entry(index)], [(None, None)])
-    assert isinstance(future.exception(timeout=0), LostLeadershipError)
+    pending.complete([n1.log.entry(index)], [Outcome()])
+    assert isinstance(future.exception(timeout=0), EntryOverwrittenError)
 
 
 # --- persistence (Figure 2: persistent state on all servers) ----------------------------------------------

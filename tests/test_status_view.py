@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ckite import WriteCommand
 from ckite.admin.metrics import new_registry
 from ckite.admin.status_view import PREVIEW_BYTES, format_duration, render_status
+from ckite.sessions.request import OPEN_SESSION, ClientRequest, stamped
 from ckite.codec import encode_command
 from ckite.consensus.membership import Configuration
 from ckite.log.entry import EntryKind
@@ -112,6 +113,17 @@ def test_a_large_last_command_shows_only_its_type_and_size():
     garbage = b"\xc1" * (PREVIEW_BYTES + 1)
     last_log = render_status(leader_status(lastEntry={"kind": EntryKind.COMMAND, "data": garbage}))["log"]["lastLog"]
     assert (last_log["commandType"], last_log["bytes"]) == (None, len(garbage))
+
+
+def test_a_client_session_entry_shows_its_command_session_and_number():
+    request = ClientRequest(7, 3, 2, encode_command(Note("k1", "v1"))).encode()
+    last_log = render_status(leader_status(lastEntry={"kind": EntryKind.CLIENT_REQUEST,
+                                                      "data": stamped(1000, request)}))["log"]["lastLog"]
+    assert last_log == {"term": 3, "index": 9, "kind": "client_request", "commandType": "tests.status_view.note",
+                        "command": {"key": "k1", "value": "v1"}, "session": 7, "seq": 3}
+    opening = render_status(leader_status(lastEntry={"kind": EntryKind.CLIENT_REQUEST,
+                                                     "data": stamped(1000, OPEN_SESSION.encode())}))
+    assert opening["log"]["lastLog"]["opensSession"] is True
 
 
 def test_binary_command_fields_become_base64_and_utf8_bytes_become_text():

@@ -98,7 +98,7 @@ def append_st(**fields):
     (append_st(entries=[entry_st(command="text")]), "AppendEntriesST.entries.command is not binary"),
     (T.RequestVoteST(memberId="c", term=1, lastLogIndex=None, lastLogTerm=0), "lastLogIndex is missing"),
     (T.RequestVoteST(memberId="c", term=1, lastLogIndex=0, lastLogTerm=0, preVote=None), "preVote is missing"),
-    (T.ForwardRequestST(kind="delete", payload=b"", timeoutMs=1), "'delete' is not one of write, read"),
+    (T.ForwardRequestST(kind="delete", payload=b"", timeoutMs=1), "'delete' is not one of write, client_request, read_index"),
     (T.ForwardRequestST(kind="write", payload=b"", timeoutMs=-1), "timeoutMs is negative"),
     (T.InstallSnapshotST(term=1, leaderId="l", lastIndex=1, lastTerm=1, configuration=b"", offset=0, data=None,
                          done=True), "InstallSnapshotST.data is missing"),

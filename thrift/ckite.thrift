@@ -101,8 +101,10 @@ struct TimeoutNowResponseST {
 // Addition: CKite's sendCommand carried a Kryo-serialized command object; a forwarded request
 // is now explicit about what it asks, and bounded in time.
 struct ForwardRequestST {
-  1: required string kind;     // ckite.messages.ForwardKind value: write, read_index, change_members, transfer_leadership
-  2: required binary payload;  // an encoded command (write), nothing (read_index: a follower's reads ask the
+  1: required string kind;     // ckite.messages.ForwardKind value: write, client_request, read_index, change_members,
+                               // transfer_leadership
+  2: required binary payload;  // an encoded command (write), a session's request (client_request: msgpack
+                               // [session, seq, acked, command, key, fingerprint]), nothing (read_index: a follower's reads ask the
                                // leader for a read index, answered as a msgpack integer), msgpack
                                // {"add": [ids], "remove": [ids]} (change_members), or a UTF-8 binding (transfer)
   3: required i64 timeoutMs;   // how long the leader may take before it gives up

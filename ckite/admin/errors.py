@@ -2,7 +2,8 @@
 
 One place decides which HTTP status a :mod:`ckite.errors` exception deserves, so that a
 route only raises: "no leader / no quorum in time" is 503 (with the leader when known, so a
-client can go there), a membership change refused now is 409, and a failure of the state
+client can go there, and for a write whether it certainly did not apply or may have), an
+idempotency key reused for another request is 422, a membership change refused now is 409, and a failure of the state
 machine or of the codec is the server's (500): the routes validate client input themselves
 and answer 400 before anything reaches ckite. Werkzeug's own errors (404 unknown route, 405) are
 turned into the same ``{"error": ...}`` shape instead of HTML pages.
@@ -15,20 +16,24 @@ from typing import Any, Callable
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from ckite.errors import (CKiteError, CommandError, EncodingError, LeaderTimeoutError, LostLeadershipError,
-                          MembershipChangeError, NotLeaderError, ReadTimeoutError, RpcError, StoppedError,
-                          UnknownCommandError, WriteTimeoutError)
+from ckite.errors import (CKiteError, CommandError, EncodingError, IdempotencyKeyReusedError, LeaderTimeoutError,
+                          LostLeadershipError, MembershipChangeError, NotLeaderError, ReadTimeoutError, RpcError,
+                          SessionExpiredError, StoppedError, UnknownCommandError, WriteInterruptedError,
+                          WriteTimeoutError)
 
 logger = logging.getLogger(__name__)
 
 #: Most specific first: the first class the exception is an instance of decides.
 _STATUS_BY_ERROR: tuple[tuple[type[CKiteError], int], ...] = (
+    (IdempotencyKeyReusedError, 422),   # the client's mistake: another request under its key
     (NotLeaderError, 503),
     (LeaderTimeoutError, 503),
     (WriteTimeoutError, 503),
     (ReadTimeoutError, 503),
     (LostLeadershipError, 503),
     (StoppedError, 503),
+    (SessionExpiredError, 503),
+    (WriteInterruptedError, 503),
     (RpcError, 503),
     (MembershipChangeError, 409),
     (EncodingError, 500),   # the application built a command msgpack cannot carry: not the client's fault
@@ -38,9 +43,6 @@ _STATUS_BY_ERROR: tuple[tuple[type[CKiteError], int], ...] = (
 
 #: Werkzeug's default descriptions are paragraphs written for browsers; these say the same briefly.
 _SHORT_MESSAGES = {404: "not found: no such route", 405: "method not allowed on this route"}
-
-#: Errors after which a write may still commit: the client must not assume it failed.
-_OUTCOME_UNKNOWN = (WriteTimeoutError, LostLeadershipError)
 
 
 def json_error(status: int, message: str, **extra: Any) -> tuple[Response, int]:
@@ -72,8 +74,8 @@ def install_error_handlers(app: Flask, leader_of: Callable[[], str | None],
             leader = getattr(error, "leader", None) or leader_of()
             extra["leader"] = leader
             extra["leaderAdmin"] = admin_url_of(leader) if leader else None
-        if isinstance(error, _OUTCOME_UNKNOWN):
-            extra["outcomeUnknown"] = True
+        if error.outcome is not None:   # a write: did it apply? ("not-applied": retry anything; "unknown": only
+            extra["outcome"] = error.outcome   # under the same Idempotency-Key)
         if status >= 500 and status != 503:
             logger.warning("request failed: %s: %s", type(error).__name__, error)
         return json_error(status, str(error), **extra)

@@ -23,6 +23,7 @@ from ckite.codec import decode_command
 from ckite.consensus.membership import Configuration
 from ckite.errors import CKiteError
 from ckite.log.entry import EntryKind
+from ckite.sessions.request import unstamped
 
 logger = logging.getLogger(__name__)
 
@@ -115,21 +116,33 @@ def describe_entry(kind: Any, data: bytes, size: int | None = None) -> dict:
     """``{"kind", "command"[, "commandType"]}`` for a log entry's payload, never raising:
     a console must show a member whose log holds something it cannot decode. A command larger
     than PREVIEW_BYTES shows only its type and size (a /status polled every second must not
-    decode and send a 16 MiB value each time)."""
+    decode and send a 16 MiB value each time). A client-session entry shows its command, and
+    the session and number it came with."""
     name = _kind_name(kind)
     try:
         size = len(data) if size is None else size
-        if name == "command" and (size > PREVIEW_BYTES or len(data) < size):   # large, or left on disk
-            return {"kind": name, "commandType": _command_type(data), "command": None, "bytes": size,
-                    "truncated": True}
+        if len(data) < size:   # left on disk by the log view
+            return {"kind": name, "command": None, "bytes": size, "truncated": True}
+        if name == "client_request":
+            _, request = unstamped(data)
+            session = {"session": request.session, "seq": request.seq}
+            if not request.command:
+                return {"kind": name, "command": None, **session, "opensSession": True}
+            return {**_describe_command(request.command), "kind": name, **session}
         if name == "command":
-            command = decode_command(data)
-            return {"kind": name, "commandType": command.type_name, "command": json_value(command.fields())}
+            return {"kind": name, **_describe_command(data)}
         if name == "configuration":
             return {"kind": name, "command": Configuration.decode(data).describe()}
     except CKiteError as exc:
         return {"kind": name, "command": None, "undecodable": str(exc)}
     return {"kind": name, "command": None}
+
+
+def _describe_command(data: bytes) -> dict:
+    if len(data) > PREVIEW_BYTES:
+        return {"commandType": _command_type(data), "command": None, "bytes": len(data), "truncated": True}
+    command = decode_command(data)
+    return {"commandType": command.type_name, "command": json_value(command.fields())}
 
 
 def _command_type(data: bytes) -> str | None:

@@ -30,6 +30,10 @@ class Follower(Role):
             # A learner, or a member removed from the cluster: it must never disrupt the voters.
             consensus.reset_election_deadline(now)
             return
+        contact = consensus.last_leader_contact
+        logger.info("%s: election timeout in term %d (%s); campaigning", consensus.member_id, consensus.term,
+                    "no leader heard yet" if contact is None
+                    else f"last heard from {consensus.leader_id} {now - contact:.2f} s ago")
         consensus.become_candidate(now, transfer=False)
 
     def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:

@@ -11,6 +11,7 @@ class EntryKind(IntEnum):
     COMMAND = 0        #: an encoded user WriteCommand, applied to the state machine
     NOOP = 1           #: appended by each new leader so that it can commit entries of its term (§5.4.2)
     CONFIGURATION = 2  #: an encoded cluster configuration; takes effect as soon as it is appended (§6)
+    CLIENT_REQUEST = 3  #: a write through a client session (ckite.sessions): the leader's time stamp, then the request
 
 
 @dataclass(frozen=True, slots=True)

@@ -150,8 +150,8 @@ def _install_snapshot(request: InstallSnapshot, limits: RequestLimits) -> None:
 
 
 def _forward_request(request: ForwardRequest, limits: RequestLimits) -> None:
-    if request.kind is ForwardKind.WRITE:
-        return   # an encoded command: the command codec checks it
+    if request.kind in (ForwardKind.WRITE, ForwardKind.CLIENT_REQUEST):
+        return   # an encoded command or client request: its codec checks it
     if request.kind is ForwardKind.READ_INDEX:
         if request.payload:
             raise _invalid(request, "a read_index request carries no payload")

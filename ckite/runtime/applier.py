@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable
+from typing import Callable
 
-from ckite.codec import decode_command
-from ckite.commands import Command
 from ckite.consensus.consensus import Consensus
-from ckite.errors import CKiteError, CommandError, StorageError
-from ckite.log.entry import EntryKind, LogEntry
+from ckite.errors import CKiteError, StorageError
 from ckite.log.snapshot import Snapshot
 from ckite.runtime.compactor import Compactor
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.worker import Worker
-from ckite.statemachine import Failure, StateMachine
+from ckite.runtime.replicated_state import BatchFailed, ReplicatedState
+from ckite.sessions.table import ClientTable
+from ckite.statemachine import StateMachine
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +37,12 @@ class Applier:
     """Owns ``applied_index``; ``state_machine_lock`` serialises applies with reads."""
 
     def __init__(self, consensus: Consensus, state_machine: StateMachine, pending: PendingWrites,
-                 clock: Callable[[], float], compactor: Compactor) -> None:
+                 clock: Callable[[], float], compactor: Compactor, table: ClientTable | None = None) -> None:
         self.consensus = consensus
         self.compactor = compactor
         self.clock = clock
         self.state_machine = state_machine
+        self.state = ReplicatedState(state_machine, table)
         self.pending = pending
         self.state_machine_lock = threading.Lock()
         self.applied_signal = threading.Condition()
@@ -76,69 +76,28 @@ class Applier:
             self._restore(snapshot)
             return
         entries = self.consensus.log.load(entries)   # data the log view dropped, read back without the lock
-        commands, outcomes = self._decode(entries)
         with self.state_machine_lock:
-            results = self._apply_batch([command for _, command in commands])
-            if results is None:
+            try:
+                outcomes = self.state.apply(entries)
+            except BatchFailed as exc:
+                self.consensus.fail(CKiteError(f"{exc}; its state may hold part of the batch, so this member "
+                                               "stops (restart it to rebuild the state)"))
                 return
             last = entries[-1].index
             # Captured here, with the state at exactly `last`; submitted once `last` is published.
-            snapshot_job = (self.state_machine.begin_snapshot()
+            snapshot_job = (self.state.begin_snapshot()
                             if self.consensus.compaction_due(last) and not self.compactor.busy else None)
-        for (position, command), result in zip(commands, results):
-            outcomes[position] = self._outcome(entries[position], command, result)
         self.pending.complete(entries, outcomes)
         self.pending.expire(self.clock())
         self._publish_applied(last)
         if snapshot_job is not None:
             self.compactor.submit(last, snapshot_job)
 
-    def _apply_batch(self, commands: list[Command]) -> list[Any] | None:
-        """The state machine's results, one per command; None (the member out of service) when
-        ``apply_batch`` itself raised or miscounted: the state may hold part of the batch, and
-        applying it again would apply some commands twice."""
-        if not commands:
-            return []
-        try:
-            results = self.state_machine.apply_batch(commands)
-            if len(results) == len(commands):
-                return results
-            problem = f"returned {len(results)} results for {len(commands)} commands"
-        except Exception as exc:
-            problem = f"raised {exc!r}"
-        self.consensus.fail(CKiteError(f"the state machine's apply_batch {problem}; its state may hold part of "
-                                       "the batch, so this member stops (restart it to rebuild the state)"))
-        return None
-
-    @staticmethod
-    def _decode(entries: list[LogEntry]) -> tuple[list[tuple[int, Command]], list[tuple[Any, CKiteError | None]]]:
-        """The commands among ``entries`` (with their positions), and an outcome for every entry:
-        (None, None) until applied, or the decoding error of a command this member cannot read."""
-        commands: list[tuple[int, Command]] = []
-        outcomes: list[tuple[Any, CKiteError | None]] = [(None, None)] * len(entries)
-        for position, entry in enumerate(entries):
-            if entry.kind != EntryKind.COMMAND:
-                continue
-            try:
-                commands.append((position, decode_command(entry.data)))
-            except CKiteError as exc:
-                logger.error("entry %d cannot be decoded (%s); skipped on this member", entry.index, exc)
-                outcomes[position] = (None, exc)
-        return commands, outcomes
-
-    @staticmethod
-    def _outcome(entry: LogEntry, command: Command, result: Any) -> tuple[Any, CKiteError | None]:
-        if isinstance(result, Failure):   # the user's code raised: fail this command, keep applying
-            error = result.error
-            logger.warning("state machine raised on entry %d (%s): %r", entry.index, type(command).__name__, error)
-            return None, CommandError(str(error), type(error).__name__)
-        return result, None
-
     def _restore(self, snapshot: Snapshot) -> None:
         """Replace the state machine's state with the snapshot's (exactly once per snapshot)."""
         try:
             with self.state_machine_lock, self.consensus.open_snapshot(snapshot) as reader:
-                self.state_machine.restore(reader)
+                self.state.restore(reader)
         except Exception as exc:   # the user's code, on bytes that may be damaged
             self.consensus.fail(StorageError(f"the snapshot at index {snapshot.last_index} cannot be restored: "
                                              f"{exc!r}"))

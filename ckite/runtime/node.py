@@ -8,6 +8,7 @@ See docs/architecture.md for the locks and the path of a write.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -21,9 +22,9 @@ from ckite.consensus.consensus import Consensus
 from ckite.consensus.effects import Effects
 from ckite.consensus.reconfiguration import ChangeState, MembershipChange
 from ckite.identity import MemberIdentity, same_endpoint
-from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MembershipChangeError,
-                          MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError, RpcError, StoppedError,
-                          UnreachableError, WriteTimeoutError)
+from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MemberFailedError,
+                          MembershipChangeError, MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError,
+                          RpcError, StoppedError, UnreachableError, WriteInterruptedError, WriteTimeoutError)
 from ckite.log.entry import EntryKind
 from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, JoinMember, JoinMemberResponse, Request
 from ckite.rpc.transport import Transport
@@ -36,6 +37,9 @@ from ckite.runtime.pending import PendingWrites
 from ckite.runtime.replicator import Replicator
 from ckite.runtime.submitter import Submitter
 from ckite.runtime.worker import Worker
+from ckite.sessions.client import Session, retry_expired
+from ckite.sessions.request import ClientRequest
+from ckite.sessions.table import ClientTable
 from ckite.statemachine import StateMachine
 
 logger = logging.getLogger(__name__)
@@ -62,7 +66,8 @@ class RaftNode:
     def __init__(self, consensus: Consensus, transport: Transport, state_machine: StateMachine,
                  *, leader_timeout: float, write_timeout: float, read_timeout: float,
                  listen_address: str | None = None, clock: Callable[[], float] = time.monotonic,
-                 membership_timeout: float = 30.0, join_seeds: Sequence[str] = ()) -> None:
+                 membership_timeout: float = 30.0, join_seeds: Sequence[str] = (), client_sessions: bool = True,
+                 client_table: ClientTable | None = None) -> None:
         self.consensus = consensus
         self.listen_address = listen_address or consensus.member_id
         self.transport = transport
@@ -73,7 +78,8 @@ class RaftNode:
         self.membership_timeout = membership_timeout
         self.pending = PendingWrites(consensus.metrics.commit_latency)
         self.compactor = Compactor(consensus)
-        self.applier = Applier(consensus, state_machine, self.pending, clock, self.compactor)
+        # Every member must use the same table timeouts (it is replicated state): tests only pass one.
+        self.applier = Applier(consensus, state_machine, self.pending, clock, self.compactor, client_table)
         self.id = consensus.member_id
         self.identity = MemberIdentity(self.id, self.listen_address)
         tag = self.id.rsplit(":", 1)[-1]
@@ -91,6 +97,8 @@ class RaftNode:
         self._join = (Worker(f"ckite-{tag}-join", join_step(consensus, transport, join_seeds, membership_timeout))
                       if join_seeds else None)
         self._forwarders = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"ckite-{tag}-forward")
+        #: The member's own session, for its writes (None: client sessions off, plain entries).
+        self._own_session = Session(self, keep_failed=False) if client_sessions else None
         self._started = False
         self._stopped = False
         consensus.runtime = self
@@ -127,8 +135,9 @@ class RaftNode:
             worker.join()
         self.transport.close()
         self._forwarders.shutdown(wait=True, cancel_futures=True)
-        self.submitter.fail_queued(StoppedError(f"{self.id} stopped"))
-        self.pending.fail_all(StoppedError(f"{self.id} stopped"))
+        self.submitter.fail_queued(StoppedError(f"{self.id} stopped before the write was appended; it was not applied"))
+        self.pending.fail_all(WriteInterruptedError(f"{self.id} stopped while the write was in flight; it may "
+                                                    "still apply"))
 
     # --- Runtime: what the core's steps wake (called without the consensus lock) ------------
 
@@ -183,7 +192,10 @@ class RaftNode:
             command = decode_command(request.payload)
             if not isinstance(command, WriteCommand):
                 raise CommandError("forwarded write is not a WriteCommand", "TypeError")
-            return ForwardResponse(encode_value(self._write_here(request.payload, timeout)))
+            return ForwardResponse(encode_value(self._write_here(EntryKind.COMMAND, request.payload, timeout)))
+        if request.kind is ForwardKind.CLIENT_REQUEST:
+            ClientRequest.decode(request.payload)   # refuse garbage before it reaches the log (EncodingError)
+            return ForwardResponse(encode_value(self._write_here(EntryKind.CLIENT_REQUEST, request.payload, timeout)))
         if request.kind is ForwardKind.READ_INDEX:
             return ForwardResponse(encode_value(self._read_index_here(self.clock() + timeout)))
         if request.kind is ForwardKind.CHANGE_MEMBERS:
@@ -259,37 +271,73 @@ class RaftNode:
 
     # --- writes -------------------------------------------------------------------------------
 
-    def write(self, command: WriteCommand, timeout: float | None = None) -> Any:
-        """Replicate ``command`` and return its result once applied on the leader."""
+    def write(self, command: WriteCommand, timeout: float | None = None, idempotency_key: str | None = None,
+              fingerprint: str | None = None) -> Any:
+        """Replicate ``command`` and return its result once applied on the leader. With client
+        sessions (the default) the member's own session numbers it, so that its retries (after a
+        lost reply, a leader change, a forward that timed out) never apply it twice; an
+        ``idempotency_key`` makes any retry under that key, from any client, get the first outcome."""
         data = encode_command(command)
-        deadline = self.clock() + (self.write_timeout if timeout is None else timeout)
-        return self._until_deadline(deadline, lambda remaining: self._write_once(data, command, remaining),
-                                    WriteTimeoutError, _CERTAINLY_NOT_APPLIED)
+        timeout = self.write_timeout if timeout is None else timeout
+        if idempotency_key is not None:
+            if self._own_session is None:
+                raise ValueError("idempotency keys need client sessions (the member was built without them)")
+            fingerprint = fingerprint or hashlib.sha256(data).hexdigest()
+        if self._own_session is None:
+            deadline = self.clock() + timeout
+            return self._until_deadline(deadline, lambda remaining: self._write_plain(data, remaining),
+                                        WriteTimeoutError, _CERTAINLY_NOT_APPLIED)
+        session = self._own_session
+        return retry_expired(session, lambda: session.write(data, timeout, idempotency_key, fingerprint))
 
     def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
-        """Like :meth:`write`, but returns at once with a future of the result.
+        """Like :meth:`write`, but returns at once with a future of the result (one attempt on the
+        leader; a follower forwards on a pool thread, retrying as :meth:`write`).
 
         The future fails with WriteTimeoutError once ``timeout`` passes without the write applied.
         """
         self._check_running()
         timeout = self.write_timeout if timeout is None else timeout
-        if self.consensus.is_leader:
+        if not self.consensus.is_leader:
+            return self.in_background(self.write, command, timeout)
+        if self._own_session is None:
             return self.submitter.submit(EntryKind.COMMAND, encode_command(command), timeout)
-        return self._forwarders.submit(self.write, command, timeout)
+        return self._own_session.write_async(encode_command(command), timeout)
 
-    def _write_once(self, data: bytes, command: WriteCommand, remaining: float) -> Any:
+    def _write_plain(self, data: bytes, remaining: float) -> Any:
         if self.consensus.is_leader:
             return self._wait(self.submitter.propose_now(EntryKind.COMMAND, data, remaining), remaining,
-                              WriteTimeoutError,
-                              f"write of {type(command).__name__} not applied within the timeout")
-        leader = self._known_leader(remaining)
-        return self._forward(leader, ForwardKind.WRITE, data, remaining)
+                              WriteTimeoutError, "write not applied within the timeout")
+        return self._forward(self._known_leader(remaining), ForwardKind.WRITE, data, remaining)
 
-    def _write_here(self, data: bytes, timeout: float) -> Any:
-        """A forwarded write (its encoded command, checked): only the leader accepts it (no second
-        hop, so no forwarding loops)."""
-        future = self.submitter.propose_now(EntryKind.COMMAND, data, timeout)
-        return self._wait(future, timeout, WriteTimeoutError, "forwarded write not applied within the timeout")
+    def send_client_request(self, payload: bytes, remaining: float) -> Any:
+        """One attempt of a session's request (an encoded ClientRequest), through the leader."""
+        self._check_running()
+        if self.consensus.is_leader:
+            return self._wait(self.submitter.propose_now(EntryKind.CLIENT_REQUEST, payload, remaining), remaining,
+                              WriteTimeoutError, "write not applied within the timeout; it may still apply")
+        return self._forward(self._known_leader(remaining), ForwardKind.CLIENT_REQUEST, payload, remaining)
+
+    def send_client_request_async(self, payload: bytes, timeout: float) -> Future:
+        self._check_running()
+        if self.consensus.is_leader:
+            return self.submitter.submit(EntryKind.CLIENT_REQUEST, payload, timeout)
+        return self.in_background(self.send_client_request, payload, timeout)
+
+    def in_background(self, call: Callable[..., Any], *args: Any) -> Future:
+        """``call(*args)`` on the member's forwarding pool: a future at once for a blocking call."""
+        return self._forwarders.submit(call, *args)
+
+    def pause_before_retry(self) -> None:
+        """A new leader may be being elected: back off briefly before the next attempt."""
+        time.sleep(RETRY_PAUSE)
+
+    def _write_here(self, kind: EntryKind, data: bytes, timeout: float) -> Any:
+        """A forwarded write (its encoded command or client request, checked): only the leader
+        accepts it (no second hop, so no forwarding loops)."""
+        future = self.submitter.propose_now(kind, data, timeout)
+        return self._wait(future, timeout, WriteTimeoutError,
+                          "forwarded write not applied within the timeout; it may still apply")
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -405,7 +453,8 @@ class RaftNode:
         if self._stopped or not self._started:
             raise StoppedError(f"{self.id} is not running")
         if self.consensus.failure is not None:
-            raise self.consensus.failure
+            failure = self.consensus.failure
+            raise MemberFailedError(f"{self.id} is out of service: {failure}") from failure
 
     def status(self) -> dict:
         return self.consensus.status()

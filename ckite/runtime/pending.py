@@ -3,7 +3,7 @@
 An index alone is not enough: a deposed leader's entry at index i can be replaced by a
 different entry at i. CKite completed the old client's future with the new entry's result;
 here a future completes only when the entry applied at its index carries its term, and
-fails with LostLeadershipError when another entry took its place.
+fails with EntryOverwrittenError (certainly not applied) when another entry took its place.
 """
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
-from ckite.errors import CKiteError, LostLeadershipError, WriteTimeoutError
+from ckite.errors import CKiteError, EntryOverwrittenError, WriteTimeoutError
 from ckite.log.entry import LogEntry
+from ckite.sessions.table import Outcome
 from ckite.metrics import LatencyHistogram
 
 
@@ -54,25 +55,25 @@ class PendingWrites:
     def __len__(self) -> int:
         return len(self._by_index)
 
-    def complete(self, entries: Sequence[LogEntry], outcomes: Sequence[tuple[Any, CKiteError | None]]) -> None:
-        """``entries`` were applied with these outcomes (result, error): complete their writers'
-        futures, under one acquisition of the lock for the whole batch. A writer waiting on an
-        index where another term's entry was applied certainly failed: an entry has one index,
-        and a different one is committed there."""
+    def complete(self, entries: Sequence[LogEntry], outcomes: Sequence[Outcome]) -> None:
+        """``entries`` were applied with these outcomes: complete their writers' futures, under
+        one acquisition of the lock for the whole batch. A writer waiting on an index where
+        another term's entry was applied certainly failed: an entry has one index, and a
+        different one is committed there."""
         with self._lock:
             waiting = [(entry, outcome, self._by_index.pop(entry.index)) for entry, outcome in zip(entries, outcomes)
                        if entry.index in self._by_index]
         if not waiting:
             return
         self._commit_latency.observe(time.monotonic() - waiting[0][2][2])   # the batch's longest wait
-        for entry, (result, error), (term, future, _) in waiting:
+        for entry, outcome, (term, future, _) in waiting:
             if term != entry.term:
-                _fail(future, LostLeadershipError(f"entry {entry.index} of term {term} was overwritten by term "
-                                                  f"{entry.term}; it was not applied"))
-            elif error is not None:
-                _fail(future, error)
+                _fail(future, EntryOverwrittenError(f"entry {entry.index} of term {term} was overwritten by term "
+                                                    f"{entry.term}; it was not applied"))
+            elif outcome.error is not None:
+                _fail(future, outcome.error)
             elif not future.done():
-                future.set_result(result)
+                future.set_result(outcome.result)
 
     def fail_all(self, error: CKiteError) -> None:
         with self._lock:

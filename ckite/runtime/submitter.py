@@ -11,26 +11,30 @@ batch and the next batch accumulates.
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Callable
 
 from ckite.consensus.consensus import Consensus
-from ckite.errors import CKiteError
+from ckite.errors import CKiteError, WriteInterruptedError
 from ckite.log.entry import EntryKind
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.worker import Worker
 from ckite.runtime.write_future import WriteFuture
+from ckite.sessions.request import stamped
 
 #: Longest the submitter sleeps with an empty queue (bounds how late it notices stop()).
 IDLE_WAIT = 0.1
 
 
 class Submitter:
-    def __init__(self, consensus: Consensus, pending: PendingWrites, clock: Callable[[], float]) -> None:
+    def __init__(self, consensus: Consensus, pending: PendingWrites, clock: Callable[[], float],
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.consensus = consensus
         self.pending = pending
         self.clock = clock
+        self.wall_clock = wall_clock
         self._queue: deque[tuple[EntryKind, bytes, Future, float]] = deque()
         self._ready = threading.Event()
         self._appending = threading.Lock()   # held by whoever proposes a batch: batches stay in order
@@ -72,12 +76,21 @@ class Submitter:
     def _append(self, batch: list[tuple[EntryKind, bytes, Future, float]]) -> None:
         futures = [future for _, _, future, _ in batch]
         deadline = max(d for _, _, _, d in batch)   # one for the batch: no write fails before its own timeout
+        stamp = int(self.wall_clock() * 1000)   # the log's time for client sessions: this leader's clock
+        appended = False
 
         def register(first: int, term: int) -> None:
+            nonlocal appended
+            appended = True
             self.pending.register(first, term, futures, deadline)
+        items = [(kind, stamped(stamp, data) if kind == EntryKind.CLIENT_REQUEST else data)
+                 for kind, data, _, _ in batch]
         try:
-            self.consensus.propose([(kind, data) for kind, data, _, _ in batch], appended=register)
+            self.consensus.propose(items, appended=register)
         except CKiteError as exc:
+            if appended:   # the entries were in the log, perhaps sent: the failure of the leader's own write
+                exc = WriteInterruptedError(f"the leader's disk failed while the write was in flight; it may still "
+                                            f"apply: {exc}")
             for future in futures:
                 if not future.done():
                     future.set_exception(exc)

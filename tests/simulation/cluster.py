@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-
-import msgpack
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Callable
+
+import msgpack
 
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
@@ -30,10 +31,16 @@ from ckite.errors import CKiteError
 from ckite.log.entry import EntryKind
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.snapshot import Snapshot
+from ckite.sessions.request import stamped, unstamped
+from ckite.sessions.table import ClientTable, Outcome
 
 from tests.simulation.network import SimNetwork
 
 logger = logging.getLogger(__name__)
+
+#: Client sessions expire after this much log time here (the stamps are simulated milliseconds).
+SESSION_TIMEOUT_MS = 3000
+KEY_TTL_MS = 6000
 
 SIM_SETTINGS = RaftSettings(min_election_timeout=0.150, max_election_timeout=0.300, heartbeat_interval=0.050,
                             max_entries_per_append=16, max_bytes_per_append=4096, max_inflight_appends=3)
@@ -52,6 +59,8 @@ class SimMember:
     consensus: Consensus | None = None
     applied: list[bytes] = field(default_factory=list)   # the state machine: the writes applied, in order
     applied_index: int = 0
+    table: ClientTable = field(default_factory=lambda: ClientTable(SESSION_TIMEOUT_MS, KEY_TTL_MS))
+    restored_at: int = 0   # the index of the snapshot its state was last restored from
 
     @property
     def up(self) -> bool:
@@ -75,11 +84,14 @@ class SimCluster:
         self.leaders_by_term: dict[int, str] = {}
         self.committed: dict[int, tuple[int, bytes]] = {}     # index -> (term, data), as applied anywhere
         self.committed_by_term: dict[int, int] = {}           # index -> highest leader term when first applied
-        self.commands: dict[int, bytes] = {}                  # index -> data of the committed COMMAND entries
+        self.commands: dict[int, bytes] = {}                  # index -> the command applied there (once)
+        self.session_decisions: dict[int, bytes | None] = {}  # index -> what a client-session entry applied
+        self.expired_at: dict[int, frozenset[int]] = {}       # index -> the sessions applying it expired
         self.snapshots_restored = 0
         self.sent: Counter[str] = Counter()                   # requests sent, by message type (and loss)
         self.acknowledged: list[bytes] = []
-        self.pending_writes: dict[tuple[str, int], tuple[int, bytes]] = {}   # (leader, index) -> (term, data)
+        #: (leader, index) -> (term, data, what to tell the session client that sent it, if one did)
+        self.pending_writes: dict[tuple[str, int], tuple[int, bytes, Callable[[Outcome], None] | None]] = {}
         self.pending_reads: list[tuple[SimMember, Future, set[bytes], int]] = []
         self.reads_checked = 0
         self.write_share = 0.75                               # the schedule's share of writes among client calls
@@ -99,6 +111,8 @@ class SimCluster:
             member.consensus = None
             member.applied = []
             member.applied_index = 0
+            member.table = ClientTable(SESSION_TIMEOUT_MS, KEY_TTL_MS)
+            member.restored_at = 0
             self.pending_reads = [r for r in self.pending_reads if r[0] is not member]
 
     def restart(self, member_id: str) -> None:
@@ -144,7 +158,22 @@ class SimCluster:
             index, term = member.consensus.propose([(EntryKind.COMMAND, data)])
         except CKiteError:
             return False   # e.g. leadership is being handed over
-        self.pending_writes[(member_id, index)] = (term, data)
+        self.pending_writes[(member_id, index)] = (term, data, None)
+        return True
+
+    def client_request(self, member_id: str, payload: bytes, learn: Callable[[Outcome], None]) -> bool:
+        """Propose a client-session request at ``member_id`` if it leads, stamped with the
+        simulated clock as the runtime's submitter does; ``learn`` gets its outcome if this
+        leader applies it (else the client never hears: its reply was lost)."""
+        member = self.members[member_id]
+        if not member.up or not member.consensus.is_leader:
+            return False
+        data = stamped(int(self.now * 1000), payload)
+        try:
+            index, term = member.consensus.propose([(EntryKind.CLIENT_REQUEST, data)])
+        except CKiteError:
+            return False
+        self.pending_writes[(member_id, index)] = (term, data, learn)
         return True
 
     def client_read(self, member_id: str) -> bool:
@@ -247,26 +276,57 @@ class SimCluster:
             index = member.applied_index + 1
             entry = consensus.log.entry(index)
             self._record_commit(member, index, entry.term, entry.data, entry.kind)
+            outcome = None
             if entry.kind == EntryKind.COMMAND:
                 member.applied.append(entry.data)
+            elif entry.kind == EntryKind.CLIENT_REQUEST:
+                outcome = self._admit(member, index, entry.data)
             member.applied_index = index
             pending = self.pending_writes.pop((member.member_id, index), None)
-            if pending is not None and pending == (entry.term, entry.data):
-                self.acknowledged.append(entry.data)
+            if pending is not None and pending[:2] == (entry.term, entry.data):
+                if entry.kind == EntryKind.COMMAND:
+                    self.acknowledged.append(entry.data)
+                elif pending[2] is not None:
+                    pending[2](outcome)   # the session client that sent it learns the outcome
         consensus.set_applied(member.applied_index)
         if consensus.compaction_due(member.applied_index):
-            consensus.take_snapshot(member.applied_index, msgpack.packb(member.applied))
+            consensus.take_snapshot(member.applied_index, msgpack.packb([member.applied, member.table.encode()]))
+
+    def _admit(self, member: SimMember, index: int, data: bytes) -> Outcome:
+        """A client-session entry, through the member's client table as the runtime does: applied
+        only if new; what each member applied at an index must be the same everywhere."""
+        stamp, request = unstamped(data)
+        before = len(member.table.expired)
+        decision = member.table.admit(index, stamp, request)
+        expired = frozenset(session for _, session in member.table.expired[before:])
+        if self.expired_at.setdefault(index, expired) != expired:
+            self.fail(f"session expiry: {member.member_id} expires {sorted(expired)} at {index}, another member "
+                      f"{sorted(self.expired_at[index])}")
+        if decision.apply:
+            if request.command in member.applied:
+                self.fail(f"exactly once: {member.member_id} applies {request.command!r} a second time at {index}")
+            member.applied.append(request.command)
+            self.commands.setdefault(index, request.command)   # what a restored snapshot must hold
+            decision.outcome.result = request.command
+        applied = request.command if decision.apply else None
+        known = self.session_decisions.setdefault(index, applied)
+        if known != applied:
+            self.fail(f"client table: {member.member_id} applies {applied!r} at {index}, another member {known!r}")
+        return decision.outcome
 
     def _restore(self, member: SimMember, snapshot: Snapshot) -> None:
         """Load a snapshot as the state machine would, checking it holds exactly the commands
         committed up to its index (every one of them was applied one by one somewhere first)."""
         with member.consensus.open_snapshot(snapshot) as reader:
-            restored = msgpack.unpackb(reader.read())
+            restored, table = msgpack.unpackb(reader.read())
         expected = [data for index, data in sorted(self.commands.items()) if index <= snapshot.last_index]
         if restored != expected:
             self.fail(f"State Machine Safety: {member.member_id} restores a snapshot at {snapshot.last_index} "
                       f"with {len(restored)} commands, {len(expected)} were committed up to it")
         member.applied, member.applied_index = restored, snapshot.last_index
+        member.table = ClientTable(SESSION_TIMEOUT_MS, KEY_TTL_MS)
+        member.table.restore(table)
+        member.restored_at = snapshot.last_index
         member.consensus.set_applied(snapshot.last_index)
         self.snapshots_restored += 1
 

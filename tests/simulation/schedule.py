@@ -198,9 +198,14 @@ def main() -> None:
     chosen.add_argument("--seeds", metavar="FIRST:END", help="run seeds FIRST..END-1 and summarize the failures")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--size", type=int, default=None, help="members (default: chosen by the seed)")
+    parser.add_argument("--sessions", action="store_true",
+                        help="the client-session schedules (tests/simulation/sessions.py) instead")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every role change and fault")
     args = parser.parse_args()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.ERROR, format="%(message)s")
+    if args.sessions:
+        _sessions_main(args)
+        return
     if args.seed is not None:
         cluster = run_random_schedule(args.seed, args.seconds, args.size)
         print(f"seed {args.seed}: ok — {cluster.steps} steps, {len(cluster.acknowledged)} writes acknowledged, "
@@ -224,6 +229,25 @@ def main() -> None:
     print(f"seeds {first}..{end - 1} x {args.seconds:g} s: {len(failures)} failed; {changes} membership changes, "
           f"{chunks} InstallSnapshot chunks, {acknowledged} writes acknowledged; {lease_runs} runs with lease "
           f"reads ({lease_reads} reads from a lease)")
+    for failure in failures:
+        print("  " + failure)
+    raise SystemExit(1 if failures else 0)
+
+
+def _sessions_main(args: argparse.Namespace) -> None:
+    from tests.simulation.sessions import run_session_schedule   # it builds on this module
+    first, end = (args.seed, args.seed + 1) if args.seed is not None else (int(p) for p in args.seeds.split(":"))
+    failures = []
+    for seed in range(first, end):
+        try:
+            run = run_session_schedule(seed, args.seconds)
+        except Exception as exc:
+            if args.seed is not None:
+                raise
+            failures.append(f"seed {seed}: {type(exc).__name__}: {exc}")
+            continue
+        print(f"seed {seed}: ok — {len(run.acknowledged)} session requests acknowledged, "
+              f"{run.duplicates_sent} sent again, {run.sleeper.refused} refused after the session expired")
     for failure in failures:
         print("  " + failure)
     raise SystemExit(1 if failures else 0)

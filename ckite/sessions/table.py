@@ -1,0 +1,169 @@
+"""The client table: which requests of which sessions were applied, and with what outcome.
+
+Every member keeps one, changed only while applying entries, in log order, so it is the same
+on every member at every index (it is part of the replicated state, and of every snapshot).
+For each entry that carries a :class:`~ckite.sessions.request.ClientRequest`, :meth:`admit`
+decides: apply it, answer it from an outcome recorded before (a retry: never applied twice),
+or refuse it (an unknown or expired session, an idempotency key reused for another request).
+
+Time is the log's: the leader stamps every such entry with its clock, and the table's clock is
+the largest stamp applied so far (a new leader's slower clock never moves it back). A session
+idle for ``session_timeout`` of that time expires, and an idempotency key is forgotten
+``key_ttl`` after its first use: every member expires them at the same entry.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from ckite.errors import CKiteError, CommandError, IdempotencyKeyReusedError, SessionExpiredError
+from ckite.sessions.request import ClientRequest
+
+#: A session that sends nothing for this long (log time) expires.
+DEFAULT_SESSION_TIMEOUT_MS = 60 * 60 * 1000
+#: An idempotency key is remembered this long after its first use (log time).
+DEFAULT_KEY_TTL_MS = 24 * 60 * 60 * 1000
+
+
+class Outcome:
+    """What a request came to; filled once the state machine applied it (a retry in the same
+    batch of entries shares the object, so it learns the outcome with the first)."""
+
+    __slots__ = ("result", "error")
+
+    def __init__(self, result: Any = None, error: CKiteError | None = None) -> None:
+        self.result = result
+        self.error = error
+
+    def encode(self) -> list:
+        if self.error is None:
+            return [self.result]
+        return [None, type(self.error).__name__, str(self.error), getattr(self.error, "error_type", "")]
+
+    @classmethod
+    def decode(cls, data: list) -> "Outcome":
+        if len(data) == 1:
+            return cls(data[0])
+        _, kind, message, error_type = data
+        if kind == CommandError.__name__:
+            return cls(None, CommandError(message.partition(": ")[2], error_type))
+        return cls(None, CKiteError(message))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``apply``: a new request (its :attr:`outcome` is to be filled); else ``outcome`` is the
+    answer already (a duplicate, a session opened, or a refusal in ``outcome.error``)."""
+
+    apply: bool
+    outcome: Outcome
+
+
+@dataclass
+class _Session:
+    last_active: int
+    acked: int = 1
+    outcomes: dict[int, Outcome] = field(default_factory=dict)   # by seq, oldest first
+
+
+@dataclass
+class _KeyRecord:
+    fingerprint: str
+    first_used: int
+    outcome: Outcome
+
+
+class ClientTable:
+    def __init__(self, session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS,
+                 key_ttl_ms: int = DEFAULT_KEY_TTL_MS) -> None:
+        self.session_timeout_ms = session_timeout_ms
+        self.key_ttl_ms = key_ttl_ms
+        self.now = 0   # the log's clock: the largest stamp applied
+        self._sessions: OrderedDict[int, _Session] = OrderedDict()   # least recently active first
+        self._keys: OrderedDict[str, _KeyRecord] = OrderedDict()     # first used first
+        #: (index, session) of every session this member saw expire, for the simulation's check.
+        self.expired: list[tuple[int, int]] = []
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def admit(self, index: int, stamp: int, request: ClientRequest) -> Decision:
+        """Judge the request the entry at ``index`` carries (stamped ``stamp``), in log order."""
+        self._advance(index, stamp)
+        if request.session == 0:
+            self._sessions[index] = _Session(self.now)
+            return Decision(False, Outcome(index))   # the session's id: its opening entry's index
+        session = self._sessions.get(request.session)
+        if session is None:
+            return Decision(False, Outcome(error=SessionExpiredError(
+                f"session {request.session} is unknown: it expired (idle for more than "
+                f"{self.session_timeout_ms / 1000:g} s of the log's time) or was never opened; nothing was applied")))
+        session.last_active = self.now
+        self._sessions.move_to_end(request.session)
+        self._forget_acknowledged(session, request.acked)
+        known = session.outcomes.get(request.seq)
+        if known is not None:
+            return Decision(False, known)   # a retry: answered from the first time
+        if request.seq < session.acked:
+            return Decision(False, Outcome(error=CKiteError(
+                f"request {request.seq} of session {request.session} was acknowledged by its client already")))
+        if request.key is not None:
+            record = self._keys.get(request.key)
+            if record is not None:
+                if record.fingerprint != request.fingerprint:
+                    return Decision(False, Outcome(error=IdempotencyKeyReusedError(
+                        f"idempotency key {request.key!r} was used for another request; nothing was applied")))
+                session.outcomes[request.seq] = record.outcome
+                return Decision(False, record.outcome)
+        outcome = Outcome()
+        session.outcomes[request.seq] = outcome
+        if request.key is not None:
+            self._keys[request.key] = _KeyRecord(request.fingerprint or "", self.now, outcome)
+        return Decision(True, outcome)
+
+    def _advance(self, index: int, stamp: int) -> None:
+        self.now = max(self.now, stamp)
+        horizon = self.now - self.session_timeout_ms
+        while self._sessions:
+            session_id, session = next(iter(self._sessions.items()))
+            if session.last_active >= horizon:
+                break
+            del self._sessions[session_id]
+            self.expired.append((index, session_id))
+        horizon = self.now - self.key_ttl_ms
+        while self._keys and next(iter(self._keys.values())).first_used < horizon:
+            self._keys.popitem(last=False)
+
+    @staticmethod
+    def _forget_acknowledged(session: _Session, acked: int) -> None:
+        if acked <= session.acked:
+            return
+        session.acked = acked
+        outcomes = session.outcomes
+        for seq in [seq for seq in outcomes if seq < acked]:
+            del outcomes[seq]
+
+    # --- snapshots -------------------------------------------------------------------------------
+
+    def encode(self) -> bytes:
+        """The whole table, for a snapshot (taken between two batches: every outcome is filled)."""
+        return msgpack.packb({
+            "now": self.now,
+            "sessions": [[sid, s.last_active, s.acked, [[seq, o.encode()] for seq, o in s.outcomes.items()]]
+                         for sid, s in self._sessions.items()],
+            "keys": [[key, r.fingerprint, r.first_used, r.outcome.encode()] for key, r in self._keys.items()],
+        }, use_bin_type=True)
+
+    def restore(self, data: bytes) -> None:
+        """Replace the table with a snapshot's (shared outcomes between a key and a session's
+        request are restored as equal copies: both answer the same)."""
+        document = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        self.now = document["now"]
+        self._sessions = OrderedDict(
+            (sid, _Session(last_active, acked, {seq: Outcome.decode(o) for seq, o in outcomes}))
+            for sid, last_active, acked, outcomes in document["sessions"])
+        self._keys = OrderedDict((key, _KeyRecord(fingerprint, first_used, Outcome.decode(o)))
+                                 for key, fingerprint, first_used, o in document["keys"])
