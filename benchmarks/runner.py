@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any, Callable, NamedTuple
 
 from benchmarks import load, procstat
 from benchmarks.systems import CERT_NAME, CERTS_DIR, SYSTEMS
+from tests.netutil import free_port
 from tests.tls_certs import make_certs
 
 logger = logging.getLogger(__name__)
@@ -61,12 +61,6 @@ class Options:
     workdir: Path | None = None
     keep: bool = False
     progress: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class MemberProcess:
@@ -342,7 +336,7 @@ def run(options: Options) -> dict[str, Any]:
                 this_run[system] = run_system(system, options, directory)
             document["runs"].append(this_run)
             document.update(report.summarize(document["runs"], options))
-            _write(options.out, document)   # after every run: an interrupted run keeps its numbers
+            write_json(options.out, document)   # after every run: an interrupted run keeps its numbers
     finally:
         if not options.keep and options.workdir is None:
             shutil.rmtree(base, ignore_errors=True)
@@ -351,7 +345,8 @@ def run(options: Options) -> dict[str, Any]:
     return document
 
 
-def _write(path: Path, document: dict[str, Any]) -> None:
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` whole or not at all (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -11,7 +11,7 @@ generator (``benchmarks.load``) and the runner are one piece of code for all of 
 - ``term()``: this member's current Raft term; the runner compares it before and after each row,
   so that a row during which the cluster held elections (a failover under load) says so.
 
-The table of systems (``SYSTEMS``) is read by the parent, which never imports the libraries.
+The table of systems (``SYSTEMS``) is read by the parent, which never builds a member itself.
 """
 from __future__ import annotations
 
