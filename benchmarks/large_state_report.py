@@ -42,7 +42,7 @@ def _snapshots(o: dict[str, Any]) -> str:
     members = o.get("snapshots") or []
     if members and all(m["count"] is None for m in members):   # not reported: the compactions seen
         return " / ".join(str(m["log_compactions_seen"]) for m in members) + " compactions (no duration)"
-    return " / ".join(MISSING if m["count"] is None else f"{m['count']}: {_num(m['max_s'], 2)}"
+    return " / ".join(MISSING if m["count"] is None else f"{m['count']} ({_num(m['max_s'], 2)})"
                       for m in members) or MISSING
 
 
@@ -77,7 +77,7 @@ ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str], str | None], ...] = (
     ("status answer p99 per member, s", lambda o: _each(o, "status", "p99_s", 2), None),
     ("status polls timed out per member", lambda o: _each(o, "status", "timed_out", 0), None),
     ("peak RSS per member, MiB", lambda o: _each(o, "peak_rss_mib"), "peak RSS"),
-    ("snapshots per member: count: longest s", _snapshots, None),
+    ("snapshots per member (longest, s)", _snapshots, None),
     ("snapshot time, median per member, s", lambda o: _each(o, "snapshots", "median_s", 2), None),
     ("wiped follower: serves the last key after, s", _catch_up, "wiped follower catch-up"),
     ("wiped follower: peak RSS, MiB", lambda o: _num(_get(o, "catch_up", "peak_rss_mib")), None),

@@ -16,6 +16,9 @@ from typing import Any
 
 from benchmarks.status_poller import Sample
 
+#: How many of a member's slowest answers the summary lists (when they were sent, how long they took).
+SLOWEST = 5
+
 
 def _mine(samples: list[Sample], n: int) -> list[Sample]:
     return sorted((s for s in samples if s.member == n), key=lambda s: s.sent)
@@ -29,11 +32,14 @@ def answer_times(samples: list[Sample], n: int) -> dict[str, Any]:
     """Member ``n``'s answer times in seconds. A poll that timed out counts with the time it
     waited (a lower bound); one that found the member unreachable (stopped, restarting) does not."""
     mine = _mine(samples, n)
-    waited = sorted(s.seconds for s in mine if s.answered or s.timed_out)
+    counted = [s for s in mine if s.answered or s.timed_out]
+    waited = sorted(s.seconds for s in counted)
+    slowest = sorted(counted, key=lambda s: s.seconds, reverse=True)[:SLOWEST]
     return {"polls": len(mine), "answered": sum(s.answered for s in mine),
             "timed_out": sum(s.timed_out for s in mine),
             "unreachable": sum(not s.answered and not s.timed_out for s in mine),
-            "max_s": _quantile(waited, 1.0), "p99_s": _quantile(waited, 0.99), "p50_s": _quantile(waited, 0.5)}
+            "max_s": _quantile(waited, 1.0), "p99_s": _quantile(waited, 0.99), "p50_s": _quantile(waited, 0.5),
+            "slowest": [{"sent": round(s.sent, 3), "seconds": round(s.seconds, 3)} for s in slowest]}
 
 
 def leadership(samples: list[Sample]) -> dict[str, Any]:
