@@ -102,6 +102,7 @@ class KVStoreCluster:
             return {"term": cluster["term"], "leader": cluster["leader"], "state": cluster["state"],
                     "applied": log["lastApplied"], "commit": log["commitIndex"],
                     "snapshot_index": snapshot.get("index", 0), "snapshot_bytes": snapshot.get("bytes"),
+                    "snapshots_installed": document.get("metrics", {}).get("snapshotsInstalled"),
                     "log_length": log["length"]}
         return status
 

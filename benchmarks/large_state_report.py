@@ -42,8 +42,10 @@ def _snapshots(o: dict[str, Any]) -> str:
     members = o.get("snapshots") or []
     if members and all(m["count"] is None for m in members):   # not reported: the compactions seen
         return " / ".join(str(m["log_compactions_seen"]) for m in members) + " compactions (no duration)"
-    return " / ".join(MISSING if m["count"] is None else f"{m['count']} ({_num(m['max_s'], 2)})"
-                      for m in members) or MISSING
+    def one(m: dict[str, Any]) -> str:
+        installed = f" +{len(m['installed'])} installed" if m["installed"] else ""
+        return MISSING if m["count"] is None else f"{m['count']} ({_num(m['max_s'], 2)}){installed}"
+    return " / ".join(one(m) for m in members) or MISSING
 
 
 def _catch_up(o: dict[str, Any]) -> str:

@@ -40,6 +40,7 @@ class Sample:
     commit: int | None = None
     snapshot_index: int | None = None      # index the latest snapshot covers (0: none yet; None: not reported)
     snapshot_bytes: int | None = None
+    snapshots_installed: int | None = None  # snapshots received from a leader so far (None: not reported)
     log_length: int | None = None          # entries in the log (those a snapshot does not cover)
 
     @property

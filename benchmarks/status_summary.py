@@ -67,22 +67,28 @@ def leadership(samples: list[Sample]) -> dict[str, Any]:
 
 def snapshots(samples: list[Sample], n: int, before: float) -> dict[str, Any]:
     """The snapshots member ``n`` took before ``before`` (a ``time.time()``), each with its
-    index, size and duration (see the module docstring). A member whose status names no
+    index, size and duration (see the module docstring), and apart, untimed, those it installed
+    from a leader (its count of installed snapshots went up). A member whose status names no
     snapshot (PySyncObj) gets the compactions its log length shows instead, without durations."""
     mine = [s for s in _mine(samples, n) if s.answered and s.received < before]
     taken: list[dict[str, Any]] = []
+    installed: list[dict[str, Any]] = []
     covered = mine[0].snapshot_index if mine else None   # a snapshot held from the start is not timed
-    for s in mine:
+    for previous, s in zip([None, *mine], mine):
         if s.snapshot_index is None or (covered is not None and s.snapshot_index <= covered):
+            continue
+        covered = s.snapshot_index
+        if previous is not None and (s.snapshots_installed or 0) > (previous.snapshots_installed or 0):
+            installed.append({"index": s.snapshot_index, "bytes": s.snapshot_bytes,
+                              "seen_at": round(s.received, 3)})
             continue
         applied_at = next(x.sent for x in mine if x.applied is not None and x.applied >= s.snapshot_index)
         taken.append({"index": s.snapshot_index, "bytes": s.snapshot_bytes,
                       "seconds": round(s.received - applied_at, 3), "seen_at": round(s.received, 3)})
-        covered = s.snapshot_index
     lengths = [s.log_length for s in mine if s.log_length is not None]
     shrinks = sum(1 for a, b in zip(lengths, lengths[1:]) if b < a)
     durations = sorted(t["seconds"] for t in taken)
     known = any(s.snapshot_index is not None for s in mine)
-    return {"taken": taken, "count": len(taken) if known else None,
+    return {"taken": taken, "installed": installed, "count": len(taken) if known else None,
             "log_compactions_seen": shrinks, "max_s": _quantile(durations, 1.0), "median_s": _quantile(durations, 0.5),
             "longest_log": max(lengths, default=None)}

@@ -183,13 +183,14 @@ def test_large_state_quick_run_measures_every_number_of_issue_14(tmp_path):
 def test_status_samples_give_elections_and_snapshot_times():
     """What the status polls say: a new term with a leader is a leader change, a wiped member's
     term 0 is not one; a snapshot lasts from the first poll at which its index was applied to
-    the first poll that shows it."""
-    def sample(member, at, term, applied, snapshot, leader="a:1"):
+    the first poll that shows it; one installed from the leader is not timed."""
+    def sample(member, at, term, applied, snapshot, leader="a:1", installed=0):
         return Sample(member, at, at + 0.01, True, term=term, leader=leader, state="Follower", applied=applied,
-                      snapshot_index=snapshot, log_length=applied - snapshot)
+                      snapshot_index=snapshot, snapshots_installed=installed, log_length=applied - snapshot)
 
     samples = [sample(0, 0.0, 1, 90, 0), sample(0, 0.05, 1, 100, 0), sample(0, 0.10, 1, 104, 0),
-               sample(0, 0.15, 1, 108, 100), sample(1, 0.2, 2, 108, 100, leader="b:1"),
+               sample(0, 0.15, 1, 108, 100), sample(0, 0.20, 1, 150, 200, installed=1),
+               sample(1, 0.2, 2, 108, 100, leader="b:1"),
                sample(1, 0.25, 0, 0, 0, leader=None), Sample(1, 0.3, 0.4, False, timed_out=True)]
     leadership = status_summary.leadership(samples)
     assert leadership["terms"] == [1, 2] and leadership["new_terms"] == 1 and leadership["leader_changes"] == 1
@@ -197,6 +198,7 @@ def test_status_samples_give_elections_and_snapshot_times():
     taken = status_summary.snapshots(samples, 0, before=1.0)
     assert taken["count"] == 1 and taken["taken"][0]["index"] == 100
     assert taken["taken"][0]["seconds"] == pytest.approx(0.16 - 0.05)
+    assert [snapshot["index"] for snapshot in taken["installed"]] == [200]
     assert taken["longest_log"] == 104
     times = status_summary.answer_times(samples, 1)
     assert times["timed_out"] == 1 and times["max_s"] == pytest.approx(0.1)
