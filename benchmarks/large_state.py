@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import large_state_report, large_state_row, large_state_targets, report
-from benchmarks.large_state_row import Plan
+from benchmarks.large_state_row import PROBLEMS, Plan
 from benchmarks.runner import write_json
 
 #: Issue 14's scenario: 512 KiB values, 250 writes after the fill; its rows: 100 MiB and 1 GiB.
@@ -56,7 +56,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                              "(MemAvailable; default 3072)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"JSON results (default {OUT})")
     parser.add_argument("--workdir", type=Path, help="keep the members' data and logs here (default: a temporary "
-                                                     "directory, each system's removed after its row)")
+                                                     "directory; data dirs are removed after each row, the logs "
+                                                     "too unless a row did not run whole)")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else DEFAULTS
     for key, value in defaults.items():
@@ -98,16 +99,22 @@ def main(argv: list[str] | None = None) -> int:
             for name in args.systems:
                 directory = base / f"{state_mib}MiB" / name
                 directory.mkdir(parents=True, exist_ok=True)
-                row["outcomes"][name] = large_state_row.run(_system(name, directory, plan), plan, say)
+                system = _system(name, directory, plan)
+                row["outcomes"][name] = large_state_row.run(system, plan, say)
                 if "ckite" in row["outcomes"]:
                     row["targets"] = large_state_targets.issue_14(row["outcomes"]["ckite"])
                 document["table"] = large_state_report.table(document["rows"])
                 write_json(args.out, document)
-                if args.workdir is None:
-                    shutil.rmtree(directory, ignore_errors=True)   # a 1 GiB row leaves gigabytes
+                if args.workdir is None:   # a 1 GiB row leaves gigabytes; the members' logs stay
+                    for data_dir in system.data_dirs():
+                        shutil.rmtree(data_dir, ignore_errors=True)
     finally:
-        if args.workdir is None:
+        troubled = any(problem in outcome for row in document["rows"] for outcome in row["outcomes"].values()
+                       for problem in PROBLEMS)
+        if args.workdir is None and not troubled:
             shutil.rmtree(base, ignore_errors=True)
+        else:
+            say(f"members' logs kept in {base}")
     print(document["table"])
     print(f"\nresults: {args.out}")
     return 0

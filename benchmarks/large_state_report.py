@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from benchmarks.large_state_row import PROBLEMS
 from benchmarks.large_state_targets import retained_tail_mib
 from benchmarks.status_poller import INTERVAL
 from benchmarks.systems import COMPACTION_ENTRIES
@@ -71,7 +72,7 @@ def _tail(o: dict[str, Any]) -> str:
 
 #: (label, cell of one system's outcome, the target it is judged against: a goal of large_state_targets)
 ROWS: tuple[tuple[str, Callable[[dict[str, Any]], str], str | None], ...] = (
-    ("writes acknowledged", lambda o: f"{_num(_get(o, 'writes', 'acknowledged'), 0)} of {o['writes_planned']}", None),
+    ("writes acknowledged", lambda o: f"{_num(_get(o, 'writes', 'acknowledged'), 0)} of {o['writes_planned']:,}", None),
     ("failed writes (each retried)", lambda o: _num(_get(o, "writes", "failed"), 0), "failed writes"),
     ("time to write all, s (longest write)", _write_time, None),
     ("terms seen, leader changes", _leadership, "leader changes"),
@@ -113,7 +114,7 @@ def block(row: dict[str, Any]) -> str:
             out.append("  ".join("-" * w for w in widths))
     for system in systems:
         outcome = outcomes[system]
-        for problem in ("aborted", "error"):
+        for problem in PROBLEMS:
             if outcome.get(problem):
                 out.append(f"{system}: {problem}: {outcome[problem]}")
         if outcome.get("members"):

@@ -14,7 +14,9 @@ The steps are the same for every system; a system adapter (``benchmarks.large_st
 
 While the row runs, a :class:`~benchmarks.status_poller.StatusPoller` asks every member for its
 status every 50 ms and a :class:`~benchmarks.memory_guard.MemoryGuard` reads peak RSS and ends
-the row if the machine runs short of memory. Nothing here judges a number.
+the row if the machine runs short of memory. A row whose writes did not all succeed is
+``incomplete`` (the wiped follower is then not timed: there is no last key to serve). Nothing
+here judges a number.
 """
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ from benchmarks.status_poller import StatusPoller
 from tests.waiting import wait_for
 
 MIB = 1024 * 1024
+#: The keys of an outcome whose row did not run whole (each says why).
+PROBLEMS = ("error", "aborted", "incomplete")
 #: How often the catch-up is checked.
 CATCH_UP_POLL = 0.1
 
@@ -89,13 +93,15 @@ def run(system: Any, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
         poller = StatusPoller([system.probe(n) for n in range(len(system.bindings))]).start()
         guard = MemoryGuard(system.pids, plan.min_available_mib, system.kill).start()
         say(f"  {system.name}: writing {plan.keys} values of {plan.value_kib} KiB, then {plan.overwrites} more")
-        outcome["writes"] = system.write(plan, poller, lambda: guard.tripped is not None)
+        writes = outcome["writes"] = system.write(plan, poller, lambda: guard.tripped is not None)
         written_at = time.time()
+        if writes["acknowledged"] < plan.writes:
+            outcome["incomplete"] = writes.get("gave_up") or f"{writes['acknowledged']} writes acknowledged"
         outcome["peak_rss_mib"] = [guard.peak(pid) for pid in system.pids()]
         outcome["data_dir_mib"] = [disk_usage_mib(d) for d in system.data_dirs()]
-        say(f"  {system.name}: written in {outcome['writes']['elapsed_s']} s, "
-            f"{outcome['writes']['failed']} failed; peak RSS {outcome['peak_rss_mib']} MiB")
-        if guard.tripped is None:
+        say(f"  {system.name}: {writes['acknowledged']} of {plan.writes} written in {writes['elapsed_s']} s, "
+            f"{writes['failed']} failed; peak RSS {outcome['peak_rss_mib']} MiB")
+        if guard.tripped is None and "incomplete" not in outcome:
             catch_up = outcome["catch_up"] = _catch_up(system, poller, guard, plan)
             say(f"  {system.name}: wiped follower {catch_up['member']}: " +
                 (f"serves the last key after {catch_up['seconds']} s" if catch_up["caught_up"] else
