@@ -15,7 +15,8 @@ Workloads (each returns a dict of plain numbers, ready for JSON):
   writes in flight: what an application with a thread per request does).
 - :func:`readers`: ``clients`` threads, each doing blocking linearizable reads; run on every
   member at once, :func:`combine` makes one result of the members' results.
-- :func:`fill`: write N distinct keys (failed writes retried), for the memory row.
+- :func:`fill`: write N distinct keys (failed writes retried), then overwrite them if asked: the
+  memory row, and the large-state benchmark (``benchmarks.large_state``).
 """
 from __future__ import annotations
 
@@ -132,9 +133,11 @@ def window(system: Any, size: int, inflight: int, duration: float, drain_timeout
 
 
 def fill(system: Any, keys: int, size: int, inflight: int, prefix: str = "fill-", timeout: float = 30.0,
-         give_up_after: float = 300.0) -> dict[str, Any]:
-    """Write ``keys`` distinct keys with ``inflight`` writes outstanding; a failed write is
-    submitted again, so that the state machine ends up holding every key (the memory row)."""
+         give_up_after: float = 300.0, overwrites: int = 0) -> dict[str, Any]:
+    """Write ``keys`` distinct keys with ``inflight`` writes outstanding, then ``overwrites`` more
+    writes to the same keys from the first one on (write ``i`` goes to key ``i % keys``); a failed
+    write is submitted again, so that the state machine ends up holding every key (the memory row,
+    and the large-state benchmark's fill)."""
     slots = threading.Semaphore(inflight)
     retry: deque[int] = deque()
     succeeded: list[int] = []
@@ -152,26 +155,27 @@ def fill(system: Any, keys: int, size: int, inflight: int, prefix: str = "fill-"
             slots.release()
         return done
 
+    writes = keys + overwrites
     next_key = 0
-    while len(succeeded) < keys and clock() - start < give_up_after:
+    while len(succeeded) < writes and clock() - start < give_up_after:
         if not slots.acquire(timeout=0.1):
             continue
         if retry:
             i = retry.popleft()
-        elif next_key < keys:
+        elif next_key < writes:
             i, next_key = next_key, next_key + 1
         else:   # every key is submitted: wait for the last completions (or failures to retry)
             slots.release()
             time.sleep(0.005)
             continue
         try:
-            system.write_async(f"{prefix}{i}", os.urandom(size), completion(i), timeout)
+            system.write_async(f"{prefix}{i % keys}", os.urandom(size), completion(i), timeout)
         except Exception as exc:
             errors.add(exc)
             retry.append(i)
             slots.release()
     elapsed = clock() - start
-    return {"ops": len(succeeded), "keys": keys, "elapsed_s": round(elapsed, 3),
+    return {"ops": len(succeeded), "keys": keys, "overwrites": overwrites, "elapsed_s": round(elapsed, 3),
             "ops_per_s": round(len(succeeded) / elapsed, 1), "completed_total": len(succeeded),
             "errors": errors.count, "error_samples": errors.samples}
 

@@ -1,4 +1,4 @@
-"""CPU time, resident memory and machine load from /proc (Linux only).
+"""CPU time, resident memory, free memory and machine load from /proc (Linux only).
 
 The parent process reads its members' counters from outside, so the numbers include every
 thread of a member (library threads and the load generator alike) and cost the members nothing.
@@ -29,6 +29,15 @@ def memory_mib(pid: int) -> dict[str, float]:
             if key in ("VmRSS", "VmHWM"):
                 values[key] = int(rest.split()[0]) / 1024   # kB
     return {"rss_mib": round(values.get("VmRSS", 0.0), 1), "peak_rss_mib": round(values.get("VmHWM", 0.0), 1)}
+
+
+def available_mib() -> float:
+    """MemAvailable from /proc/meminfo: what the machine can still hand out without swapping, in MiB."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024   # kB
+    raise RuntimeError("no MemAvailable in /proc/meminfo (Linux 3.14 or later has it)")
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,8 @@ METRICS: tuple[Metric, ...] = (
 )
 
 
-def environment(options: Any) -> dict[str, Any]:
-    """What the numbers depend on: machine, load, versions, options."""
+def machine() -> dict[str, Any]:
+    """What any benchmark's numbers depend on: machine, load, code and library versions."""
     def version(package: str) -> str | None:
         try:
             return importlib.metadata.version(package)
@@ -137,6 +137,13 @@ def environment(options: Any) -> dict[str, Any]:
         "ckite_tree_dirty": bool(_git("status", "--porcelain", "--", "ckite")),
         "versions": {p: version(p) for p in ("pysyncobj", "thriftpy2", "msgpack")},
         "thriftpy2_cython": cython_thrift,
+    }
+
+
+def environment(options: Any) -> dict[str, Any]:
+    """What the numbers depend on: machine, load, versions, options."""
+    return {
+        **machine(),
         "options": {"systems": options.systems, "duration_s": options.duration, "warmup_s": options.warmup,
                     "inflight": options.inflight, "writer_threads": options.writer_threads,
                     "read_clients": options.read_clients, "member_readers": options.member_readers,

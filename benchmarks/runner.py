@@ -16,7 +16,6 @@ import logging
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from typing import Any, Callable, NamedTuple
 
 from benchmarks import load, procstat
 from benchmarks.systems import CERT_NAME, CERTS_DIR, SYSTEMS
+from tests.netutil import free_port
 from tests.tls_certs import make_certs
 
 logger = logging.getLogger(__name__)
@@ -61,12 +61,6 @@ class Options:
     workdir: Path | None = None
     keep: bool = False
     progress: Callable[[str], None] = field(default=lambda message: print(message, file=sys.stderr, flush=True))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 class MemberProcess:
@@ -157,25 +151,39 @@ class Cluster:
 
     def __init__(self, system: str, directory: Path) -> None:
         self.system = system
+        self.directory = directory
         if SYSTEMS[system].tls:
             make_certs(directory / CERTS_DIR, CERT_NAME)
-        bindings = [f"127.0.0.1:{free_port()}" for _ in range(self.SIZE)]
-        self.members = []
-        for n, binding in enumerate(bindings):
-            self.members.append(MemberProcess(system, binding, [b for b in bindings if b != binding],
-                                              directory / f"member-{n}", directory / f"member-{n}.log"))
+        self.bindings = [f"127.0.0.1:{free_port()}" for _ in range(self.SIZE)]
+        self.members = [self._launch(n, directory / f"member-{n}.log") for n in range(self.SIZE)]
+
+    def _launch(self, n: int, log_path: Path) -> MemberProcess:
+        binding = self.bindings[n]
+        return MemberProcess(self.system, binding, [b for b in self.bindings if b != binding], self.data_dir(n),
+                             log_path)
+
+    def data_dir(self, n: int) -> Path:
+        return self.directory / f"member-{n}"
 
     @property
     def pids(self) -> list[int]:
         return [m.pid for m in self.members]
 
-    def wait_started(self) -> None:
+    def wait_started(self, members: list[MemberProcess] | None = None) -> None:
         deadline = time.monotonic() + START_TIMEOUT
-        for member in self.members:
+        for member in self.members if members is None else members:
             message = member.reply(max(deadline - time.monotonic(), 0.1))
             if message.get("event") != "started":
                 raise RuntimeError(f"member {member.binding} failed to start: {message.get('error')}\n"
                                    f"{member.log_tail()}")
+
+    def relaunch(self, n: int) -> MemberProcess:
+        """Start member ``n`` again, once stopped, on the same binding and data dir (which the
+        caller may have emptied), and wait until it has started; its output goes to
+        ``member-N.restarted.log``."""
+        member = self.members[n] = self._launch(n, self.directory / f"member-{n}.restarted.log")
+        self.wait_started([member])
+        return member
 
     def states(self) -> list[dict[str, Any]]:
         """Every member's ``{"leader": bool, "term": int}``."""
@@ -342,7 +350,7 @@ def run(options: Options) -> dict[str, Any]:
                 this_run[system] = run_system(system, options, directory)
             document["runs"].append(this_run)
             document.update(report.summarize(document["runs"], options))
-            _write(options.out, document)   # after every run: an interrupted run keeps its numbers
+            write_json(options.out, document)   # after every run: an interrupted run keeps its numbers
     finally:
         if not options.keep and options.workdir is None:
             shutil.rmtree(base, ignore_errors=True)
@@ -351,7 +359,8 @@ def run(options: Options) -> dict[str, Any]:
     return document
 
 
-def _write(path: Path, document: dict[str, Any]) -> None:
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` to ``path`` whole or not at all (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")

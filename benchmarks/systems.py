@@ -11,7 +11,7 @@ generator (``benchmarks.load``) and the runner are one piece of code for all of 
 - ``term()``: this member's current Raft term; the runner compares it before and after each row,
   so that a row during which the cluster held elections (a failover under load) says so.
 
-The table of systems (``SYSTEMS``) is read by the parent, which never imports the libraries.
+The table of systems (``SYSTEMS``) is read by the parent, which never builds a member itself.
 """
 from __future__ import annotations
 
@@ -42,6 +42,10 @@ class SystemSpec:
     lease_reads: bool = False             # ckite: CKiteBuilder.with_lease_reads()
     tls: bool = False                     # ckite: mutual TLS between members (certificates in CERTS_DIR)
 
+
+#: Issue 14's large-state scenario compacts the log every this many entries: kvstore's
+#: ``--compaction-threshold`` and PySyncObj's ``logCompactionMinEntries`` (``pysyncobj-compaction``).
+COMPACTION_ENTRIES = 100
 
 #: Where a TLS system's members find their certificates, next to their data dirs (the runner
 #: makes them with scripts/make-certs before it starts the members).
@@ -76,6 +80,10 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
                "mmap'ed journal file and a .meta file for term and vote, never fsynced (survives a process "
                "crash, not a power cut)",
                "@replicated get(sync=True)", default=False),
+    SystemSpec("pysyncobj-compaction", "pysyncobj",
+               f"tuned + journalFile + fullDumpFile, log compacted past {COMPACTION_ENTRIES} entries", False,
+               "mmap'ed journal, and at every compaction a full dump file written by a forked child; never "
+               "fsynced", "@replicated get(sync=True)", default=False),
 )}
 
 
@@ -86,11 +94,14 @@ def create(name: str, binding: str, peers: list[str], data_dir: Path) -> "CKiteS
         return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync, lease_reads=spec.lease_reads,
                            tls_dir=data_dir.parent / CERTS_DIR if spec.tls else None)
     conf: dict[str, Any] = {}
-    if name in ("pysyncobj-nobatch", "pysyncobj-journal"):
+    if name in ("pysyncobj-nobatch", "pysyncobj-journal", "pysyncobj-compaction"):
         conf["appendEntriesUseBatch"] = False
-    if name == "pysyncobj-journal":
+    if name in ("pysyncobj-journal", "pysyncobj-compaction"):
         data_dir.mkdir(parents=True, exist_ok=True)
         conf["journalFile"] = str(data_dir / "journal.bin")
+    if name == "pysyncobj-compaction":
+        conf["fullDumpFile"] = str(data_dir / "dump.bin")
+        conf["logCompactionMinEntries"] = COMPACTION_ENTRIES
     return PySyncObjSystem(binding, peers, conf)
 
 
