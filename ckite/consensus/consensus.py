@@ -101,8 +101,9 @@ class Consensus:
     @contextlib.contextmanager
     def _step(self, reply: bool = False) -> Iterator[Effects]:
         """One step: decide under the lock, then carry the effects out without it. A ``reply``
-        step (an answer to a peer) waits for every write decided before it; any other step only
-        for the writes it made itself. A step inside a step adds to the outer one's effects."""
+        step (an answer to a peer) waits for every write decided before it, unless it says it
+        rests on fewer (``Effects.reply_rests_on``); any other step only for the writes it made
+        itself. A step inside a step adds to the outer one's effects."""
         with self.lock:
             if self.effects is not None:
                 yield self.effects
@@ -114,7 +115,10 @@ class Consensus:
             finally:
                 self.effects = None
                 last = self.writer.last_seq
-                effects.barrier = last if reply or last > self._step_start else 0
+                if last > self._step_start:
+                    effects.barrier = last
+                elif reply:
+                    effects.barrier = last if effects.reply_rests_on is None else effects.reply_rests_on
         self._carry_out(effects)
 
     def _carry_out(self, effects: Effects) -> None:
@@ -210,6 +214,9 @@ class Consensus:
             now = self.clock()
             if isinstance(request, AppendEntries):
                 response = self._on_append_entries(request, now)
+                if not request.entries and response.success and response.match_index <= self.log.durable_index:
+                    # A heartbeat (either lane) matching what is on disk: only our term must be.
+                    self.effects.reply_rests_on = self._hard_state_seq
             elif isinstance(request, RequestVote):
                 response = self._on_request_vote(request, now)
             elif isinstance(request, TimeoutNow):
@@ -332,6 +339,16 @@ class Consensus:
         elif isinstance(request, AppendEntries) and request.entries:
             request.entries = self.log.load(request.entries)   # a lagging follower's: read back from disk
         return request
+
+    def lane_heartbeat(self, peer: str) -> tuple[tuple[Request, Any] | None, float | None]:
+        """For the peer's heartbeat lane: a heartbeat to send now (with its context), if the
+        leader has one, and when to ask again (None: a heartbeat interval from now)."""
+        with self.lock:
+            role = self.role
+            if not isinstance(role, Leader):
+                return None, None
+            now = self.clock()
+            return role.lane_heartbeat(peer, now), role.lane_deadline(peer, now)
 
     def peer_deadline(self, peer: str) -> float | None:
         """The clock time at which :meth:`next_request` for ``peer`` should be asked again."""

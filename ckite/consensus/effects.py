@@ -40,6 +40,9 @@ class Effects:
     #: The last durable write this step enqueued (or that was enqueued before it): its outcome
     #: (a reply, a completion) may not be seen before the log writer made it durable.
     barrier: int = 0
+    #: Set by a reply step whose answer rests on less than every write decided before it (an
+    #: empty AppendEntries matched entries already durable): the last write it does rest on.
+    reply_rests_on: int | None = None
     completions: list[tuple[Future, Any, BaseException | None]] = field(default_factory=list)
     wake_senders: bool = False
     wake_applier: bool = False

@@ -46,6 +46,18 @@ class _SnapshotContext:
         self.done = done
 
 
+class _LaneContext:
+    """A heartbeat sent on the peer's heartbeat lane: its reply says the peer follows us in our
+    term (contact, lease, read rounds), and nothing about its log."""
+
+    __slots__ = ("leader", "round", "sent_at")
+
+    def __init__(self, leader: "Leader", round_: int, sent_at: float) -> None:
+        self.leader = leader
+        self.round = round_
+        self.sent_at = sent_at
+
+
 class Leader(Role):
     """§5.3 log replication with batching, pipelining, fast backtracking and check-quorum."""
 
@@ -246,6 +258,44 @@ class Leader(Role):
         else:
             progress.snapshot_offset = response.next_offset   # the next chunk, or where to resume
 
+    def lane_heartbeat(self, peer: str, now: float) -> tuple[AppendEntries, _LaneContext] | None:
+        """A heartbeat for the peer's second connection, when its replication requests have been
+        held up for a heartbeat interval (a follower whose disk stalls answers late, and nothing
+        else may pass them on their connection): without it, a follower that is busy writing
+        would start an election, and a leader would count it as unreachable.
+
+        It claims only what the peer already acknowledged: ``prev`` is its match index (or our
+        log's base), so the reply needs nothing new on the peer's disk and the commit index it
+        carries is one the peer's log is known to hold.
+        """
+        due = self.lane_deadline(peer, now)
+        if due is None or now < due:
+            return None
+        progress = self.progress[peer]
+        consensus = self.consensus
+        prev_index = max(progress.match_index, consensus.log.base_index)
+        prev_term = consensus.log.term_at(prev_index)
+        if prev_term is None:
+            return None
+        round_ = self.reads.round_to_send()
+        progress.sent_round = max(progress.sent_round, round_)
+        progress.lane_busy, progress.lane_sent = True, now
+        request = AppendEntries(consensus.term, consensus.member_id, prev_index, prev_term, [],
+                                min(consensus.commit_index, prev_index))
+        return request, _LaneContext(self, round_, now)
+
+    def lane_deadline(self, peer: str, now: float) -> float | None:
+        """When :meth:`lane_heartbeat` may next have something for ``peer`` (None: not while
+        nothing is in flight on its replication connection, or the peer has not answered
+        anything for an election timeout: a peer that is down gains nothing from more
+        heartbeats; ask again a heartbeat later)."""
+        progress = self.progress.get(peer)
+        settings = self.consensus.settings
+        if (progress is None or progress.lane_busy or not progress.inflight
+                or now - progress.last_ack >= settings.max_election_timeout):
+            return None
+        return max(progress.last_sent, progress.lane_sent) + settings.heartbeat_interval
+
     def peer_deadline(self, peer: str) -> float | None:
         progress = self.progress.get(peer)
         if progress is None or progress.inflight:
@@ -261,20 +311,18 @@ class Leader(Role):
         progress = self.progress.get(peer)
         if progress is None or getattr(context, "leader", None) is not self:
             return
-        progress.inflight = max(progress.inflight - 1, 0)
         progress.last_ack = now
+        if isinstance(context, _LaneContext):
+            progress.lane_busy = False
+            self._heard_back(progress, context)
+            return
+        progress.inflight = max(progress.inflight - 1, 0)
         if isinstance(context, _SnapshotContext):
             self._on_snapshot_response(progress, context, response)
             self._after_commit_or_progress(now)
             return
         assert isinstance(response, AppendEntriesResponse)
-        if context.sent_at > progress.acked_sent_at:
-            # Success or rejection alike: the peer accepted our term and heard from us.
-            progress.acked_sent_at = context.sent_at
-            self._renew_lease()
-        if context.round > progress.acked_round:
-            progress.acked_round = context.round
-            self._confirm_reads()
+        self._heard_back(progress, context)
         if response.success:
             if response.match_index > progress.match_index:
                 progress.match_seq = progress.sent_seq   # every request sent so far left before this ack
@@ -298,11 +346,24 @@ class Leader(Role):
             else:
                 progress.restart_from(self._next_index_after_rejection(context.prev_index, response))
 
+    def _heard_back(self, progress: Progress, context: _AppendContext | _LaneContext) -> None:
+        """An AppendEntries answered in our term, success or rejection alike: the peer accepted
+        our term and heard from us when ``context`` was sent (lease, read rounds)."""
+        if context.sent_at > progress.acked_sent_at:
+            progress.acked_sent_at = context.sent_at
+            self._renew_lease()
+        if context.round > progress.acked_round:
+            progress.acked_round = context.round
+            self._confirm_reads()
+
     def on_failure(self, peer: str, request: Request, context: Any, now: float) -> None:
         if isinstance(context, LeadershipTransfer):
             return   # a lost TimeoutNow: the transfer's deadline decides
         progress = self.progress.get(peer)
         if progress is None or getattr(context, "leader", None) is not self:
+            return
+        if isinstance(context, _LaneContext):
+            progress.lane_busy = False
             return
         progress.inflight = max(progress.inflight - 1, 0)
         if not progress.probing:

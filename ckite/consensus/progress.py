@@ -30,6 +30,10 @@ class Progress:
     match_seq: int = 0         # requests sent before the success that established match_index
     snapshot: Snapshot | None = None   # the snapshot being sent, pinned until the transfer ends
     snapshot_offset: int = 0   # the byte of it to send next
+    #: A heartbeat is in flight on the peer's heartbeat lane (its second connection), and when
+    #: the latest one was sent: see :meth:`~ckite.consensus.leader.Leader.lane_heartbeat`.
+    lane_busy: bool = False
+    lane_sent: float = float("-inf")
 
     def window(self, max_inflight: int) -> int:
         return 1 if self.probing else max_inflight

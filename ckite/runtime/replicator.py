@@ -8,7 +8,8 @@ sends a further request before a reply only for a full batch), so a follower far
 the next batch while it still writes the previous one to its disk; then it
 waits for a reply, a wake-up (new entries) or the next heartbeat, whichever comes first. The
 thread only waits, sends and hands replies back; the role classes decide what to send and
-what a reply means.
+what a reply means. Beside it runs the peer's :class:`~ckite.runtime.heartbeat_lane.HeartbeatLane`,
+for heartbeats that must not wait behind entries.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from ckite.errors import CKiteError, StorageError
 from ckite.identity import MemberIdentity
 from ckite.messages import Request
 from ckite.rpc.transport import Transport
+from ckite.runtime.heartbeat_lane import HeartbeatLane
 from ckite.runtime.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -42,9 +44,11 @@ class Replicator:
         # its alone, and a peer removed from the cluster gives back its file descriptors at once.
         self._worker = Worker(f"ckite-{tag}-replicate-{peer.rsplit(':', 1)[-1]}", self._step,
                               on_exit=self._pipeline.close)
+        self._lane = HeartbeatLane(tag, consensus, transport, peer, clock)
 
     def start(self) -> None:
         self._worker.start()
+        self._lane.start()
 
     def wake(self) -> None:
         """Something new to send (entries, a read round, a role change)."""
@@ -52,15 +56,17 @@ class Replicator:
 
     def signal_stop(self) -> None:
         self._worker.signal_stop()
+        self._lane.signal_stop()
         self._pipeline.interrupt()
 
     @property
     def finished(self) -> bool:
-        """Its thread has ended and closed the pipeline."""
-        return self._worker.finished
+        """Its threads have ended and the pipeline is closed."""
+        return self._worker.finished and self._lane.finished
 
     def join(self) -> None:
         self._worker.join()
+        self._lane.join()
 
     def _step(self, worker: Worker) -> None:
         consensus, peer = self._consensus, self._peer

@@ -236,7 +236,8 @@ class SimCluster:
         for member in self.up_members():
             consensus = member.consensus
             candidates.append(consensus.deadline())
-            candidates.extend(consensus.peer_deadline(peer) for peer in sorted(consensus.peers))
+            for peer in sorted(consensus.peers):
+                candidates.extend((consensus.peer_deadline(peer), consensus.lane_heartbeat(peer)[1]))
         later = [c for c in candidates if c is not None and c > self.now]
         return min(later, default=self.now + 0.010)
 
@@ -246,6 +247,9 @@ class SimCluster:
             while (item := consensus.next_request(peer)) is not None:
                 request, context = item
                 self._send(member, peer, request, context)
+            lane_item, _ = consensus.lane_heartbeat(peer)   # the runtime's second connection
+            if lane_item is not None:
+                self._send(member, peer, *lane_item)
 
     def _send(self, member: SimMember, peer: str, request, context) -> None:
         sender = member.consensus
