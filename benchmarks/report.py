@@ -183,7 +183,7 @@ def summarize(runs: list[dict[str, Any]], options: Any) -> dict[str, Any]:
             ratios[f"{ours}/{other}"] = {m.key: _ratio(summary[ours][m.key], summary[other][m.key])
                                          for m in METRICS if m.better}
     document = {"summary": summary, BEST: best, "ratios": ratios,
-                "targets": targets.issue_13(summary, best, ours)}
+                "targets": targets.issue_13(summary, best, ours) + targets.issue_15(summary)}
     document["table"] = table(document, options, len(runs))
     return document
 
@@ -269,7 +269,7 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
                    f"(named in parentheses); {ratio_name} is ours over that column")
     if document.get("targets"):
         out.append("")
-        out.append("issue 13 targets (medians, against the best PySyncObj column; informational):")
+        out.append("targets of issues 13 and 15 (medians; issue 13 against the best PySyncObj column, issue 15 against ckite-nosessions; informational):")
         for g in document["targets"]:
             mark = {True: "met", False: "NOT met", None: "?"}[g["met"]]
             out.append(f"  {mark:8} {g['goal']}: {g['detail']}")

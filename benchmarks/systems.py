@@ -41,6 +41,7 @@ class SystemSpec:
     rows: tuple[str, ...] | None = None   # the rows it runs (None: all); a variant runs only what it changes
     lease_reads: bool = False             # ckite: CKiteBuilder.with_lease_reads()
     tls: bool = False                     # ckite: mutual TLS between members (certificates in CERTS_DIR)
+    client_sessions: bool = True          # ckite: False is CKiteBuilder.without_client_sessions()
 
 
 #: Issue 14's large-state scenario compacts the log every this many entries: kvstore's
@@ -71,6 +72,10 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
                rows=("sequential_write", "concurrent_write_16B", "concurrent_write_1KiB", "linearizable_read",
                      "linearizable_read_every_member"),
                tls=True),
+    SystemSpec("ckite-nosessions", "ckite", "default + without_client_sessions() (writes only: what sessions cost)",
+               True, "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
+               "read(): ReadIndex, as above", rows=("sequential_write", "concurrent_write_16B"),
+               client_sessions=False),
     SystemSpec("pysyncobj", "pysyncobj", "default SyncObjConf (in-memory journal, 100 ms batching)", False,
                "nothing on disk: MemoryJournal; PySyncObj never fsyncs in any configuration",
                "@replicated get(sync=True): the read goes through the log (no ReadIndex in PySyncObj)"),
@@ -92,7 +97,8 @@ def create(name: str, binding: str, peers: list[str], data_dir: Path) -> "CKiteS
     spec = SYSTEMS[name]
     if spec.family == "ckite":
         return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync, lease_reads=spec.lease_reads,
-                           tls_dir=data_dir.parent / CERTS_DIR if spec.tls else None)
+                           tls_dir=data_dir.parent / CERTS_DIR if spec.tls else None,
+                           client_sessions=spec.client_sessions)
     conf: dict[str, Any] = {}
     if name in ("pysyncobj-nobatch", "pysyncobj-journal", "pysyncobj-compaction"):
         conf["appendEntriesUseBatch"] = False
@@ -109,7 +115,7 @@ class CKiteSystem:
     """ckite-py with the kvstore state machine, library defaults (timeouts, heartbeats), no admin."""
 
     def __init__(self, binding: str, peers: list[str], data_dir: Path, *, fsync: bool,
-                 lease_reads: bool = False, tls_dir: Path | None = None) -> None:
+                 lease_reads: bool = False, tls_dir: Path | None = None, client_sessions: bool = True) -> None:
         from ckite import CKiteBuilder
         from ckite.errors import CKiteError
         from kvstore.store import Get, KVStore, Put
@@ -119,6 +125,8 @@ class CKiteSystem:
                    .with_state_machine(KVStore()).without_admin())
         if lease_reads:
             builder.with_lease_reads()
+        if not client_sessions:
+            builder.without_client_sessions()
         if tls_dir is not None:
             builder.with_tls(tls_dir / f"{CERT_NAME}.pem", tls_dir / f"{CERT_NAME}-key.pem", tls_dir / "ca.pem")
         if fsync:

@@ -1,4 +1,4 @@
-"""Issue 13's targets, judged on one run's medians against the best-of-PySyncObj column.
+"""Issue 13's targets (and issue 15's cost of client sessions), judged on one run's medians against the best-of-PySyncObj column.
 
 Issue 13 asks that every ratio be taken against the better of PySyncObj's configurations at
 the same load, never against one configuration alone, and that ours fsyncs while PySyncObj
@@ -23,6 +23,10 @@ WRITE_FACTOR = 3.0
 READ_FACTOR = 3.0
 #: Issue 13: the busiest member's peak RSS at most PySyncObj's best plus this.
 RSS_MARGIN_MIB = 20.0
+#: Issue 15: client sessions on cost at most this share of concurrent 16 B write throughput.
+SESSION_COST = 0.10
+#: The system that measures ckite with sessions off, for issue 15's target.
+WITHOUT_SESSIONS = "ckite-nosessions"
 #: Our read rows; the read target takes the better of the two.
 READ_ROWS = {"read_ops_per_s": "leader only", "read_all_ops_per_s": "every member"}
 
@@ -83,3 +87,15 @@ def issue_13(summary: dict[str, dict[str, Any]], best: dict[str, dict[str, Any] 
         # (the whole state pickled on the tick thread) and the elections that come with it.
         goals[-1]["detail"] += f"; before the fill: {us['rss_rows_mib'] - before_fill['value']:+.1f} MiB"
     return goals
+
+
+def issue_15(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Sessions on (``ckite``: every ``CKite.write`` through the member's own session) against
+    sessions off, same run, same load: the throughput given up for exactly-once retries."""
+    on = summary.get("ckite", {}).get("w16_ops_per_s")
+    off = summary.get(WITHOUT_SESSIONS, {}).get("w16_ops_per_s")
+    text = f"client sessions cost <= {SESSION_COST:.0%} of concurrent 16 B writes"
+    if not on or not off:
+        return [{"goal": text, "met": None, "detail": "no data (run ckite and ckite-nosessions)"}]
+    return [{"goal": text, "met": on >= (1 - SESSION_COST) * off,
+             "detail": f"{on:,.0f}/s with sessions vs {off:,.0f}/s without: {1 - on / off:+.1%} cost"}]

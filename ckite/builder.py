@@ -49,7 +49,7 @@ class CKiteBuilder:
         self._transport: Transport | None = None
         self._listen_address: str | None = None
         self._timeouts: dict[str, int] = {}
-        self._admin: dict[str, object] = {}
+        self._overrides: dict[str, object] = {}   # MemberConfig fields set by with_admin_* and without_*
         self._tls: TlsConfig | None = None
 
     def with_local_binding(self, binding: str) -> "CKiteBuilder":
@@ -172,24 +172,32 @@ class CKiteBuilder:
         """Serve the admin console here (default: the Raft port + 1000, as in CKite; 0: any free port)."""
         if not 0 <= int(port) < 65536:
             raise ValueError(f"bad admin port {port}: expected 0..65535")
-        self._admin["admin_port"] = int(port)
+        self._overrides["admin_port"] = int(port)
         return self
 
     def with_admin_host(self, host: str) -> "CKiteBuilder":
         """Interface of the admin console (default 127.0.0.1: only this machine can reach it)."""
-        self._admin["admin_host"] = host
+        self._overrides["admin_host"] = host
+        return self
+
+    def without_client_sessions(self) -> "CKiteBuilder":
+        """``CKite.write`` sends bare commands instead of going through the member's own client
+        session. A write the library retries (a forwarded write whose reply was lost, a leader
+        change) may then apply twice; use it only for commands that are idempotent anyway, or to
+        measure what sessions cost (``benchmarks``). ``CKite.session()`` keeps working."""
+        self._overrides["client_sessions"] = False
         return self
 
     def without_admin(self) -> "CKiteBuilder":
         """Do not serve the admin console at all."""
-        self._admin["admin_enabled"] = False
+        self._overrides["admin_enabled"] = False
         return self
 
     def with_admin_token(self, token: str) -> "CKiteBuilder":
         """Require ``Authorization: Bearer <token>`` on the admin server's routes that change
         anything (writes, membership); reads stay open. See docs/security.md."""
         from ckite.admin.auth import checked_token   # Flask only for members that serve the console
-        self._admin["admin_token"] = checked_token(token)
+        self._overrides["admin_token"] = checked_token(token)
         return self
 
     def with_tls(self, cert: str | os.PathLike, key: str | os.PathLike, ca: str | os.PathLike) -> "CKiteBuilder":
@@ -227,7 +235,7 @@ class CKiteBuilder:
         if self._tls is not None and self._transport is not None:
             raise ValueError("with_tls(...) configures the default Thrift transport; "
                              "give a transport of your own its TLS contexts instead")
-        return replace(config, **self._timeouts, **self._admin, join_seeds=list(self._join_seeds), tls=self._tls)
+        return replace(config, **self._timeouts, **self._overrides, join_seeds=list(self._join_seeds), tls=self._tls)
 
     def build(self) -> CKite:
         return build_member(self.config())
@@ -263,7 +271,8 @@ def _assemble(config: MemberConfig, storage: LogStorage, data_dir: DataDir | Non
     node = RaftNode(consensus, transport, config.state_machine,
                     leader_timeout=config.leader_timeout_ms / 1000, write_timeout=config.write_timeout_ms / 1000,
                     read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address,
-                    membership_timeout=config.membership_timeout_ms / 1000, join_seeds=config.join_seeds)
+                    membership_timeout=config.membership_timeout_ms / 1000, join_seeds=config.join_seeds,
+                    client_sessions=config.client_sessions)
     member = CKite(node, storage, data_dir)
     if config.admin_enabled:
         from ckite.admin import ADMIN_PORT_OFFSET, build_admin   # Flask only for members that serve it

@@ -44,6 +44,7 @@ class MemberConfig:
     membership_timeout_ms: int = DEFAULT_MEMBERSHIP_TIMEOUT_MS
     join_seeds: list[str] = field(default_factory=list)   # non-empty: start as a Joiner (CKite's)
     admin_enabled: bool = True
+    client_sessions: bool = True   # CKite.write through the member's own session (exactly-once retries)
     admin_host: str = DEFAULT_ADMIN_HOST
     admin_port: int | None = None   # None: the Raft port + ADMIN_PORT_OFFSET, as in CKite; 0: any free port
     admin_token: str | None = None  # when set, the admin server's mutating routes require it (bearer token)

@@ -66,8 +66,9 @@ def test_quick_benchmark_writes_every_row(tmp_path):
         # --quick runs one PySyncObj configuration: it is the best column, and the table shows it.
         assert document["best-pysyncobj"]["read_all_ops_per_s"]["system"] == "pysyncobj"
         assert document["ratios"]["ckite/best-pysyncobj"]["w16_ops_per_s"] is not None
-        assert "best PySyncObj" in done.stdout and "issue 13 targets" in done.stdout
-        assert len(document["targets"]) == 5
+        assert "best PySyncObj" in done.stdout and "targets of issues 13 and 15" in done.stdout
+        assert len(document["targets"]) == 6   # issue 13 five, issue 15 one (not judged: one ckite system)
+        assert document["targets"][-1]["met"] is None
 
 
 def test_the_best_column_takes_the_better_configuration_per_row():
@@ -93,6 +94,17 @@ def test_the_best_column_takes_the_better_configuration_per_row():
     assert met["peak RSS of the busiest member after the fill"] is True   # 60 <= 45 + 20
     assert met["concurrent 1 KiB writes"] is None                         # no data: not judged
     assert "10,000.0 (default)" in document["table"] and "0.60 (nobatch)" in document["table"]
+
+
+def test_the_cost_of_sessions_is_judged_against_ckite_without_them():
+    """Issue 15's target: ckite (sessions on) within 10% of ckite-nosessions at 16 B."""
+    def with_rate(w16):
+        return {"rows": {"concurrent_write_16B": {"ops_per_s": w16}}}
+
+    for on, met in ((9_100, True), (8_900, False)):
+        run = {"ckite": with_rate(on), "ckite-nosessions": with_rate(10_000)}
+        goal = report.summarize([run], Options(systems=list(run)))["targets"][-1]
+        assert goal["goal"].startswith("client sessions cost") and goal["met"] is met, goal
 
 
 def run_variant(tmp_path, system: str) -> dict:

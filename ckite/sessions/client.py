@@ -11,6 +11,7 @@ leader): here are only the numbers and the decision what to do after a failure.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from ckite.errors import (CKiteError, CommandError, EncodingError, IdempotencyKeyReusedError, LeaderTimeoutError,
                           MemberFailedError, NotAppliedError, OutcomeUnknownError, SessionExpiredError, StoppedError,
                           WriteTimeoutError)
-from ckite.sessions.request import OPEN_SESSION, ClientRequest
+from ckite.sessions.request import OPEN_SESSION, encode_request
 
 if TYPE_CHECKING:
     from ckite.runtime.node import RaftNode
@@ -36,8 +37,8 @@ class Call:
         self.session, self.seq, self.command, self.key, self.fingerprint = session, seq, command, key, fingerprint
 
     def payload(self) -> bytes:
-        return ClientRequest(self.session.id or 0, self.seq, self.session.lowest_waiting(), self.command,
-                             self.key, self.fingerprint).encode()
+        return encode_request(self.session.id or 0, self.seq, self.session.lowest_waiting(), self.command,
+                              self.key, self.fingerprint)
 
 
 class Session:
@@ -56,7 +57,7 @@ class Session:
         self._keep_failed = keep_failed   # a failed request stays open for its retry() (False: forgotten)
         self._lock = threading.Lock()
         self.id: int | None = None
-        self._next_seq = 1
+        self._seqs = itertools.count(1)
         self._lowest_open = 1                 # every request below it is settled
         self._settled: set[int] = set()       # settled requests above it
 
@@ -86,9 +87,7 @@ class Session:
             self._settle(call)
 
     def _new_call(self, data: bytes, key: str | None, fingerprint: str | None) -> Call:
-        with self._lock:
-            seq, self._next_seq = self._next_seq, self._next_seq + 1
-        return Call(self, seq, data, key, fingerprint)
+        return Call(self, next(self._seqs), data, key, fingerprint)   # next() on a count is atomic
 
     def _settle(self, call: Call) -> None:
         """The request's outcome is known (or given up on): the members may forget it."""
@@ -169,7 +168,8 @@ class Session:
         """Forget the session's id (it expired): the next write opens a new one."""
         with self._lock:
             self.id = None
-            self._next_seq = self._lowest_open = 1
+            self._seqs = itertools.count(1)
+            self._lowest_open = 1
             self._settled.clear()
 
 

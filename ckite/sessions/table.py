@@ -53,13 +53,16 @@ class Outcome:
         return cls(None, CKiteError(message))
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
     """``apply``: a new request (its :attr:`outcome` is to be filled); else ``outcome`` is the
-    answer already (a duplicate, a session opened, or a refusal in ``outcome.error``)."""
+    answer already (a duplicate, a session opened, or a refusal in ``outcome.error``). A plain
+    class: one is made per entry applied, and a frozen dataclass costs several times more."""
 
-    apply: bool
-    outcome: Outcome
+    __slots__ = ("apply", "outcome")
+
+    def __init__(self, apply: bool, outcome: Outcome) -> None:
+        self.apply = apply
+        self.outcome = outcome
 
 
 @dataclass
@@ -91,41 +94,46 @@ class ClientTable:
         return len(self._sessions)
 
     def admit(self, index: int, stamp: int, request: ClientRequest) -> Decision:
-        """Judge the request the entry at ``index`` carries (stamped ``stamp``), in log order."""
-        self._advance(index, stamp)
-        if request.session == 0:
+        """Judge the request the entry at ``index`` carries (stamped ``stamp``), in log order.
+        Run for every session entry on every member: kept to plain local operations."""
+        if stamp > self.now:
+            self._advance(index, stamp)
+        session_id, seq, acked, _, key, fingerprint = request
+        if session_id == 0:
             self._sessions[index] = _Session(self.now)
             return Decision(False, Outcome(index))   # the session's id: its opening entry's index
-        session = self._sessions.get(request.session)
+        session = self._sessions.get(session_id)
         if session is None:
             return Decision(False, Outcome(error=SessionExpiredError(
-                f"session {request.session} is unknown: it expired (idle for more than "
+                f"session {session_id} is unknown: it expired (idle for more than "
                 f"{self.session_timeout_ms / 1000:g} s of the log's time) or was never opened; nothing was applied")))
         session.last_active = self.now
-        self._sessions.move_to_end(request.session)
-        self._forget_acknowledged(session, request.acked)
-        known = session.outcomes.get(request.seq)
+        self._sessions.move_to_end(session_id)
+        if acked > session.acked:
+            self._forget_acknowledged(session, acked)
+        outcomes = session.outcomes
+        known = outcomes.get(seq)
         if known is not None:
             return Decision(False, known)   # a retry: answered from the first time
-        if request.seq < session.acked:
+        if seq < session.acked:
             return Decision(False, Outcome(error=CKiteError(
-                f"request {request.seq} of session {request.session} was acknowledged by its client already")))
-        if request.key is not None:
-            record = self._keys.get(request.key)
+                f"request {seq} of session {session_id} was acknowledged by its client already")))
+        if key is not None:
+            record = self._keys.get(key)
             if record is not None:
-                if record.fingerprint != request.fingerprint:
+                if record.fingerprint != fingerprint:
                     return Decision(False, Outcome(error=IdempotencyKeyReusedError(
-                        f"idempotency key {request.key!r} was used for another request; nothing was applied")))
-                session.outcomes[request.seq] = record.outcome
+                        f"idempotency key {key!r} was used for another request; nothing was applied")))
+                outcomes[seq] = record.outcome
                 return Decision(False, record.outcome)
-        outcome = Outcome()
-        session.outcomes[request.seq] = outcome
-        if request.key is not None:
-            self._keys[request.key] = _KeyRecord(request.fingerprint or "", self.now, outcome)
+        outcome = outcomes[seq] = Outcome()
+        if key is not None:
+            self._keys[key] = _KeyRecord(fingerprint or "", self.now, outcome)
         return Decision(True, outcome)
 
     def _advance(self, index: int, stamp: int) -> None:
-        self.now = max(self.now, stamp)
+        """The log's clock moved on to ``stamp``: expire what it passed (not otherwise)."""
+        self.now = stamp
         horizon = self.now - self.session_timeout_ms
         while self._sessions:
             session_id, session = next(iter(self._sessions.items()))
@@ -139,11 +147,16 @@ class ClientTable:
 
     @staticmethod
     def _forget_acknowledged(session: _Session, acked: int) -> None:
-        if acked <= session.acked:
-            return
+        """Drop the outcomes below ``acked`` from the oldest on, stopping at the first one kept:
+        O(1) per request however many are in flight (scanning them all cost ~25 µs at 2,000).
+        Requests arrive nearly in seq order; one that came late keeps its outcome until those
+        before it in the dict go (bounded by the window, and the same on every member)."""
         session.acked = acked
         outcomes = session.outcomes
-        for seq in [seq for seq in outcomes if seq < acked]:
+        while outcomes:
+            seq = next(iter(outcomes))
+            if seq >= acked:
+                break
             del outcomes[seq]
 
     # --- snapshots -------------------------------------------------------------------------------
