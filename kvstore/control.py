@@ -1,14 +1,21 @@
-"""Operator commands for a running cluster: add or remove a member, hand leadership over.
+"""Operator commands for a running cluster: add or remove a member, hand leadership over, and
+increment a counter.
 
 ``python -m kvstore.control add localhost:9094 --admin http://localhost:10091``
 ``python -m kvstore.control remove localhost:9092``
 ``python -m kvstore.control transfer --to localhost:9093``
 ``python -m kvstore.control members``
+``python -m kvstore.control incr visits --by 5 --idempotency-key visit-42``
 
-Each command is one request to one member's admin routes (ckite/admin/routes.py); any member
-will do, it forwards the change to the leader. The member's JSON answer is printed as it came;
-a refusal, an unreachable member or a membership change not finished within ``--timeout`` (it
-goes on) is one line on stderr and exit status 1, a bad argument exit status 2. The admin token (``--token``, default ``$CKITE_ADMIN_TOKEN``) is sent as
+Each command is one request to one member's admin routes (ckite/admin/routes.py) or, for
+``incr``, its key-value route ``POST /incr/<key>`` (kvstore/http.py); any member will do, it
+forwards the change to the leader. An increment is not idempotent: sent again, it adds again,
+unless it carries the same ``--idempotency-key``, with which a retry through any member gets the
+first answer and adds once (the way to retry an answer that says ``outcome: unknown``).
+
+The member's JSON answer is printed as it came; a refusal, an unreachable member or a membership
+change not finished within ``--timeout`` (it goes on) is one line on stderr and exit status 1, a
+bad argument exit status 2. The admin token (``--token``, default ``$CKITE_ADMIN_TOKEN``) is sent as
 ``Authorization: Bearer ...`` when given; the routes need it only when the cluster has one.
 """
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import NoReturn, Sequence
 from ckite.bindings import parse_binding
 
 from kvstore.cli import ADMIN_TOKEN_ENV
+from kvstore.http import IDEMPOTENCY_HEADER
 
 PROG = "ckite-kvstore-control"
 DEFAULT_ADMIN = "http://localhost:10091"
@@ -71,6 +79,12 @@ def parser() -> argparse.ArgumentParser:
     transfer.add_argument("--to", type=_binding, metavar="HOST:PORT",
                           help="the new leader (default: the most up-to-date voter)")
     commands.add_parser("members", help="show the leader and the configuration (voters, learners)")
+    incr = commands.add_parser("incr", help="add to a key's integer value (a missing key counts as 0) and show "
+                                            "the new value")
+    incr.add_argument("key", help="the key")
+    incr.add_argument("--by", type=int, default=1, metavar="N", help="what to add, may be negative (default: 1)")
+    incr.add_argument("--idempotency-key", metavar="KEY",
+                      help="name this increment: sent again with the same KEY (to any member) it adds only once")
     for command in commands.choices.values():
         _connection_options(command, suppress=True)
     return p
@@ -86,6 +100,8 @@ def request_for(args: argparse.Namespace) -> tuple[str, str]:
     if args.command == "transfer":
         query = "?" + urllib.parse.urlencode({"to": args.to}, safe=":") if args.to else ""
         return "POST", "/transferleadership" + query
+    if args.command == "incr":
+        return "POST", "/incr/" + urllib.parse.quote(args.key, safe="") + "?" + urllib.parse.urlencode({"by": args.by})
     return "GET", "/status"
 
 
@@ -101,6 +117,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     url = args.admin.rstrip("/") + path
     token = args.token or os.environ.get(ADMIN_TOKEN_ENV)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
+    if getattr(args, "idempotency_key", None) is not None:
+        headers[IDEMPOTENCY_HEADER] = args.idempotency_key
     request = urllib.request.Request(url, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:
@@ -127,14 +145,15 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _error_text(body: bytes) -> str:
-    """The member's ``{"error": ...}`` message (with the leader when it names one), else the raw body."""
+    """The member's ``{"error": ...}`` message (with the leader and the write's outcome when it
+    names them), else the raw body."""
     try:
         answer = json.loads(body)
         message = str(answer["error"])
     except (ValueError, KeyError, TypeError):
         return body.decode("utf-8", errors="replace").strip()[:200]
-    leader = answer.get("leader")
-    return f"{message} (leader: {leader})" if leader else message
+    details = [f"{name}: {answer[name]}" for name in ("leader", "outcome") if answer.get(name)]
+    return f"{message} ({'; '.join(details)})" if details else message
 
 
 def main() -> None:

@@ -29,11 +29,12 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pytest
 
 from ckite.admin import ADMIN_PORT_OFFSET
+from kvstore.http import IDEMPOTENCY_HEADER
 
 from tests.cluster_fixture import HEARTBEAT_MS, MAX_ELECTION_MS, MIN_ELECTION_MS
 from tests.netutil import free_port, is_free
@@ -77,10 +78,11 @@ class HttpResult:
         return json.loads(self.body)
 
 
-def http(method: str, url: str, body: bytes | None = None, timeout: float = HTTP_TIMEOUT) -> HttpResult:
+def http(method: str, url: str, body: bytes | None = None, timeout: float = HTTP_TIMEOUT,
+         headers: Mapping[str, str] | None = None) -> HttpResult:
     """One request. Raises OSError (``URLError``, ``TimeoutError``, ``ConnectionError``) when no
     answer came: a fault test must tell "refused" (not applied) from "timed out" (unknown)."""
-    request = urllib.request.Request(url, data=body, method=method)
+    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return HttpResult(response.status, response.read())
@@ -100,8 +102,9 @@ class KVClient:
     base_url: str
     timeout: float = HTTP_TIMEOUT
 
-    def call(self, method: str, path: str, body: bytes | None = None) -> HttpResult:
-        return http(method, self.base_url + path, body, self.timeout)
+    def call(self, method: str, path: str, body: bytes | None = None,
+             headers: Mapping[str, str] | None = None) -> HttpResult:
+        return http(method, self.base_url + path, body, self.timeout, headers)
 
     def put(self, key: str, value: str) -> HttpResult:
         return self.call("GET", f"/put/{_segment(key)}/{_segment(value)}")
@@ -111,6 +114,11 @@ class KVClient:
 
     def cas(self, key: str, expected: str, new: str) -> HttpResult:
         return self.call("GET", f"/cas/{_segment(key)}/{_segment(expected)}/{_segment(new)}")
+
+    def incr(self, key: str, by: int = 1, idempotency_key: str | None = None) -> HttpResult:
+        """``POST /incr/<key>?by=N``; under an ``Idempotency-Key`` a retry applies once."""
+        headers = {IDEMPOTENCY_HEADER: idempotency_key} if idempotency_key is not None else None
+        return self.call("POST", f"/incr/{_segment(key)}?by={by}", headers=headers)
 
     def kv_put(self, key: str, value: bytes) -> HttpResult:
         return self.call("PUT", f"/kv/{_segment(key)}", value)

@@ -3,7 +3,7 @@
 Grow 3 -> 5 -> 3 while a client writes continuously through HTTP, and measure how long writes
 stall during each kind of change (add a member with ``--join``, remove a follower, remove the
 leader); remove the leader; add a member that can only catch up through a snapshot; hand
-leadership to a named member with ``python -m kvstore.control``.
+leadership to a named member with ``python -m kvstore.control`` (and its other command, ``incr``).
 
 The stalls are printed (``pytest -s``) and written to ``artifacts/membership-stalls.json``:
 ``scripts/test -m processes tests/test_membership_processes.py -s``. A stall is the longest time
@@ -351,11 +351,38 @@ def test_transfer_leadership_to_a_named_member_with_the_control_command_and_the_
     assert cluster.leader() is target
 
 
+def test_the_control_command_increments_once_per_idempotency_key_through_any_member(process_clusters):
+    """``incr`` retried with the same ``--idempotency-key`` on another member gets the first
+    answer and adds once; the key reused for another increment, or a value that is not an
+    integer, is a one-line refusal."""
+    cluster = process_clusters(3).start_all()
+    cluster.leader()
+    first, second, third = cluster.members
+
+    once = control("incr", "visits", "--by", "5", "--idempotency-key", "visit-1", "--admin", first.admin_url)
+    assert once.returncode == 0, once.stderr
+    assert json.loads(once.stdout) == {"key": "visits", "value": "5"}
+    again = control("incr", "visits", "--by", "5", "--idempotency-key", "visit-1", "--admin", second.admin_url)
+    assert again.returncode == 0 and json.loads(again.stdout) == {"key": "visits", "value": "5"}, again.stderr
+    plain = control("incr", "visits", "--admin", third.admin_url)
+    assert plain.returncode == 0 and json.loads(plain.stdout)["value"] == "6", plain.stderr
+
+    reused = control("incr", "visits", "--by", "2", "--idempotency-key", "visit-1", "--admin", third.admin_url)
+    assert reused.returncode == 1 and reused.stdout == ""
+    assert len(reused.stderr.splitlines()) == 1 and " 422 " in reused.stderr, reused.stderr
+    assert "outcome: not-applied" in reused.stderr, reused.stderr
+    assert first.client().put("name", "ada").status == 200
+    not_a_number = control("incr", "name", "--admin", second.admin_url)
+    assert not_a_number.returncode == 1 and " 409 " in not_a_number.stderr, not_a_number.stderr
+    assert first.client().get("visits").json()["value"] == "6"
+
+
 @pytest.mark.parametrize("args, complaint", [
     (["add"], "the following arguments are required: HOST:PORT"),
     (["remove", "nocolon"], "bad binding 'nocolon'"),
     (["transfer", "--to", "host:99999"], "bad binding"),
     (["bogus"], "invalid choice: 'bogus'"),
+    (["incr", "visits", "--by", "1.5"], "argument --by: invalid int value: '1.5'"),
     (["members", "--admin", "http://127.0.0.1:1"], "Connection refused"),
 ])
 def test_the_control_command_answers_a_mistake_with_one_line(args, complaint):

@@ -2,9 +2,10 @@
 
 An :class:`Op` is one client operation from invocation to completion. Its outcome says what
 the client *knows*: ``ok`` (it happened, with this result), ``fail`` (it certainly did not
-change the state: a refused connection, or a CAS that answered 409 with the current value —
-which is still an observation, see ``result``) or ``info`` (unknown: a timeout or a 503 on a
-write may or may not have taken effect, at any time after the invocation). The checker needs
+change the state: a refused connection, a CAS that answered 409 with the current value —
+which is still an observation, see ``result`` — or an increment a member rejected with a 4xx)
+or ``info`` (unknown: a timeout or a 503 on a write may or may not have taken effect, at any
+time after the invocation). The checker needs
 exactly that distinction, so the client code decides it once, here, and nothing guesses later.
 
 Times are seconds on ``time.monotonic()`` relative to the recorder's start: wall clocks jump,
@@ -19,13 +20,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-PUT, GET, CAS = "put", "get", "cas"
+PUT, GET, CAS, INCR = "put", "get", "cas", "incr"
 OK, FAIL, INFO = "ok", "fail", "info"
 #: The ``error`` of a CAS that failed because the current value differed (HTTP 409): its
 #: ``result`` is then the value the server saw, an observation like a read's.
 MISMATCH = "mismatch"
-KINDS = (PUT, GET, CAS)
+#: The start of the ``error`` of an increment a member answered with a 4xx: it did not apply,
+#: and sending it again under its idempotency key would get the same answer.
+REJECTED = "rejected"
+#: The start of the ``error`` of an operation whose connection was refused: it reached no member.
+REFUSED = "refused"
+KINDS = (PUT, GET, CAS, INCR)
 OUTCOMES = (OK, FAIL, INFO)
+#: The process of the runner's final reads, after the clients stopped (see ``runner``).
+FINAL_PROCESS = -1
 
 
 @dataclass
@@ -34,8 +42,10 @@ class Op:
 
     ``value`` is what a put writes or a CAS swaps in; ``expected`` is a CAS's expected value;
     ``result`` is what the operation observed: a get's value (None: the key is absent) or, for a
-    CAS that failed with 409, the current value the server reported. ``complete`` is None while
-    the operation is in flight (and stays None for one the run ended before it returned).
+    CAS that failed with 409, the current value the server reported, or the counter's value an
+    increment returned. An increment's ``idempotency_key`` names it: the attempts that share
+    one are the same increment, sent again. ``complete`` is None while the operation is in
+    flight (and stays None for one the run ended before it returned).
     """
 
     index: int
@@ -50,6 +60,7 @@ class Op:
     result: str | None = None
     node: str = ""
     error: str = ""
+    idempotency_key: str = ""
 
     @property
     def writes(self) -> bool:
@@ -60,12 +71,19 @@ class Op:
         """A CAS refused because the current value was ``result``: a read, in effect."""
         return self.kind == CAS and self.outcome == FAIL and self.error == MISMATCH
 
+    @property
+    def rejected(self) -> bool:
+        """An increment a member answered with a 4xx: not applied, and no retry would apply it."""
+        return self.kind == INCR and self.outcome == FAIL and self.error.startswith(REJECTED)
+
     def describe(self) -> str:
         """One readable line, for a violation report."""
         if self.kind == PUT:
             what = f"put {self.key}={self.value!r}"
         elif self.kind == GET:
             what = f"get {self.key} -> {self.result!r}" if self.outcome == OK else f"get {self.key}"
+        elif self.kind == INCR:
+            what = f"incr {self.key} ({self.idempotency_key})" + (f" -> {self.result!r}" if self.outcome == OK else "")
         else:
             what = f"cas {self.key} {self.expected!r}->{self.value!r}"
             if self.outcome == FAIL and self.error == MISMATCH:
@@ -100,6 +118,12 @@ class History:
             keys.setdefault(op.key, []).append(op)
         return keys
 
+    def final_values(self) -> dict[str, str | None]:
+        """What the final reads (``FINAL_PROCESS``) returned, by key (None: absent); a key whose
+        final read never succeeded is missing."""
+        return {op.key: op.result for op in self.ops
+                if op.process == FINAL_PROCESS and op.kind == GET and op.outcome == OK}
+
     def to_json(self) -> dict[str, Any]:
         return {"meta": self.meta, "ops": [asdict(op) for op in self.ops],
                 "events": [asdict(event) for event in self.events]}
@@ -131,11 +155,12 @@ class Recorder:
         return self._clock() - self._origin
 
     def invoke(self, process: int, kind: str, key: str, value: str | None = None, expected: str | None = None,
-               node: str = "") -> Op:
+               node: str = "", idempotency_key: str = "") -> Op:
         if kind not in KINDS:
             raise ValueError(f"unknown operation kind {kind!r}")
         with self._lock:
-            op = Op(len(self._history.ops), process, kind, key, value, expected, self.now(), node=node)
+            op = Op(len(self._history.ops), process, kind, key, value, expected, self.now(), node=node,
+                    idempotency_key=idempotency_key)
             self._history.ops.append(op)
         return op
 

@@ -9,7 +9,8 @@ Phases, in order, on one monotonic timeline:
 3. clients stop; the final value of every key is read linearizably (recorded in the history, as
    process -1, so the checker judges it with the rest);
 4. every member must then hold exactly those values in its own state machine (local reads);
-5. checks — linearizable, no lost acknowledged writes, converged, no crash — and the report.
+5. checks — the workload's own (``workloads.py``: linearizable and no lost acknowledged write,
+   or exactly-once increments), converged, no crash — and the report.
 """
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.jepsen.checks import lost_writes, recovery, scan_logs
+from tests.jepsen.checks import recovery, scan_logs
 from tests.jepsen.cluster import JepsenCluster
-from tests.jepsen.history import GET, OK, History, Recorder, summarize
-from tests.jepsen.linearizability import check_history
+from tests.jepsen.history import FINAL_PROCESS, GET, OK, History, Recorder, summarize
 from tests.jepsen.nemesis import ALL, Nemesis, Timing
 from tests.jepsen.report import write_report
-from tests.jepsen.workload import CLIENT_TIMEOUT, Workload, WorkloadConfig, perform
+from tests.jepsen.workload import CLIENT_TIMEOUT, WorkloadConfig, perform
+from tests.jepsen.workloads import WORKLOADS, Config, yes
 from tests.processes import Member
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 #: After the last heal: to elect a leader and answer the final reads, then for every member to
 #: apply the log up to the end.
 FINAL_TIMEOUT = 60.0
-FINAL_PROCESS = -1
 
 
 @dataclass
@@ -43,7 +43,8 @@ class RunConfig:
     seed: int = 0
     members: int = 3
     nemesis: list[str] = field(default_factory=lambda: list(ALL))
-    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    #: The register workload's (``WorkloadConfig``) or the counter's (``CounterConfig``).
+    workload: Config = field(default_factory=WorkloadConfig)
     timing: Timing = field(default_factory=Timing)
     #: Clients keep running this long after the nemesis' last heal.
     cooldown: float = 5.0
@@ -65,7 +66,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     cluster = JepsenCluster(config.out / "cluster", config.members, config.seed, config.member_args, config.network)
     try:
         nemesis = Nemesis(cluster, recorder, config.nemesis, config.seed, config.timing)
-        workload = Workload(cluster.members, recorder, config.workload, config.seed)
+        workload = WORKLOADS[config.workload.name].clients(cluster.members, recorder, config.workload, config.seed)
     except BaseException:
         cluster.close()
         raise
@@ -94,7 +95,7 @@ def run(config: RunConfig) -> dict[str, Any]:
     facts["mode"], facts["skipped"], facts["client_errors"] = cluster.network.mode, nemesis.skipped, workload.errors
     meta = {"wall_clock_start": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_start)),
             "seed": config.seed, "mode": cluster.network.mode, "members": config.members, "time": config.time,
-            "nemesis": config.nemesis, "workload": asdict(config.workload)}
+            "nemesis": config.nemesis, "workload": {"name": config.workload.name, **asdict(config.workload)}}
     history = recorder.snapshot(meta)
     return _judge(config, history, final, facts, nemesis.error, cluster.members)
 
@@ -151,13 +152,10 @@ def _progress(cluster: JepsenCluster, member: Member) -> dict[str, Any]:
 def _judge(config: RunConfig, history: History, final: dict[str, str | None], facts: dict[str, Any],
            nemesis_error: BaseException | None, members: list[Member]) -> dict[str, Any]:
     started = time.monotonic()
-    linearizability = check_history(history, config.check_budget)
-    lost = lost_writes(history, final)
+    judgement = WORKLOADS[config.workload.name].judge(history, config.check_budget)
     recovered = recovery(history, [m.name for m in members])
     found = scan_logs(m.log_path for m in members)
-    problems = [*(f"lost write: {p}" for p in lost), *facts["crashes"], *facts["out_of_service"], *found.fatal]
-    if linearizability.linearizable is False:
-        problems.append(linearizability.explain())
+    problems = [*judgement.problems, *facts["crashes"], *facts["out_of_service"], *found.fatal]
     if facts["divergence"]:
         problems.append(f"members did not converge: {facts['divergence']}")
     if facts["error"]:
@@ -168,31 +166,24 @@ def _judge(config: RunConfig, history: History, final: dict[str, str | None], fa
     if problems:
         result = "INVALID"
     else:
-        result = "VALID" if linearizability.linearizable else "UNKNOWN"
+        result = "VALID" if judgement.valid else "UNKNOWN"
     counts = summarize(history.ops)
     faults = sum(1 for e in history.events if e.phase == "start")
     line = (f"jepsen {result}: seed={config.seed} mode={facts['mode']} members={config.members} time={config.time:.0f}s "
             f"faults={faults} ops={len(history.ops)} (ok {counts['ok']}, fail {counts['fail']}, info {counts['info']}) "
-            f"linearizable={_yes(linearizability.linearizable)} lost={len(lost)} "
-            f"converged={_yes(not facts['divergence'])} crashes={len(facts['crashes']) + len(found.fatal)} "
+            f"{judgement.summary} converged={yes(not facts['divergence'])} "
+            f"crashes={len(facts['crashes']) + len(found.fatal)} "
             f"tracebacks={len(found.tracebacks)} "
             f"{recovered.describe()} report={config.out}")
     verdict = {"line": line, "result": result, "valid": result == "VALID", "seed": config.seed, "mode": facts["mode"],
                "members": config.members, "time": config.time, "nemesis": config.nemesis, "skipped_faults": facts["skipped"],
-               "faults": faults,
-               "ops": counts, "linearizable": linearizability.linearizable,
-               "keys": [{"key": k.key, "linearizable": k.linearizable, "ops": k.ops, "checked": k.checked,
-                         "seconds": round(k.seconds, 3)} for k in linearizability.keys],
-               "final": final, "lost_writes": lost, "divergence": facts["divergence"],
+               "faults": faults, "workload": config.workload.name,
+               "ops": counts, **judgement.fields,
+               "final": final, "divergence": facts["divergence"],
                "crashes": facts["crashes"], "fatal_log_lines": found.fatal, "warnings": found.tracebacks, "log_errors": found.errors,
                "log_error_samples": found.error_samples, "member_progress": facts["members"],
                "recovery": {"p50": recovered.p50, "max": recovered.max, "count": len(recovered.times),
                             "interrupted": recovered.interrupted, "times": [round(t, 3) for t in recovered.times]},
                "problems": problems, "check_seconds": round(time.monotonic() - started, 2)}
-    witness = [op for key in linearizability.keys for op in key.witness]
-    write_report(config.out, history, verdict, witness, config.workload.clients)
+    write_report(config.out, history, verdict, judgement.witness, config.workload.clients)
     return verdict
-
-
-def _yes(value: bool | None) -> str:
-    return {True: "yes", False: "NO", None: "unknown"}[value]

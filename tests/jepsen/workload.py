@@ -1,10 +1,14 @@
-"""The clients: threads issuing put/get/CAS on a few keys against random members, recording each
-operation with the outcome the HTTP answer allows them to claim.
+"""The clients: threads issuing put/get/CAS on a few keys against random members (the
+``register`` workload; ``counter.py`` is the other one), recording each operation with the
+outcome the HTTP answer allows them to claim.
 
-Outcome rules (the checker's soundness rests on them):
+Outcome rules (the checker's soundness rests on them; :func:`perform` applies them for every
+workload):
 
-* 200 is ``ok``; a 404 on a get is ``ok`` with "absent"; a 409 on a CAS is ``fail`` with the
-  current value the server reported (``MISMATCH``: an observation, see ``history``).
+* 200 is ``ok`` (an increment's with the value it returned); a 404 on a get is ``ok`` with
+  "absent"; a 409 on a CAS is ``fail`` with the current value the server reported
+  (``MISMATCH``: an observation, see ``history``); a 4xx on an increment is ``fail``
+  (``REJECTED``: the member refused the request, and would refuse it again).
 * a refused connection is ``fail``: the member is down and the request never left this process.
 * anything else — 503 (no leader, timeout: "outcome unknown" for writes), a timeout, a reset, a
   response cut short by a kill, an unexpected status — is ``info``: the write may have happened,
@@ -21,9 +25,9 @@ import random
 import threading
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import Sequence
+from typing import ClassVar, Sequence
 
-from tests.jepsen.history import CAS, FAIL, GET, INFO, MISMATCH, OK, PUT, Op, Recorder
+from tests.jepsen.history import CAS, FAIL, GET, INCR, INFO, MISMATCH, OK, PUT, REFUSED, REJECTED, Op, Recorder
 from tests.processes import HttpResult, KVClient, Member
 
 logger = logging.getLogger(__name__)
@@ -34,11 +38,20 @@ CLIENT_TIMEOUT = 4.0
 
 
 @dataclass(frozen=True)
-class WorkloadConfig:
+class ClientsConfig:
+    """What every workload's clients have: how many, and their pace."""
+
+    #: The workload's name on the command line (``--workload``) and in a history's meta.
+    name: ClassVar[str] = ""
     clients: int = 4
-    keys: int = 4
     #: Pause between a client's operations, uniform in [0, think] seconds.
     think: float = 0.05
+
+
+@dataclass(frozen=True)
+class WorkloadConfig(ClientsConfig):
+    name: ClassVar[str] = "register"
+    keys: int = 4
     #: Relative weights of get, put and CAS.
     mix: tuple[float, float, float] = (0.4, 0.3, 0.3)
     #: Read with ``?local=true`` (a member's own state, possibly stale): not linearizable, so
@@ -46,19 +59,20 @@ class WorkloadConfig:
     local_reads: bool = False
 
 
-class Workload:
-    """``config.clients`` threads recording into ``recorder`` until :meth:`stop`."""
+class ClientThreads:
+    """``config.clients`` threads, each running :meth:`_issue` (the workload's) until :meth:`stop`,
+    on the keys in :attr:`keys` (which the runner reads at the end)."""
 
-    def __init__(self, members: Sequence[Member], recorder: Recorder, config: WorkloadConfig, seed: int) -> None:
+    def __init__(self, members: Sequence[Member], recorder: Recorder, config: ClientsConfig, keys: list[str],
+                 seed: int) -> None:
         self.members = list(members)
         self.recorder = recorder
         self.config = config
-        self.keys = [f"k{i}" for i in range(config.keys)]
+        self.keys = keys
         self._seed = seed
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._last_seen: dict[str, str | None] = {}   # per key: the value some client saw last
         #: Exceptions that ended a client thread: the run is void (fewer clients than claimed).
         self.errors: list[str] = []
 
@@ -80,6 +94,20 @@ class Workload:
             logger.exception("client %d died", index)
             with self._lock:
                 self.errors.append(f"client {index} died: {exc!r}")
+
+    def _issue(self, index: int) -> None:
+        raise NotImplementedError
+
+
+class Workload(ClientThreads):
+    """The register workload: ``config.clients`` threads doing put/get/CAS on ``config.keys``
+    keys, recording into ``recorder`` until :meth:`stop`."""
+
+    config: WorkloadConfig
+
+    def __init__(self, members: Sequence[Member], recorder: Recorder, config: WorkloadConfig, seed: int) -> None:
+        super().__init__(members, recorder, config, [f"k{i}" for i in range(config.keys)], seed)
+        self._last_seen: dict[str, str | None] = {}   # per key: the value some client saw last
 
     def _issue(self, index: int) -> None:
         rng = random.Random(f"{self._seed}-{index}")
@@ -111,12 +139,14 @@ def perform(op: Op, client: KVClient, recorder: Recorder, local_read: bool = Fal
             answer = client.put(op.key, op.value or "")
         elif op.kind == GET:
             answer = client.get(op.key, local=local_read)
+        elif op.kind == INCR:
+            answer = client.incr(op.key, idempotency_key=op.idempotency_key)
         else:
             answer = client.cas(op.key, op.expected or "", op.value or "")
     except OSError as exc:
         reason = getattr(exc, "reason", exc)   # urllib wraps connection errors in URLError
         if isinstance(reason, ConnectionRefusedError):
-            return recorder.complete(op, FAIL, error=f"refused: {reason}")
+            return recorder.complete(op, FAIL, error=f"{REFUSED}: {reason}")
         return recorder.complete(op, INFO, error=f"{type(reason).__name__}: {reason}")
     except HTTPException as exc:   # e.g. IncompleteRead: the member died while answering
         return recorder.complete(op, INFO, error=f"{type(exc).__name__}: {exc!r}")
@@ -125,11 +155,13 @@ def perform(op: Op, client: KVClient, recorder: Recorder, local_read: bool = Fal
 
 def _complete(op: Op, answer: HttpResult, recorder: Recorder) -> Op:
     if answer.status == 200:
-        return recorder.complete(op, OK, _value(answer) if op.kind == GET else None)
+        return recorder.complete(op, OK, _value(answer) if op.kind in (GET, INCR) else None)
     if answer.status == 404 and op.kind == GET:
         return recorder.complete(op, OK, None)
     if answer.status == 409 and op.kind == CAS:
         return recorder.complete(op, FAIL, _value(answer), MISMATCH)
+    if 400 <= answer.status < 500 and op.kind == INCR:
+        return recorder.complete(op, FAIL, error=f"{REJECTED}: HTTP {answer.status}: {_error(answer)}")
     return recorder.complete(op, INFO, error=f"HTTP {answer.status}: {_error(answer)}")
 
 
