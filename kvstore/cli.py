@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from ckite import CKite, CKiteBuilder
+from ckite import CKite, CKiteBuilder, __version__
 from ckite.admin import ADMIN_PORT_OFFSET
 from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
                           DEFAULT_MAX_ELECTION_TIMEOUT_MS,
@@ -63,6 +63,7 @@ def _positive(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = _OneLineErrors(prog=PROG, description="One member of a replicated key-value store built on ckite (Raft). "
                        "Start one process per member; they elect a leader among themselves.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--host", default=None,
                    help="host name other members use to reach this one (default: the host the other members are "
                         "named by, when that is this machine, as with --members 127.0.0.1:9092,...; else localhost)")

@@ -22,6 +22,7 @@ import urllib.parse
 import urllib.request
 from typing import NoReturn, Sequence
 
+from ckite import __version__
 from ckite.bindings import parse_binding
 
 from kvstore.cli import ADMIN_TOKEN_ENV
@@ -60,6 +61,7 @@ def _connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 def parser() -> argparse.ArgumentParser:
     p = _OneLineErrors(prog=PROG, description="Change a running kvstore cluster through any member's admin "
                                               "routes, and print the member's JSON answer.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _connection_options(p, suppress=False)
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineErrors)
     add = commands.add_parser("add", help="add a member (start it with --join, or with --members, "
