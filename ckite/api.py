@@ -90,7 +90,7 @@ class CKite:
         """
         return self._node.write(command, timeout, idempotency_key, fingerprint)
 
-    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
+    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future[Any]:
         """Submit ``command`` and return a future of its result, so that many writes can be in
         flight at once (they are appended to the log in batches); its failures are those of
         :meth:`write`."""
@@ -168,6 +168,6 @@ class CKite:
         """The binding of the member this one believes leads, if any."""
         return self._node.consensus.leader_id
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """Term, role, leader, configuration and log indexes, as the admin console shows them."""
         return self._node.status()

@@ -6,7 +6,7 @@ import random
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from ckite.api import CKite
 from ckite.bindings import parse_binding
@@ -42,14 +42,14 @@ class CKiteBuilder:
         self._compaction_threshold = DEFAULT_COMPACTION_THRESHOLD
         self._lease_reads = False
         self._max_inflight_appends = RaftSettings.max_inflight_appends
-        self._settings: dict[str, int] = {}
+        self._settings: dict[str, Any] = {}       # RaftSettings fields (keyword arguments)
         self._join_seeds: list[str] = []
         self._data_dir: Path | None = None
         self._storage: LogStorage | None = None
         self._transport: Transport | None = None
         self._listen_address: str | None = None
-        self._timeouts: dict[str, int] = {}
-        self._admin: dict[str, object] = {}
+        self._timeouts: dict[str, Any] = {}       # MemberConfig fields, like _admin
+        self._admin: dict[str, Any] = {}
         self._tls: TlsConfig | None = None
 
     def with_local_binding(self, binding: str) -> "CKiteBuilder":
@@ -110,7 +110,7 @@ class CKiteBuilder:
         self._settings["log_cache_bytes"] = int(size)
         return self
 
-    def with_data_dir(self, path: str | os.PathLike) -> "CKiteBuilder":
+    def with_data_dir(self, path: str | os.PathLike[str]) -> "CKiteBuilder":
         """Where term, vote, log and snapshots live (SQLite file ``ckite.db`` inside it)."""
         self._data_dir = Path(path)
         return self
@@ -192,7 +192,8 @@ class CKiteBuilder:
         self._admin["admin_token"] = checked_token(token)
         return self
 
-    def with_tls(self, cert: str | os.PathLike, key: str | os.PathLike, ca: str | os.PathLike) -> "CKiteBuilder":
+    def with_tls(self, cert: str | os.PathLike[str], key: str | os.PathLike[str],
+                 ca: str | os.PathLike[str]) -> "CKiteBuilder":
         """Mutual TLS between members: this member's certificate and private key, and the cluster's
         CA certificate (PEM files). Peers must present a certificate signed by that CA, and so does
         this member. Raises ValueError when a file cannot be loaded. Required across machines."""
@@ -239,6 +240,7 @@ def build_member(config: MemberConfig) -> CKite:
     if config.storage is not None:
         return _assemble(config, config.storage, None)
     from ckite.log.sqlite_storage import SQLiteStorage
+    assert config.data_dir is not None   # config() requires a data dir or a storage
     data_dir = DataDir(config.data_dir)   # first: nothing is opened in a directory another process holds
     storage: LogStorage | None = None
     try:

@@ -28,6 +28,8 @@ class Command:
     """A request the application sends through ckite; subclass its two children, not this."""
 
     type_name: ClassVar[str]
+    #: The name given with ``type_name=``, kept for the class a dataclass(slots=True) re-creates.
+    _explicit_type_name: ClassVar[str]
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

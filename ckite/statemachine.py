@@ -59,7 +59,10 @@ class StateMachine(ABC):
         The default suits small states: it takes :meth:`prepare_snapshot`'s bytes (by default
         :meth:`serialize`, here, while applying waits) and writes them."""
         produce = self.prepare_snapshot()
-        return lambda writer: writer.write(produce())
+
+        def write(writer: BinaryIO) -> None:
+            writer.write(produce())
+        return write
 
     def restore(self, reader: BinaryIO) -> None:
         """Replace the whole state with a snapshot's, read from ``reader`` (written by the function

@@ -176,6 +176,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, CKiteError) as exc:
         print(f"{PROG}: error: cannot start {member.id}: {exc}", file=sys.stderr)
         return 1
+    assert member.admin is not None   # build() made it
     logger.info("%s serving; console and key-value routes on %s", member.id, member.admin.url)
     received = signal.sigwait(STOP_SIGNALS)
     logger.info("%s stopping (%s)", member.id, signal.Signals(received).name)

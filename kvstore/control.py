@@ -20,7 +20,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from ckite import __version__
 from ckite.bindings import parse_binding
@@ -91,7 +91,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, str]:
     return "GET", "/status"
 
 
-def _summary(status: dict) -> dict:
+def _summary(status: dict[str, Any]) -> dict[str, Any]:
     cluster = status.get("cluster", {})
     return {"member": status.get("id"), "state": cluster.get("state"), "term": cluster.get("term"),
             "leader": cluster.get("leader"), "configuration": cluster.get("configuration")}

@@ -23,6 +23,7 @@ import urllib.parse
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import BaseConverter
 
@@ -55,7 +56,10 @@ class _Segment(BaseConverter):
 def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> Blueprint:
     """The kvstore routes over ``member`` (whose state machine is a :class:`~kvstore.store.KVStore`)."""
     bp = Blueprint("kvstore", __name__)
-    bp.record_once(lambda state: state.app.url_map.converters.setdefault("kvseg", _Segment))
+
+    def add_converter(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters.setdefault("kvseg", _Segment)
+    bp.record_once(add_converter)
 
     def checked_value(value: Value) -> Value:
         size = len(_utf8(value, "value")) if isinstance(value, str) else len(value)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from flask import Flask, Response, request
 
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _MARK = "ckite_mutating"
-View = TypeVar("View", bound=Callable)
+View = TypeVar("View", bound=Callable[..., Any])
 
 
 def mutating(view: View) -> View:

@@ -82,8 +82,9 @@ def install_error_handlers(app: Flask, leader_of: Callable[[], str | None],
 
     def http_error(error: HTTPException) -> tuple[Response, int]:
         status = error.code or 500
-        custom = error.description and error.description != type(error).description
-        message = error.description if custom else _SHORT_MESSAGES.get(status, error.name)
+        message = _SHORT_MESSAGES.get(status, error.name)
+        if error.description and error.description != type(error).description:   # the route's own words
+            message = error.description
         return json_error(status, message)
 
     def unexpected_error(error: Exception) -> tuple[Response, int]:

@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from waitress import create_server, wasyncore
 from waitress.trigger import trigger as WaitressTrigger
 
@@ -43,6 +44,13 @@ STOP_TIMEOUT = 5.0
 DEFAULT_MAX_REQUEST_BODY_BYTES = 16 * 1024 * 1024
 
 
+class _ReadableJSON(DefaultJSONProvider):
+    """Flask's JSON, in CKite's key order (cluster, then log) and indented: people read /status with curl."""
+
+    sort_keys = False
+    compact = False
+
+
 class AdminServer:
     """Serves ``/status``, ``/cluster/status``, ``/metrics``, membership routes and the console.
 
@@ -63,8 +71,7 @@ class AdminServer:
                                             admin_url_of=peer_admin_url)
         self.registry = new_registry(ckite.status)
         self.app = Flask("ckite.admin", static_folder=None)
-        self.app.json.sort_keys = False      # keep CKite's order: cluster, then log
-        self.app.json.compact = False        # people read /status with curl
+        self.app.json = _ReadableJSON(self.app)
         install_error_handlers(self.app, lambda: ckite.leader, peer_admin_url)
         install_access_control(self.app, token)
         self.app.register_blueprint(admin_blueprint(ckite, self.registry, self.fetcher,

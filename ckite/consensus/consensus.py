@@ -68,8 +68,9 @@ class Consensus:
         self.failure: CKiteError | None = None
         self.metrics = MemberMetrics()
         self.writer = LogWriter(storage, self._on_durable, self.fail)
-        #: The effects of the step in progress (None between steps).
-        self.effects: Effects | None = None
+        #: The effects of the step in progress; None between steps, when only _step looks at it
+        #: (every role runs inside a step), so it is typed as always there.
+        self.effects: Effects = None  # type: ignore[assignment]
         self._step_start = 0          # the writer's last_seq when the step began: later ones are its own
         self._hard_state_seq = 0      # the latest write of term/vote or a truncation: what messages wait for
         stored = storage.load(settings.log_cache_bytes)
@@ -208,6 +209,7 @@ class Consensus:
                 raise StoppedError(f"{self.member_id} is {self.role.name}")
             self._refuse_own_id(request)
             now = self.clock()
+            response: AppendEntriesResponse | RequestVoteResponse | TimeoutNowResponse | InstallSnapshotResponse | None
             if isinstance(request, AppendEntries):
                 response = self._on_append_entries(request, now)
             elif isinstance(request, RequestVote):
@@ -220,7 +222,7 @@ class Consensus:
             else:
                 raise TypeError(f"consensus does not handle {type(request).__name__}")
         if response is None:   # a chunk to heed: written to its file without the lock
-            return self._receive_snapshot_chunk(request, term)
+            return self._receive_snapshot_chunk(request, term)  # type: ignore[arg-type]   # only it answers None
         return response
 
     def _receive_snapshot_chunk(self, request: InstallSnapshot, term: int) -> InstallSnapshotResponse:
@@ -429,7 +431,8 @@ class Consensus:
         logger.info("%s: appending configuration %s", self.member_id, configuration.describe())
         self._append_as_leader([(EntryKind.CONFIGURATION, configuration.encode())])
 
-    def request_membership_change(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Future:
+    def request_membership_change(self, add: Iterable[str] = (),
+                                  remove: Iterable[str] = ()) -> Future[MembershipChange]:
         """Add and remove members (leader only): the future yields the
         :class:`~ckite.consensus.reconfiguration.MembershipChange` once the configuration asked
         for is committed. Raises NotLeaderError, or MembershipChangeInProgressError while
@@ -446,7 +449,7 @@ class Consensus:
                 return self.role.reconfiguration.describe()
             return derived_change(self.configuration)
 
-    def request_leadership_transfer(self, to: str | None) -> Future:
+    def request_leadership_transfer(self, to: str | None) -> Future[bool]:
         """Hand leadership to ``to`` (or the most up-to-date voter); the future completes when
         this leader sees a newer term, or fails after an election timeout."""
         with self._step():
@@ -454,7 +457,7 @@ class Consensus:
                 raise NotLeaderError(leader=self.leader_id)
             return self.role.request_transfer(to, self.clock())
 
-    def request_read(self) -> Future:
+    def request_read(self) -> Future[int]:
         """Start a ReadIndex read: the future yields the index the state machine must reach."""
         with self._step():
             if not isinstance(self.role, Leader):
@@ -687,7 +690,7 @@ class Consensus:
 
     # --- inspection ---------------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         with self.lock:
             return member_status(self, self.clock())
 

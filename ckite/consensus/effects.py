@@ -40,17 +40,17 @@ class Effects:
     #: The last durable write this step enqueued (or that was enqueued before it): its outcome
     #: (a reply, a completion) may not be seen before the log writer made it durable.
     barrier: int = 0
-    completions: list[tuple[Future, Any, BaseException | None]] = field(default_factory=list)
+    completions: list[tuple[Future[Any], Any, BaseException | None]] = field(default_factory=list)
     wake_senders: bool = False
     wake_applier: bool = False
     wake_timer: bool = False
     leader_changed: bool = False
     peers_changed: bool = False               #: the members this one talks to changed
 
-    def complete(self, future: Future, result: Any) -> None:
+    def complete(self, future: Future[Any], result: Any) -> None:
         self.completions.append((future, result, None))
 
-    def fail(self, future: Future, error: BaseException) -> None:
+    def fail(self, future: Future[Any], error: BaseException) -> None:
         self.completions.append((future, None, error))
 
     def complete_futures(self) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 from ckite.consensus.lease import LeaderLease
 from ckite.consensus.progress import Progress
@@ -14,6 +14,10 @@ from ckite.consensus.transfer import LeadershipTransfer
 from ckite.log.snapshot import Snapshot
 from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse,
                             Request, TimeoutNow, TimeoutNowResponse)
+
+if TYPE_CHECKING:
+    from ckite.consensus.consensus import Consensus
+    from ckite.log.entry import LogEntry
 
 _log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ class Leader(Role):
 
     name = "Leader"
 
-    def __init__(self, consensus) -> None:
+    def __init__(self, consensus: Consensus) -> None:
         super().__init__(consensus)
         self.progress: dict[str, Progress] = {}
         self.reads = ReadIndexTracker()
@@ -86,13 +90,13 @@ class Leader(Role):
 
     # --- membership changes and leadership transfer ---------------------------------------------
 
-    def request_change(self, add: Iterable[str], remove: Iterable[str]) -> Future:
+    def request_change(self, add: Iterable[str], remove: Iterable[str]) -> Future[Any]:
         return self.reconfiguration.request(add, remove)
 
-    def request_transfer(self, requested: str | None, now: float) -> Future:
+    def request_transfer(self, requested: str | None, now: float) -> Future[bool]:
         if self.transfer is not None:
             return self.transfer.future
-        future: Future = Future()
+        future: Future[bool] = Future()
         target = LeadershipTransfer.choose_target(self, requested)
         self.transfer = LeadershipTransfer(self, target, now + self.consensus.settings.max_election_timeout, future)
         self.consensus.effects.wake_senders = True   # the target may be ready now
@@ -188,7 +192,7 @@ class Leader(Role):
         if prev_term is None:
             return self._next_snapshot_chunk(progress, now)   # the entries it needs were compacted
         if not has_entries:
-            entries = []
+            entries: list[LogEntry] = []
         elif batch is not None:
             entries = batch
         else:
@@ -323,11 +327,11 @@ class Leader(Role):
 
     # --- reads --------------------------------------------------------------------------------
 
-    def request_read(self) -> Future:
+    def request_read(self) -> Future[int]:
         """A future of the read index (shared by the reads of one confirmation round)."""
         consensus = self.consensus
         if consensus.commit_index < self.term_start_index:
-            future: Future = Future()
+            future: Future[int] = Future()
             self.reads.before_first_commit.append(future)
             return future
         round_before = self.reads.current_round
@@ -343,7 +347,7 @@ class Leader(Role):
         if self.reads.before_first_commit and self.consensus.commit_index >= self.term_start_index:
             waiting, self.reads.before_first_commit = self.reads.before_first_commit, []
             for future in waiting:
-                self.request_read().add_done_callback(lambda shared, mine=future: _copy_outcome(shared, mine))
+                self.request_read().add_done_callback(lambda shared, mine=future: _copy_outcome(shared, mine))  # type: ignore[misc]   # mypy cannot type a lambda with a default
         self._after_commit_or_progress(self.consensus.clock())
 
     def lease_read_index(self, now: float) -> int | None:
@@ -406,7 +410,7 @@ class Leader(Role):
     def on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse:
         return InstallSnapshotResponse(self.consensus.term, False)
 
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> dict[str, Any]:
         return {
             "leaderUptimeMs": round((now - self.started_at) * 1000),
             **self._read_status(now),
@@ -417,7 +421,7 @@ class Leader(Role):
                           for peer, p in sorted(self.progress.items())},
         }
 
-    def _read_status(self, now: float) -> dict:
+    def _read_status(self, now: float) -> dict[str, Any]:
         """How reads are confirmed; with lease reads, how much of the lease is left (0: reads
         take a ReadIndex round until the next acknowledged heartbeat renews it)."""
         if not self.consensus.settings.lease_reads:
@@ -426,7 +430,7 @@ class Leader(Role):
         return {"reads": "lease", "leaseRemainingMs": round(remaining * 1000), "leaseRevoked": self.lease.revoked}
 
 
-def _copy_outcome(source: Future, target: Future) -> None:
+def _copy_outcome(source: Future[int], target: Future[int]) -> None:
     if target.done():
         return
     if source.exception() is not None:

@@ -24,7 +24,7 @@ class LogEntry:
     kind: EntryKind = EntryKind.COMMAND
 
 
-class EntryBatch(list):
+class EntryBatch(list[LogEntry]):
     """Entries a leader sends together. The same batch goes to every follower, so a transport
     may keep its encoded form in :attr:`wire` and encode the entries once, not once per follower."""
 

@@ -56,7 +56,11 @@ class RaftLog:
 
     @property
     def last_term(self) -> int:
-        return self._entries[-1].term if self._entries else self._base_term
+        if self._entries:
+            return self._entries[-1].term
+        # The base term is unknown only while entries kept before a snapshot's index follow it.
+        assert self._base_term is not None
+        return self._base_term
 
     @property
     def first_index(self) -> int:

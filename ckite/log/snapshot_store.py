@@ -23,10 +23,13 @@ import threading
 import zlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import TYPE_CHECKING, BinaryIO, Iterable
 
 from ckite.errors import StorageError
 from ckite.log.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +49,7 @@ class _Checksummed(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:   # type: ignore[override]
+    def write(self, data: ReadableBuffer) -> int:
         view = memoryview(data)
         self._file.write(view)
         self.size += view.nbytes
@@ -64,7 +67,7 @@ class SnapshotWriter:
         self._meta = (last_index, last_term, configuration)
         self._target = target
         self._counted = _Checksummed(target)
-        self.file: BinaryIO = io.BufferedWriter(self._counted, READ_CHUNK)   # type: ignore[arg-type]
+        self.file: BinaryIO = io.BufferedWriter(self._counted, READ_CHUNK)
 
     def commit(self) -> Snapshot:
         self.file.flush()

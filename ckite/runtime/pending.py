@@ -11,7 +11,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 from ckite.errors import CKiteError, EntryOverwrittenError, WriteTimeoutError
 from ckite.log.entry import LogEntry
@@ -29,10 +29,10 @@ class PendingWrites:
     def __init__(self, commit_latency: LatencyHistogram | None = None) -> None:
         self._lock = threading.Lock()
         self._commit_latency = commit_latency or LatencyHistogram()
-        self._by_index: dict[int, tuple[int, Future, float]] = {}
-        self._deadlines: deque[tuple[float, Future]] = deque()   # in registration order
+        self._by_index: dict[int, tuple[int, Future[Any], float]] = {}
+        self._deadlines: deque[tuple[float, Future[Any]]] = deque()   # in registration order
 
-    def register(self, first_index: int, term: int, futures: Iterable[Future], deadline: float) -> None:
+    def register(self, first_index: int, term: int, futures: Iterable[Future[Any]], deadline: float) -> None:
         now = time.monotonic()
         with self._lock:
             for offset, future in enumerate(futures):
@@ -83,6 +83,6 @@ class PendingWrites:
             _fail(future, error)
 
 
-def _fail(future: Future, error: BaseException) -> None:
+def _fail(future: Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)

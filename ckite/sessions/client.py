@@ -69,7 +69,7 @@ class Session:
         return self._run(self._new_call(data, key, fingerprint), self._node.clock() + timeout)
 
     def write_async(self, data: bytes, timeout: float, key: str | None = None,
-                    fingerprint: str | None = None) -> Future:
+                    fingerprint: str | None = None) -> Future[Any]:
         """One attempt, its future at once: for many writes in flight. A failure says whether it
         applied; ``retry()`` on an unknown outcome sends it again, as :meth:`write` would. The
         first write of a session (which opens it) runs as :meth:`write` does, on a pool thread."""
@@ -80,7 +80,7 @@ class Session:
         future.add_done_callback(lambda done: self._after_async(call, done))
         return future
 
-    def _after_async(self, call: Call, done: Future) -> None:
+    def _after_async(self, call: Call, done: Future[Any]) -> None:
         error = done.exception()
         if error is None or not self._prepare_retry(call, error):
             self._settle(call)
@@ -157,7 +157,8 @@ class Session:
         last: CKiteError | None = None
         while (remaining := deadline - self._node.clock()) > 0:
             try:   # opening twice is harmless: the extra session is never used and expires
-                return self._node.send_client_request(OPEN_SESSION.encode(), remaining)
+                session_id: int = self._node.send_client_request(OPEN_SESSION.encode(), remaining)
+                return session_id
             except (StoppedError, MemberFailedError):
                 raise
             except CKiteError as exc:

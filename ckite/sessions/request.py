@@ -33,8 +33,9 @@ class ClientRequest:
     fingerprint: str | None = None     #: ...and what the request asks, to tell another request under that key
 
     def encode(self) -> bytes:
-        return msgpack.packb([self.session, self.seq, self.acked, self.command, self.key, self.fingerprint],
-                             use_bin_type=True)
+        encoded: bytes = msgpack.packb([self.session, self.seq, self.acked, self.command, self.key,
+                                        self.fingerprint], use_bin_type=True)
+        return encoded
 
     @classmethod
     def decode(cls, data: bytes) -> "ClientRequest":
