@@ -13,7 +13,8 @@ peak depends on how much each system queued under overload.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from benchmarks.systems import SYSTEMS
 

@@ -1,11 +1,12 @@
 """CKite: the blocking API an application uses (CKite's ``CKite`` trait, in snake_case)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from ckite.commands import ReadCommand, WriteCommand
 from ckite.bindings import parse_binding
+from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.reconfiguration import ChangeState, MembershipChange
 from ckite.errors import MembershipChangeError
 from ckite.log.data_dir import DataDir
@@ -28,14 +29,14 @@ class CKite:
         self._node = node
         self._storage = storage
         self._data_dir = data_dir
-        self._admin: "AdminServer | None" = None
+        self._admin: AdminServer | None = None
 
-    def attach_admin(self, admin: "AdminServer") -> None:
+    def attach_admin(self, admin: AdminServer) -> None:
         """Serve ``admin`` with this member: started by :meth:`start`, stopped by :meth:`stop`."""
         self._admin = admin
 
     @property
-    def admin(self) -> "AdminServer | None":
+    def admin(self) -> AdminServer | None:
         """The admin console (a Flask app in ``admin.app`` to add routes to), or None when disabled."""
         return self._admin
 

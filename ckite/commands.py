@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from ckite.errors import UnknownCommandError
 
-_registry: dict[str, type["Command"]] = {}
+_registry: dict[str, type[Command]] = {}
 
 
 class Command:

@@ -18,7 +18,7 @@ import functools
 import ipaddress
 import logging
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
 

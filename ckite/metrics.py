@@ -34,7 +34,7 @@ class LatencyHistogram:
         with self._lock:
             counts, total = list(self._counts), self._sum
         buckets, running = [], 0
-        for bound, count in zip((*self._bounds, "+Inf"), counts):
+        for bound, count in zip((*self._bounds, "+Inf"), counts, strict=True):
             running += count
             buckets.append([bound, running])
         return {"buckets": buckets, "sum": total, "count": running}

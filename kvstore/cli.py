@@ -11,17 +11,21 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
 from ckite import CKite, CKiteBuilder, __version__
 from ckite.admin import ADMIN_PORT_OFFSET
-from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
-                          DEFAULT_MAX_ELECTION_TIMEOUT_MS,
-                          DEFAULT_MIN_ELECTION_TIMEOUT_MS)
+from ckite.config import (
+    DEFAULT_ADMIN_HOST,
+    DEFAULT_COMPACTION_THRESHOLD,
+    DEFAULT_HEARTBEATS_INTERVAL_MS,
+    DEFAULT_MAX_ELECTION_TIMEOUT_MS,
+    DEFAULT_MIN_ELECTION_TIMEOUT_MS,
+)
 from ckite.errors import CKiteError
 from ckite.identity import host_named_by_peers
-
 from kvstore.http import DEFAULT_MAX_VALUE_BYTES, kv_blueprint
 from kvstore.store import KVStore
 

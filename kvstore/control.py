@@ -8,8 +8,9 @@
 Each command is one request to one member's admin routes (ckite/admin/routes.py); any member
 will do, it forwards the change to the leader. The member's JSON answer is printed as it came;
 a refusal, an unreachable member or a membership change not finished within ``--timeout`` (it
-goes on) is one line on stderr and exit status 1, a bad argument exit status 2. The admin token (``--token``, default ``$CKITE_ADMIN_TOKEN``) is sent as
-``Authorization: Bearer ...`` when given; the routes need it only when the cluster has one.
+goes on) is one line on stderr and exit status 1, a bad argument exit status 2. The admin token
+(``--token``, default ``$CKITE_ADMIN_TOKEN``) is sent as ``Authorization: Bearer ...`` when
+given; the routes need it only when the cluster has one.
 """
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from ckite import __version__
 from ckite.bindings import parse_binding
-
 from kvstore.cli import ADMIN_TOKEN_ENV
 
 PROG = "ckite-kvstore-control"

@@ -30,7 +30,6 @@ from werkzeug.routing import BaseConverter
 from ckite import CKite, WriteCommand
 from ckite.admin import json_error, json_value, mutating
 from ckite.codec import encode_command
-
 from kvstore.store import CompareAndSet, Delete, Get, Increment, Put, Value
 
 logger = logging.getLogger(__name__)

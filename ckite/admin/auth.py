@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, Response, request
 

@@ -13,7 +13,8 @@ Here each request goes to the pool of its kind:
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from waitress.task import ThreadedTaskDispatcher
 

@@ -11,15 +11,29 @@ turned into the same ``{"error": ...}`` shape instead of HTML pages.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from ckite.errors import (CKiteError, CommandError, EncodingError, IdempotencyKeyReusedError, LeaderTimeoutError,
-                          LostLeadershipError, MembershipChangeError, NotLeaderError, ReadTimeoutError, RpcError,
-                          SessionExpiredError, StoppedError, UnknownCommandError, WriteInterruptedError,
-                          WriteTimeoutError)
+from ckite.errors import (
+    CKiteError,
+    CommandError,
+    EncodingError,
+    IdempotencyKeyReusedError,
+    LeaderTimeoutError,
+    LostLeadershipError,
+    MembershipChangeError,
+    NotLeaderError,
+    ReadTimeoutError,
+    RpcError,
+    SessionExpiredError,
+    StoppedError,
+    UnknownCommandError,
+    WriteInterruptedError,
+    WriteTimeoutError,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
@@ -59,7 +60,7 @@ class AdminServer:
     ``token``, the routes that change state require it (:mod:`ckite.admin.auth`).
     """
 
-    def __init__(self, ckite: "CKite", host: str = "localhost", port: int = 0, *,
+    def __init__(self, ckite: CKite, host: str = "localhost", port: int = 0, *,
                  peer_admin_url: Callable[[str], str] = admin_url_by_convention,
                  threads: int = DEFAULT_THREADS, token: str | None = None) -> None:
         self.ckite = ckite
@@ -154,7 +155,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return socket.create_server(address[:2], family=family)
 
 
-def build_admin(ckite: "CKite", host: str, port: int,
+def build_admin(ckite: CKite, host: str, port: int,
                 peer_admin_url: Callable[[str], str] = admin_url_by_convention, *,
                 token: str | None = None) -> AdminServer:
     """The admin server the builder attaches to a member (not started: CKite.start starts it)."""

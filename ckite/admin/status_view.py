@@ -14,7 +14,8 @@ in the core, which builds the status under its lock.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 

@@ -22,7 +22,7 @@ class Runtime(Protocol):
     def wake_senders(self) -> None:
         """New entries, a read round or a role: the peer senders may have something to send."""
 
-    def wake(self, effects: "Effects") -> None:
+    def wake(self, effects: Effects) -> None:
         """Everything else the step asked for (applier, election timer, leader waiters, peers)."""
 
 
@@ -30,7 +30,7 @@ class NoRuntime:
     """Nothing to wake: the caller (a test, the simulation) polls the core itself."""
 
     def wake_senders(self) -> None: ...
-    def wake(self, effects: "Effects") -> None: ...
+    def wake(self, effects: Effects) -> None: ...
 
 
 @dataclass

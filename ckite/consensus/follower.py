@@ -8,7 +8,6 @@ from ckite.consensus.role import Role
 from ckite.errors import ProtocolError
 from ckite.messages import AppendEntries, AppendEntriesResponse, InstallSnapshot, TimeoutNow
 
-
 logger = logging.getLogger(__name__)
 
 

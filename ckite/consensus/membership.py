@@ -7,8 +7,9 @@ toward nothing. Configurations travel in CONFIGURATION log entries, encoded here
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -34,7 +35,7 @@ class Configuration:
             raise ValueError(f"promoting {sorted(self.promoting - self.learners)}: not learners")
 
     @classmethod
-    def of(cls, voters: Iterable[str]) -> "Configuration":
+    def of(cls, voters: Iterable[str]) -> Configuration:
         return cls(frozenset(voters))
 
     @property
@@ -74,7 +75,7 @@ class Configuration:
         return encoded
 
     @classmethod
-    def decode(cls, data: bytes) -> "Configuration":
+    def decode(cls, data: bytes) -> Configuration:
         try:
             raw = msgpack.unpackb(data, raw=False)
             old = raw["old_voters"]

@@ -19,9 +19,10 @@ joins it instead of failing, which is what makes retrying a membership call safe
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Iterable, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ckite.consensus.membership import Configuration
 from ckite.errors import LostLeadershipError, MembershipChangeError, MembershipChangeInProgressError
@@ -58,7 +59,7 @@ class MembershipChange:
                 "state": self.state.value, "cancelled": list(self.cancelled)}
 
     @classmethod
-    def from_json(cls, document: dict[str, Any]) -> "MembershipChange":
+    def from_json(cls, document: dict[str, Any]) -> MembershipChange:
         return cls(tuple(document["members"]), tuple(document["added"]), tuple(document["removed"]),
                    ChangeState(document["state"]), tuple(document.get("cancelled", ())))
 
@@ -93,7 +94,7 @@ def derived_change(configuration: Configuration) -> MembershipChange | None:
 class Reconfiguration:
     """The leader's side of membership changes; every method runs under the consensus lock."""
 
-    def __init__(self, leader: "Leader") -> None:
+    def __init__(self, leader: Leader) -> None:
         self.leader = leader
         self.pending: PendingChange | None = None
         self._driving = False
@@ -203,5 +204,5 @@ class Reconfiguration:
         """Leadership lost: the change may still complete under the next leader."""
         pending, self.pending = self.pending, None
         if pending is not None:
-            self.leader.consensus.effects.fail(
-                pending.future, LostLeadershipError("leadership lost during the membership change; it may still complete"))
+            self.leader.consensus.effects.fail(pending.future, LostLeadershipError(
+                "leadership lost during the membership change; it may still complete"))

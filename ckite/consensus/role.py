@@ -9,8 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ckite.errors import StoppedError
-from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Request,
-                            TimeoutNow)
+from ckite.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Request,
+    TimeoutNow,
+)
 
 if TYPE_CHECKING:
     from ckite.consensus.consensus import Consensus
@@ -21,7 +27,7 @@ class Role:
 
     name = "Role"
 
-    def __init__(self, consensus: "Consensus") -> None:
+    def __init__(self, consensus: Consensus) -> None:
         self.consensus = consensus
 
     def begin(self, now: float) -> None:

@@ -38,7 +38,7 @@ class Unloaded(bytes):
 
     size: int
 
-    def __new__(cls, size: int) -> "Unloaded":
+    def __new__(cls, size: int) -> Unloaded:
         unloaded = super().__new__(cls, b"")
         unloaded.size = size
         return unloaded

@@ -10,7 +10,7 @@ writes them (thesis §10.2.1). Reads (term lookups, slices to send) never touch 
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ckite.log.entry import EntryBatch, EntryKind, LogEntry, Unloaded, data_size, is_loaded
 from ckite.log.snapshot import Snapshot

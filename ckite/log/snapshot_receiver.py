@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ckite.errors import StorageError
 from ckite.log.snapshot import Snapshot

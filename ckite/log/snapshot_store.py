@@ -22,8 +22,9 @@ import os
 import threading
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Iterable
+from typing import TYPE_CHECKING, BinaryIO
 
 from ckite.errors import StorageError
 from ckite.log.snapshot import Snapshot
@@ -61,7 +62,7 @@ class SnapshotWriter:
     """The state of a new snapshot, being written: :attr:`file` takes its bytes (buffered), then
     :meth:`commit` makes it durable and returns its metadata, or :meth:`abort` drops it."""
 
-    def __init__(self, store: "SnapshotStore", last_index: int, last_term: int, configuration: bytes,
+    def __init__(self, store: SnapshotStore, last_index: int, last_term: int, configuration: bytes,
                  target: BinaryIO) -> None:
         self._store = store
         self._meta = (last_index, last_term, configuration)
@@ -82,7 +83,7 @@ class SnapshotWriter:
 class IncomingSnapshot:
     """A leader's snapshot arriving in chunks, in order; :meth:`finish` once the last one is in."""
 
-    def __init__(self, store: "SnapshotStore", snapshot: Snapshot, target: BinaryIO) -> None:
+    def __init__(self, store: SnapshotStore, snapshot: Snapshot, target: BinaryIO) -> None:
         self.snapshot = snapshot
         self._store = store
         self._target = target

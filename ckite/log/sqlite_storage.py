@@ -28,16 +28,16 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from sqlite_utils import Database
 
 from ckite.errors import StorageError
 from ckite.log.entry import EntryKind, LogEntry, Unloaded
+from ckite.log.memory_storage import check_append
 from ckite.log.snapshot import Snapshot
 from ckite.log.snapshot_store import FileSnapshotStore, SnapshotStore
-from ckite.log.memory_storage import check_append
 from ckite.log.storage import DurableWrite, LogStorage, StoredState
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ thriftpy2 client) writes them take a fast path, anything else the general walk.
 from __future__ import annotations
 
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 
 class MalformedFrame(Exception):

@@ -13,15 +13,30 @@ which fails if the IDL and a dataclass do not carry the same fields. Log entries
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable, get_type_hints
+from typing import Any, get_type_hints
 
 from ckite import errors
 from ckite.errors import CKiteError, EncodingError, RpcError
 from ckite.log.entry import EntryBatch, EntryKind, LogEntry
-from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, ForwardRequest, ForwardResponse,
-                            InstallSnapshot, InstallSnapshotResponse, JoinMember, JoinMemberResponse, Request,
-                            RequestVote, RequestVoteResponse, Response, TimeoutNow, TimeoutNowResponse)
+from ckite.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    ForwardKind,
+    ForwardRequest,
+    ForwardResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    JoinMember,
+    JoinMemberResponse,
+    Request,
+    RequestVote,
+    RequestVoteResponse,
+    Response,
+    TimeoutNow,
+    TimeoutNowResponse,
+)
 from ckite.rpc.idl import ckite_thrift as T
 
 # --- checks on values that came from the network ------------------------------------------------

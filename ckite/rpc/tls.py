@@ -37,7 +37,7 @@ class TlsConfig:
 
     @classmethod
     def of(cls, cert: str | PathLike[str], key: str | PathLike[str], ca: str | PathLike[str],
-           check_hostname: bool = True) -> "TlsConfig":
+           check_hostname: bool = True) -> TlsConfig:
         """Check that the three files can be read and build the contexts once, so a wrong path, a key
         that does not match the certificate or a file that is not PEM fails here with ValueError naming it."""
         config = cls(Path(cert), Path(key), Path(ca), check_hostname)

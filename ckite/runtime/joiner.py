@@ -8,7 +8,7 @@ catch up, then makes it a voter) until the member sees itself in a configuration
 from __future__ import annotations
 
 import logging
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError

@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ckite.errors import CKiteError, EntryOverwrittenError, WriteTimeoutError
 from ckite.log.entry import LogEntry
-from ckite.sessions.table import Outcome
 from ckite.metrics import LatencyHistogram
+from ckite.sessions.table import Outcome
 
 
 class PendingWrites:
@@ -61,8 +62,8 @@ class PendingWrites:
         another term's entry was applied certainly failed: an entry has one index, and a
         different one is committed there."""
         with self._lock:
-            waiting = [(entry, outcome, self._by_index.pop(entry.index)) for entry, outcome in zip(entries, outcomes)
-                       if entry.index in self._by_index]
+            waiting = [(entry, outcome, self._by_index.pop(entry.index))
+                       for entry, outcome in zip(entries, outcomes, strict=True) if entry.index in self._by_index]
         if not waiting:
             return
         self._commit_latency.observe(time.monotonic() - waiting[0][2][2])   # the batch's longest wait

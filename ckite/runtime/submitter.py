@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any, Callable
+from typing import Any
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, WriteInterruptedError

@@ -12,9 +12,10 @@ never miss each other.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, LOGGER, PENDING, RUNNING
-from typing import Any, Callable
+from typing import Any
 
 #: Guards every WriteFuture that has no condition yet (held for a few bytecodes at a time).
 _UNCONDITIONED = threading.Lock()

@@ -29,7 +29,7 @@ class ClientSession:
             unknown.retry()          # applied once, whether or not the first attempt was
     """
 
-    def __init__(self, node: "RaftNode") -> None:
+    def __init__(self, node: RaftNode) -> None:
         self._node = node
         self._session = Session(node)
 

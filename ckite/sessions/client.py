@@ -12,12 +12,23 @@ leader): here are only the numbers and the decision what to do after a failure.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from ckite.errors import (CKiteError, CommandError, EncodingError, IdempotencyKeyReusedError, LeaderTimeoutError,
-                          MemberFailedError, NotAppliedError, OutcomeUnknownError, SessionExpiredError, StoppedError,
-                          WriteTimeoutError)
+from ckite.errors import (
+    CKiteError,
+    CommandError,
+    EncodingError,
+    IdempotencyKeyReusedError,
+    LeaderTimeoutError,
+    MemberFailedError,
+    NotAppliedError,
+    OutcomeUnknownError,
+    SessionExpiredError,
+    StoppedError,
+    WriteTimeoutError,
+)
 from ckite.sessions.request import OPEN_SESSION, ClientRequest
 
 if TYPE_CHECKING:
@@ -32,7 +43,7 @@ class Call:
 
     __slots__ = ("session", "seq", "command", "key", "fingerprint")
 
-    def __init__(self, session: "Session", seq: int, command: bytes, key: str | None, fingerprint: str | None) -> None:
+    def __init__(self, session: Session, seq: int, command: bytes, key: str | None, fingerprint: str | None) -> None:
         self.session, self.seq, self.command, self.key, self.fingerprint = session, seq, command, key, fingerprint
 
     def payload(self) -> bytes:
@@ -51,7 +62,7 @@ class Session:
     session fails with :class:`~ckite.errors.SessionExpiredError`, and a new session is needed.
     """
 
-    def __init__(self, node: "RaftNode", keep_failed: bool = True) -> None:
+    def __init__(self, node: RaftNode, keep_failed: bool = True) -> None:
         self._node = node
         self._keep_failed = keep_failed   # a failed request stays open for its retry() (False: forgotten)
         self._lock = threading.Lock()
@@ -118,7 +129,8 @@ class Session:
                 result = self._node.send_client_request(call.payload(), remaining)
             except FINAL as exc:
                 if isinstance(exc, SessionExpiredError) and uncertain:
-                    raise self._unknown(call, f"the session expired while the write's outcome was unknown: {exc}")
+                    raise self._unknown(
+                        call, f"the session expired while the write's outcome was unknown: {exc}") from exc
                 self._settle(call)
                 raise
             except CKiteError as exc:   # not applied, or not known: the same request again is safe

@@ -38,7 +38,7 @@ class ClientRequest:
         return encoded
 
     @classmethod
-    def decode(cls, data: bytes) -> "ClientRequest":
+    def decode(cls, data: bytes) -> ClientRequest:
         """Raises EncodingError for anything but a well-formed request."""
         try:
             session, seq, acked, command, key, fingerprint = msgpack.unpackb(data, raw=False)

@@ -44,7 +44,7 @@ class Outcome:
         return [None, type(self.error).__name__, str(self.error), getattr(self.error, "error_type", "")]
 
     @classmethod
-    def decode(cls, data: list[Any]) -> "Outcome":
+    def decode(cls, data: list[Any]) -> Outcome:
         if len(data) == 1:
             return cls(data[0])
         _, kind, message, error_type = data

@@ -9,8 +9,8 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tests.jepsen.history import History
 from tests.jepsen.linearizability import check_history

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import Sequence
 
 from tests.jepsen.history import CAS, FAIL, GET, INFO, MISMATCH, OK, PUT, Op, Recorder
 from tests.processes import HttpResult, KVClient, Member
