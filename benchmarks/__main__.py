@@ -71,7 +71,8 @@ def parse(argv: list[str] | None) -> Options:
     # Run ours and theirs alternately, so that a change of load on the machine hits both alike.
     ours = [s for s in systems if SYSTEMS[s].family == "ckite"]
     theirs = [s for s in systems if SYSTEMS[s].family != "ckite"]
-    interleaved = [s for pair in zip(ours, theirs) for s in pair] + ours[len(theirs):] + theirs[len(ours):]
+    interleaved = ([s for pair in zip(ours, theirs, strict=False) for s in pair]
+                   + ours[len(theirs):] + theirs[len(ours):])
     duration = args.duration if args.duration is not None else (1.0 if args.quick else 5.0)
     return Options(systems=interleaved, duration=duration, warmup=0.4 if args.quick else 1.0,
                    inflight=args.inflight, writer_threads=args.writer_threads, read_clients=args.read_clients,

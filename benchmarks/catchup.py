@@ -27,7 +27,6 @@ from ckite import CKite, CKiteBuilder
 from ckite.consensus.settings import RaftSettings
 from ckite.errors import CKiteError
 from kvstore.store import KVStore, Put
-
 from tests.jepsen.proxy import LOOPBACK, ProxyNetwork
 from tests.netutil import free_port
 from tests.tls_certs import Certs, make_certs

@@ -15,15 +15,18 @@ import json
 import os
 import time
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
-
-from ckite.config import (DEFAULT_HEARTBEATS_INTERVAL_MS, DEFAULT_MAX_ELECTION_TIMEOUT_MS,
-                          DEFAULT_MIN_ELECTION_TIMEOUT_MS)
+from typing import Any
 
 from benchmarks.large_state_row import Plan
 from benchmarks.status_poller import Probe, StatusPoller
 from benchmarks.systems import COMPACTION_ENTRIES
+from ckite.config import (
+    DEFAULT_HEARTBEATS_INTERVAL_MS,
+    DEFAULT_MAX_ELECTION_TIMEOUT_MS,
+    DEFAULT_MIN_ELECTION_TIMEOUT_MS,
+)
 from tests.processes import STOP_TIMEOUT, ProcessCluster
 
 #: Longest wait for one HTTP answer. kvstore answers a write within its 2 s write timeout (503

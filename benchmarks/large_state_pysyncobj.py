@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from benchmarks.large_state_row import Plan
 from benchmarks.runner import Cluster

@@ -3,7 +3,8 @@ targets beside ckite-py's numbers (``benchmarks.large_state_targets``). Per-memb
 written ``a / b / c`` in the order of the members' bindings (the JSON names them)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from benchmarks.large_state_row import PROBLEMS
 from benchmarks.large_state_targets import retained_tail_mib
@@ -105,11 +106,12 @@ def block(row: dict[str, Any]) -> str:
         lines.append([label, *(cell(outcomes[s]) for s in systems),
                       target["limit"] if target else "", MARKS[target["met"]] if target else ""])
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    out = [f"state {plan['state_mib']:,} MiB: {row['keys']:,} values of {plan['value_kib']} KiB through the leader, then "
-           f"{plan['overwrites']} overwrites; compaction every {COMPACTION_ENTRIES} entries; every member's status "
-           f"polled every {INTERVAL * 1000:.0f} ms"]
+    out = [f"state {plan['state_mib']:,} MiB: {row['keys']:,} values of {plan['value_kib']} KiB through the leader, "
+           f"then {plan['overwrites']} overwrites; compaction every {COMPACTION_ENTRIES} entries; "
+           f"every member's status polled every {INTERVAL * 1000:.0f} ms"]
     for n, line in enumerate(lines):
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(line, widths, strict=False))))
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     for system in systems:

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from benchmarks import status_summary
 from benchmarks.memory_guard import MemoryGuard

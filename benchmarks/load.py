@@ -24,7 +24,8 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 #: Keys cycle through this many names in the timed rows, so the state machine stays small and
 #: the rows measure the replication path, not the growth of a dict.

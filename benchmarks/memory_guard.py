@@ -10,7 +10,7 @@ member's peak is known even when it dies or is stopped before the end, and calls
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from benchmarks import procstat
 
@@ -28,7 +28,7 @@ class MemoryGuard:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="memory-guard", daemon=True)
 
-    def start(self) -> "MemoryGuard":
+    def start(self) -> MemoryGuard:
         self._thread.start()
         return self
 

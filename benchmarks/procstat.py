@@ -48,7 +48,7 @@ class MachineSample:
     total: int
 
     @staticmethod
-    def now() -> "MachineSample":
+    def now() -> MachineSample:
         with open("/proc/stat") as f:
             parts = [int(x) for x in f.readline().split()[1:]]
         idle = parts[3] + (parts[4] if len(parts) > 4 else 0)   # idle + iowait

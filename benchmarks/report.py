@@ -19,8 +19,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from benchmarks import procstat, targets
 from benchmarks.systems import SYSTEMS
@@ -235,7 +236,7 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
     systems = options.systems
     ratio_name = next(iter(document["ratios"]), None)   # ours/best, when both sides ran
     extra = ["best PySyncObj", ratio_name] if ratio_name else []
-    headers = ["metric (median of %d run%s)" % (runs, "" if runs == 1 else "s"), *systems, *extra]
+    headers = [f"metric (median of {runs} run{'' if runs == 1 else 's'})", *systems, *extra]
     lines: list[list[str]] = []
     for metric in METRICS:
         label = metric.label.format(inflight=options.inflight, threads=options.writer_threads,
@@ -254,10 +255,12 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
                   *("" for _ in extra)])
     failed = [s for s in systems if summary[s]["failed_runs"]]
     widths = [max(len(row[i]) for row in [headers, *lines]) for i in range(len(headers))]
-    out = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
+    out = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w)
+                     for i, (h, w) in enumerate(zip(headers, widths, strict=False)))]
     out.append("  ".join("-" * w for w in widths))
     for row in lines:
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(row, widths, strict=False))))
     out.append("")
     for s in systems:
         out.append(f"{s}: {SYSTEMS[s].config}; reads: {SYSTEMS[s].read_path}")
@@ -269,7 +272,8 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
                    f"(named in parentheses); {ratio_name} is ours over that column")
     if document.get("targets"):
         out.append("")
-        out.append("targets of issues 13 and 15 (medians; issue 13 against the best PySyncObj column, issue 15 against ckite-nosessions; informational):")
+        out.append("targets of issues 13 and 15 (medians; issue 13 against the best PySyncObj column, "
+                   "issue 15 against ckite-nosessions; informational):")
         for g in document["targets"]:
             mark = {True: "met", False: "NOT met", None: "?"}[g["met"]]
             out.append(f"  {mark:8} {g['goal']}: {g['detail']}")

@@ -21,9 +21,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from benchmarks import load, procstat
 from benchmarks.systems import CERT_NAME, CERTS_DIR, SYSTEMS

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 #: A probe of one member: the status fields of a :class:`Sample` (all optional).
 Probe = Callable[[], dict[str, Any]]
@@ -58,7 +59,7 @@ class StatusPoller:
         self._threads = [threading.Thread(target=self._poll, args=(n, probe), name=f"status-poll-{n}", daemon=True)
                          for n, probe in enumerate(probes)]
 
-    def start(self) -> "StatusPoller":
+    def start(self) -> StatusPoller:
         for thread in self._threads:
             thread.start()
         return self

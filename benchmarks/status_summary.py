@@ -74,7 +74,7 @@ def snapshots(samples: list[Sample], n: int, before: float) -> dict[str, Any]:
     taken: list[dict[str, Any]] = []
     installed: list[dict[str, Any]] = []
     covered = mine[0].snapshot_index if mine else None   # a snapshot held from the start is not timed
-    for previous, s in zip([None, *mine], mine):
+    for previous, s in zip([None, *mine], mine, strict=False):
         if s.snapshot_index is None or (covered is not None and s.snapshot_index <= covered):
             continue
         covered = s.snapshot_index
@@ -86,7 +86,7 @@ def snapshots(samples: list[Sample], n: int, before: float) -> dict[str, Any]:
         taken.append({"index": s.snapshot_index, "bytes": s.snapshot_bytes,
                       "seconds": round(s.received - applied_at, 3), "seen_at": round(s.received, 3)})
     lengths = [s.log_length for s in mine if s.log_length is not None]
-    shrinks = sum(1 for a, b in zip(lengths, lengths[1:]) if b < a)
+    shrinks = sum(1 for a, b in zip(lengths, lengths[1:], strict=False) if b < a)
     durations = sorted(t["seconds"] for t in taken)
     known = any(s.snapshot_index is not None for s in mine)
     return {"taken": taken, "installed": installed, "count": len(taken) if known else None,

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
 )}
 
 
-def create(name: str, binding: str, peers: list[str], data_dir: Path) -> "CKiteSystem | PySyncObjSystem":
+def create(name: str, binding: str, peers: list[str], data_dir: Path) -> CKiteSystem | PySyncObjSystem:
     """Build (not start) the member of system ``name`` listening on ``binding``."""
     spec = SYSTEMS[name]
     if spec.family == "ckite":

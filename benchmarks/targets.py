@@ -1,4 +1,5 @@
-"""Issue 13's targets (and issue 15's cost of client sessions), judged on one run's medians against the best-of-PySyncObj column.
+"""Issue 13's targets, judged on one run's medians against the best-of-PySyncObj column (and
+issue 15's cost of client sessions, against ckite without them).
 
 Issue 13 asks that every ratio be taken against the better of PySyncObj's configurations at
 the same load, never against one configuration alone, and that ours fsyncs while PySyncObj
@@ -13,7 +14,8 @@ peak depends on how much each system queued under overload.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from benchmarks.systems import SYSTEMS
 

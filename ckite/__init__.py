@@ -9,9 +9,17 @@ Typical use::
     member.start()
     member.write(Put("k", "v")); member.read(Get("k"))
 """
+from importlib import metadata as _metadata
+
 from ckite.api import CKite
 from ckite.builder import CKiteBuilder
 from ckite.commands import Command, ReadCommand, WriteCommand
 from ckite.statemachine import StateMachine
 
-__all__ = ["CKite", "CKiteBuilder", "Command", "ReadCommand", "StateMachine", "WriteCommand"]
+try:
+    #: The installed distribution's version (setup.cfg's ``version``).
+    __version__: str = _metadata.version("ckite")
+except _metadata.PackageNotFoundError:   # imported from a source tree that was never pip-installed
+    __version__ = "0+unknown"
+
+__all__ = ["CKite", "CKiteBuilder", "Command", "ReadCommand", "StateMachine", "WriteCommand", "__version__"]

@@ -1,11 +1,12 @@
 """CKite: the blocking API an application uses (CKite's ``CKite`` trait, in snake_case)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
-from ckite.commands import ReadCommand, WriteCommand
 from ckite.bindings import parse_binding
+from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.reconfiguration import ChangeState, MembershipChange
 from ckite.errors import MembershipChangeError
 from ckite.log.data_dir import DataDir
@@ -28,14 +29,14 @@ class CKite:
         self._node = node
         self._storage = storage
         self._data_dir = data_dir
-        self._admin: "AdminServer | None" = None
+        self._admin: AdminServer | None = None
 
-    def attach_admin(self, admin: "AdminServer") -> None:
+    def attach_admin(self, admin: AdminServer) -> None:
         """Serve ``admin`` with this member: started by :meth:`start`, stopped by :meth:`stop`."""
         self._admin = admin
 
     @property
-    def admin(self) -> "AdminServer | None":
+    def admin(self) -> AdminServer | None:
         """The admin console (a Flask app in ``admin.app`` to add routes to), or None when disabled."""
         return self._admin
 
@@ -90,7 +91,7 @@ class CKite:
         """
         return self._node.write(command, timeout, idempotency_key, fingerprint)
 
-    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
+    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future[Any]:
         """Submit ``command`` and return a future of its result, so that many writes can be in
         flight at once (they are appended to the log in batches); its failures are those of
         :meth:`write`."""
@@ -168,6 +169,6 @@ class CKite:
         """The binding of the member this one believes leads, if any."""
         return self._node.consensus.leader_id
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """Term, role, leader, configuration and log indexes, as the admin console shows them."""
         return self._node.status()

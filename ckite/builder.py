@@ -4,14 +4,21 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any
 
 from ckite.api import CKite
 from ckite.bindings import parse_binding
-from ckite.config import (DATABASE_FILE, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
-                          DEFAULT_MAX_ELECTION_TIMEOUT_MS, DEFAULT_MIN_ELECTION_TIMEOUT_MS, MemberConfig)
+from ckite.config import (
+    DATABASE_FILE,
+    DEFAULT_COMPACTION_THRESHOLD,
+    DEFAULT_HEARTBEATS_INTERVAL_MS,
+    DEFAULT_MAX_ELECTION_TIMEOUT_MS,
+    DEFAULT_MIN_ELECTION_TIMEOUT_MS,
+    MemberConfig,
+)
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration
 from ckite.consensus.settings import RaftSettings
@@ -42,45 +49,45 @@ class CKiteBuilder:
         self._compaction_threshold = DEFAULT_COMPACTION_THRESHOLD
         self._lease_reads = False
         self._max_inflight_appends = RaftSettings.max_inflight_appends
-        self._settings: dict[str, int] = {}
+        self._settings: dict[str, Any] = {}       # RaftSettings fields (keyword arguments)
         self._join_seeds: list[str] = []
         self._data_dir: Path | None = None
         self._storage: LogStorage | None = None
         self._transport: Transport | None = None
         self._listen_address: str | None = None
-        self._timeouts: dict[str, int] = {}
-        self._overrides: dict[str, object] = {}   # MemberConfig fields set by with_admin_* and without_*
+        self._timeouts: dict[str, Any] = {}       # MemberConfig fields, like _overrides
+        self._overrides: dict[str, Any] = {}   # MemberConfig fields set by with_admin_* and without_*
         self._tls: TlsConfig | None = None
 
-    def with_local_binding(self, binding: str) -> "CKiteBuilder":
+    def with_local_binding(self, binding: str) -> CKiteBuilder:
         """This member's "host:port": its identity in the cluster and where peers reach it."""
         self._binding = parse_binding(binding)
         return self
 
-    def with_members_bindings(self, bindings: Sequence[str]) -> "CKiteBuilder":
+    def with_members_bindings(self, bindings: Sequence[str]) -> CKiteBuilder:
         """The other members of the initial cluster."""
         self._members = [parse_binding(b) for b in bindings]
         return self
 
-    def with_min_election_timeout(self, ms: int) -> "CKiteBuilder":
+    def with_min_election_timeout(self, ms: int) -> CKiteBuilder:
         self._min_election_ms = int(ms)
         return self
 
-    def with_max_election_timeout(self, ms: int) -> "CKiteBuilder":
+    def with_max_election_timeout(self, ms: int) -> CKiteBuilder:
         self._max_election_ms = int(ms)
         return self
 
-    def with_heartbeats_interval(self, ms: int) -> "CKiteBuilder":
+    def with_heartbeats_interval(self, ms: int) -> CKiteBuilder:
         self._heartbeats_ms = int(ms)
         return self
 
-    def with_compaction_threshold(self, entries: int) -> "CKiteBuilder":
+    def with_compaction_threshold(self, entries: int) -> CKiteBuilder:
         """Snapshot the state machine and compact the log every ``entries`` applied entries
         (CKite's default: 10000; 0 never compacts)."""
         self._compaction_threshold = int(entries)
         return self
 
-    def with_lease_reads(self) -> "CKiteBuilder":
+    def with_lease_reads(self) -> CKiteBuilder:
         """Answer ``read`` on the leader from a leader lease (thesis §6.4.1) instead of a quorum
         round per batch of reads: much cheaper reads, still linearizable *provided the members'
         clocks run at rates within 10% of each other* (the lease lasts 90% of the minimum election
@@ -91,7 +98,7 @@ class CKiteBuilder:
         self._lease_reads = True
         return self
 
-    def with_max_inflight_appends(self, n: int) -> "CKiteBuilder":
+    def with_max_inflight_appends(self, n: int) -> CKiteBuilder:
         """How many AppendEntries the leader keeps in flight to one follower (default 4; 1: stop
         and wait). A further request leaves before the reply only when a full batch is waiting,
         so this matters for a follower far behind over a long round trip."""
@@ -100,7 +107,7 @@ class CKiteBuilder:
         self._max_inflight_appends = int(n)
         return self
 
-    def with_log_cache_bytes(self, size: int) -> "CKiteBuilder":
+    def with_log_cache_bytes(self, size: int) -> CKiteBuilder:
         """The most log entry data kept in memory (default 64 MiB). Older entries that are applied
         and on disk keep only their index and term in memory; their data is read back from the
         data dir when a lagging follower needs them (large values with a large compaction
@@ -110,51 +117,51 @@ class CKiteBuilder:
         self._settings["log_cache_bytes"] = int(size)
         return self
 
-    def with_data_dir(self, path: str | os.PathLike) -> "CKiteBuilder":
+    def with_data_dir(self, path: str | os.PathLike[str]) -> CKiteBuilder:
         """Where term, vote, log and snapshots live (SQLite file ``ckite.db`` inside it)."""
         self._data_dir = Path(path)
         return self
 
-    def with_in_memory_storage(self) -> "CKiteBuilder":
+    def with_in_memory_storage(self) -> CKiteBuilder:
         """Keep term, vote and log in memory only (tests; a restart forgets everything)."""
         self._storage = MemoryStorage()
         return self
 
-    def with_storage(self, storage: LogStorage) -> "CKiteBuilder":
+    def with_storage(self, storage: LogStorage) -> CKiteBuilder:
         """Use a storage object of your own (e.g. a MemoryStorage kept across a test restart)."""
         self._storage = storage
         return self
 
-    def with_state_machine(self, state_machine: StateMachine) -> "CKiteBuilder":
+    def with_state_machine(self, state_machine: StateMachine) -> CKiteBuilder:
         self._state_machine = state_machine
         return self
 
-    def with_transport(self, transport: Transport) -> "CKiteBuilder":
+    def with_transport(self, transport: Transport) -> CKiteBuilder:
         """Replace the Thrift transport (tests use the in-process one)."""
         self._transport = transport
         return self
 
-    def with_listen_address(self, address: str) -> "CKiteBuilder":
+    def with_listen_address(self, address: str) -> CKiteBuilder:
         """Bind the RPC server here (e.g. 0.0.0.0:9091) while peers use the local binding."""
         self._listen_address = parse_binding(address)
         return self
 
-    def with_leader_timeout(self, ms: int) -> "CKiteBuilder":
+    def with_leader_timeout(self, ms: int) -> CKiteBuilder:
         """How long a call waits for an election to produce a leader."""
         self._timeouts["leader_timeout_ms"] = int(ms)
         return self
 
-    def with_write_timeout(self, ms: int) -> "CKiteBuilder":
+    def with_write_timeout(self, ms: int) -> CKiteBuilder:
         """Default timeout of ``write`` (a call may pass its own)."""
         self._timeouts["write_timeout_ms"] = int(ms)
         return self
 
-    def with_membership_timeout(self, ms: int) -> "CKiteBuilder":
+    def with_membership_timeout(self, ms: int) -> CKiteBuilder:
         """Default timeout of ``add_member``/``remove_member`` (it includes the new member's catch-up)."""
         self._timeouts["membership_timeout_ms"] = int(ms)
         return self
 
-    def with_join(self, seeds: Sequence[str]) -> "CKiteBuilder":
+    def with_join(self, seeds: Sequence[str]) -> CKiteBuilder:
         """Join a running cluster (CKite's Joiner) instead of founding one: this member starts
         with no configuration, asks ``seeds`` to add it, and never stands for election before
         a configuration includes it. For a new member with an empty data dir."""
@@ -163,24 +170,24 @@ class CKiteBuilder:
             raise ValueError("with_join needs at least one seed")
         return self
 
-    def with_read_timeout(self, ms: int) -> "CKiteBuilder":
+    def with_read_timeout(self, ms: int) -> CKiteBuilder:
         """Default timeout of ``read`` (a call may pass its own)."""
         self._timeouts["read_timeout_ms"] = int(ms)
         return self
 
-    def with_admin_port(self, port: int) -> "CKiteBuilder":
+    def with_admin_port(self, port: int) -> CKiteBuilder:
         """Serve the admin console here (default: the Raft port + 1000, as in CKite; 0: any free port)."""
         if not 0 <= int(port) < 65536:
             raise ValueError(f"bad admin port {port}: expected 0..65535")
         self._overrides["admin_port"] = int(port)
         return self
 
-    def with_admin_host(self, host: str) -> "CKiteBuilder":
+    def with_admin_host(self, host: str) -> CKiteBuilder:
         """Interface of the admin console (default 127.0.0.1: only this machine can reach it)."""
         self._overrides["admin_host"] = host
         return self
 
-    def without_client_sessions(self) -> "CKiteBuilder":
+    def without_client_sessions(self) -> CKiteBuilder:
         """``CKite.write`` sends bare commands instead of going through the member's own client
         session. A write the library retries (a forwarded write whose reply was lost, a leader
         change) may then apply twice; use it only for commands that are idempotent anyway, or to
@@ -188,19 +195,20 @@ class CKiteBuilder:
         self._overrides["client_sessions"] = False
         return self
 
-    def without_admin(self) -> "CKiteBuilder":
+    def without_admin(self) -> CKiteBuilder:
         """Do not serve the admin console at all."""
         self._overrides["admin_enabled"] = False
         return self
 
-    def with_admin_token(self, token: str) -> "CKiteBuilder":
+    def with_admin_token(self, token: str) -> CKiteBuilder:
         """Require ``Authorization: Bearer <token>`` on the admin server's routes that change
         anything (writes, membership); reads stay open. See docs/security.md."""
-        from ckite.admin.auth import checked_token   # Flask only for members that serve the console
+        from ckite.admin.auth import checked_token  # Flask only for members that serve the console
         self._overrides["admin_token"] = checked_token(token)
         return self
 
-    def with_tls(self, cert: str | os.PathLike, key: str | os.PathLike, ca: str | os.PathLike) -> "CKiteBuilder":
+    def with_tls(self, cert: str | os.PathLike[str], key: str | os.PathLike[str],
+                 ca: str | os.PathLike[str]) -> CKiteBuilder:
         """Mutual TLS between members: this member's certificate and private key, and the cluster's
         CA certificate (PEM files). Peers must present a certificate signed by that CA, and so does
         this member. Raises ValueError when a file cannot be loaded. Required across machines."""
@@ -247,6 +255,7 @@ def build_member(config: MemberConfig) -> CKite:
     if config.storage is not None:
         return _assemble(config, config.storage, None)
     from ckite.log.sqlite_storage import SQLiteStorage
+    assert config.data_dir is not None   # config() requires a data dir or a storage
     data_dir = DataDir(config.data_dir)   # first: nothing is opened in a directory another process holds
     storage: LogStorage | None = None
     try:
@@ -275,7 +284,7 @@ def _assemble(config: MemberConfig, storage: LogStorage, data_dir: DataDir | Non
                     client_sessions=config.client_sessions)
     member = CKite(node, storage, data_dir)
     if config.admin_enabled:
-        from ckite.admin import ADMIN_PORT_OFFSET, build_admin   # Flask only for members that serve it
+        from ckite.admin import ADMIN_PORT_OFFSET, build_admin  # Flask only for members that serve it
         port = config.admin_port
         if port is None:
             port = int(config.local_binding.rpartition(":")[2]) + ADMIN_PORT_OFFSET

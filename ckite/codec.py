@@ -23,7 +23,7 @@ def encode_command(command: Command) -> bytes:
     if not isinstance(command, (WriteCommand, ReadCommand)):
         raise EncodingError(f"{type(command).__name__} is not a WriteCommand or ReadCommand")
     try:
-        data = msgpack.packb([command.type_name, command.fields()], use_bin_type=True)
+        data: bytes = msgpack.packb([command.type_name, command.fields()], use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodingError(f"cannot encode {type(command).__name__}: {exc}") from exc
     if len(data) > MAX_ENCODED_SIZE:
@@ -50,7 +50,8 @@ def decode_command(data: bytes) -> Command:
 def encode_value(value: Any) -> bytes:
     """Encode a command's result (or any msgpack-native value) for the wire."""
     try:
-        return msgpack.packb(value, use_bin_type=True)
+        encoded: bytes = msgpack.packb(value, use_bin_type=True)
+        return encoded
     except (TypeError, ValueError, OverflowError) as exc:
         raise EncodingError(f"result of type {type(value).__name__} cannot cross the wire: {exc}") from exc
 

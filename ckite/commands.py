@@ -21,13 +21,15 @@ from typing import Any, ClassVar
 
 from ckite.errors import UnknownCommandError
 
-_registry: dict[str, type["Command"]] = {}
+_registry: dict[str, type[Command]] = {}
 
 
 class Command:
     """A request the application sends through ckite; subclass its two children, not this."""
 
     type_name: ClassVar[str]
+    #: The name given with ``type_name=``, kept for the class a dataclass(slots=True) re-creates.
+    _explicit_type_name: ClassVar[str]
 
     def __init_subclass__(cls, type_name: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -18,7 +18,7 @@ import functools
 import ipaddress
 import logging
 import socket
-from typing import Iterable
+from collections.abc import Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def resolve(host: str) -> frozenset[str]:
         infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
         return frozenset()
-    return frozenset(str(ipaddress.ip_address(info[4][0].split("%", 1)[0])) for info in infos)
+    return frozenset(str(ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])) for info in infos)
 
 
 @functools.lru_cache(maxsize=256)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections import Counter
+from typing import Any
 
 #: Upper bounds (seconds) of the latency buckets: 100 µs to 10 s.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -28,12 +29,12 @@ class LatencyHistogram:
             self._counts[bisect_left(self._bounds, seconds)] += 1
             self._sum += seconds
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         """``{"buckets": [[bound, cumulative count]...,["+Inf", n]], "sum", "count"}``."""
         with self._lock:
             counts, total = list(self._counts), self._sum
         buckets, running = [], 0
-        for bound, count in zip((*self._bounds, "+Inf"), counts):
+        for bound, count in zip((*self._bounds, "+Inf"), counts, strict=True):
             running += count
             buckets.append([bound, running])
         return {"buckets": buckets, "sum": total, "count": running}
@@ -50,7 +51,7 @@ class MemberMetrics:
         self.append_latency = LatencyHistogram()   # one durable log append (a batch)
         self.commit_latency = LatencyHistogram()   # a write, from its append to its result on the leader
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {"elections": self.elections, "snapshotsTaken": self.snapshots_taken,
                 "snapshotsInstalled": self.snapshots_installed, "rpcErrors": dict(self.rpc_errors),
                 "appendLatency": self.append_latency.snapshot(), "commitLatency": self.commit_latency.snapshot()}

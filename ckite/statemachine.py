@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Sequence
+from typing import Any, BinaryIO
 
 from ckite.commands import Command
 
@@ -59,7 +60,10 @@ class StateMachine(ABC):
         The default suits small states: it takes :meth:`prepare_snapshot`'s bytes (by default
         :meth:`serialize`, here, while applying waits) and writes them."""
         produce = self.prepare_snapshot()
-        return lambda writer: writer.write(produce())
+
+        def write(writer: BinaryIO) -> None:
+            writer.write(produce())
+        return write
 
     def restore(self, reader: BinaryIO) -> None:
         """Replace the whole state with a snapshot's, read from ``reader`` (written by the function

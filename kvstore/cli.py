@@ -11,17 +11,21 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import NoReturn
 
-from ckite import CKite, CKiteBuilder
+from ckite import CKite, CKiteBuilder, __version__
 from ckite.admin import ADMIN_PORT_OFFSET
-from ckite.config import (DEFAULT_ADMIN_HOST, DEFAULT_COMPACTION_THRESHOLD, DEFAULT_HEARTBEATS_INTERVAL_MS,
-                          DEFAULT_MAX_ELECTION_TIMEOUT_MS,
-                          DEFAULT_MIN_ELECTION_TIMEOUT_MS)
+from ckite.config import (
+    DEFAULT_ADMIN_HOST,
+    DEFAULT_COMPACTION_THRESHOLD,
+    DEFAULT_HEARTBEATS_INTERVAL_MS,
+    DEFAULT_MAX_ELECTION_TIMEOUT_MS,
+    DEFAULT_MIN_ELECTION_TIMEOUT_MS,
+)
 from ckite.errors import CKiteError
 from ckite.identity import host_named_by_peers
-
 from kvstore.http import DEFAULT_MAX_VALUE_BYTES, kv_blueprint
 from kvstore.store import KVStore
 
@@ -63,6 +67,7 @@ def _positive(text: str) -> int:
 def parser() -> argparse.ArgumentParser:
     p = _OneLineErrors(prog=PROG, description="One member of a replicated key-value store built on ckite (Raft). "
                        "Start one process per member; they elect a leader among themselves.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--host", default=None,
                    help="host name other members use to reach this one (default: the host the other members are "
                         "named by, when that is this machine, as with --members 127.0.0.1:9092,...; else localhost)")
@@ -175,6 +180,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (OSError, CKiteError) as exc:
         print(f"{PROG}: error: cannot start {member.id}: {exc}", file=sys.stderr)
         return 1
+    assert member.admin is not None   # build() made it
     logger.info("%s serving; console and key-value routes on %s", member.id, member.admin.url)
     received = signal.sigwait(STOP_SIGNALS)
     logger.info("%s stopping (%s)", member.id, signal.Signals(received).name)

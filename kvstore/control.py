@@ -27,10 +27,11 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
+from ckite import __version__
 from ckite.bindings import parse_binding
-
 from kvstore.cli import ADMIN_TOKEN_ENV
 from kvstore.http import IDEMPOTENCY_HEADER
 
@@ -68,6 +69,7 @@ def _connection_options(p: argparse.ArgumentParser, suppress: bool) -> None:
 def parser() -> argparse.ArgumentParser:
     p = _OneLineErrors(prog=PROG, description="Change a running kvstore cluster through any member's admin "
                                               "routes, and print the member's JSON answer.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     _connection_options(p, suppress=False)
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_OneLineErrors)
     add = commands.add_parser("add", help="add a member (start it with --join, or with --members, "
@@ -105,7 +107,7 @@ def request_for(args: argparse.Namespace) -> tuple[str, str]:
     return "GET", "/status"
 
 
-def _summary(status: dict) -> dict:
+def _summary(status: dict[str, Any]) -> dict[str, Any]:
     cluster = status.get("cluster", {})
     return {"member": status.get("id"), "state": cluster.get("state"), "term": cluster.get("term"),
             "leader": cluster.get("leader"), "configuration": cluster.get("configuration")}

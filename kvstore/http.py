@@ -23,13 +23,13 @@ import urllib.parse
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, request
+from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from werkzeug.routing import BaseConverter
 
 from ckite import CKite, WriteCommand
 from ckite.admin import json_error, json_value, mutating
 from ckite.codec import encode_command
-
 from kvstore.store import CompareAndSet, Delete, Get, Increment, Put, Value
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,10 @@ class _Segment(BaseConverter):
 def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) -> Blueprint:
     """The kvstore routes over ``member`` (whose state machine is a :class:`~kvstore.store.KVStore`)."""
     bp = Blueprint("kvstore", __name__)
-    bp.record_once(lambda state: state.app.url_map.converters.setdefault("kvseg", _Segment))
+
+    def add_converter(state: BlueprintSetupState) -> None:
+        state.app.url_map.converters.setdefault("kvseg", _Segment)
+    bp.record_once(add_converter)
 
     def checked_value(value: Value) -> Value:
         size = len(_utf8(value, "value")) if isinstance(value, str) else len(value)

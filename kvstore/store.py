@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Union
+from typing import Any, BinaryIO
 
 import msgpack
 
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 #: A value Increment accepts: a decimal integer, as text.
 _INTEGER = re.compile(r"-?[0-9]+")
 
-Value = Union[str, bytes]
+Value = str | bytes
 
 
 @dataclass

@@ -4,8 +4,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.ckite-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e '.[test]'
+    # pip's output goes to a log, shown only if the install fails: an editable install of this
+    # layout always has setuptools print a notice about folders shadowing the package.
+    echo "installing ckite and its test and dev tools into .venv (log: .venv/install.log)..." >&2
+    if ! { .venv/bin/python -m pip install --upgrade pip &&
+           .venv/bin/python -m pip install -e '.[test,dev]'; } >.venv/install.log 2>&1; then
+        cat .venv/install.log >&2
+        echo "installing into .venv failed (output above, also in .venv/install.log)" >&2
+        exit 1
+    fi
     touch "$stamp"
 fi
 

@@ -2,8 +2,8 @@
 or without mutual TLS)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ckite import CKite, CKiteBuilder, StateMachine
 from ckite.config import DEFAULT_COMPACTION_THRESHOLD
@@ -12,7 +12,6 @@ from ckite.log.storage import LogStorage
 from ckite.rpc.local import LocalNetwork
 from ckite.rpc.thrift_transport import ThriftTransport
 from ckite.rpc.tls import TlsConfig
-
 from tests.kv_example import KVStore
 from tests.netutil import free_port
 from tests.waiting import wait_for
@@ -67,7 +66,7 @@ class TestCluster:
         self.state_machines[binding] = state_machine
         return member
 
-    def start_all(self) -> "TestCluster":
+    def start_all(self) -> TestCluster:
         for binding in self.bindings:
             self.start(binding)
         return self

@@ -4,16 +4,29 @@ from __future__ import annotations
 import random
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import msgpack
 
 from ckite.consensus.membership import Configuration
 from ckite.log.entry import EntryKind, LogEntry
-from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, ForwardRequest, ForwardResponse,
-                            InstallSnapshot, InstallSnapshotResponse, JoinMember, JoinMemberResponse, Request,
-                            RequestVote, RequestVoteResponse, Response, TimeoutNow, TimeoutNowResponse)
-
+from ckite.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    ForwardKind,
+    ForwardRequest,
+    ForwardResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    JoinMember,
+    JoinMemberResponse,
+    Request,
+    RequestVote,
+    RequestVoteResponse,
+    Response,
+    TimeoutNow,
+    TimeoutNowResponse,
+)
 
 #: Where test ports come from: below Linux's ephemeral range (32768-60999 by default), so that
 #: no outgoing connection or port-0 listener (a test proxy, a browser) is handed one of them

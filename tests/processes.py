@@ -27,15 +27,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import pytest
 
 from ckite.admin import ADMIN_PORT_OFFSET
 from kvstore.http import IDEMPOTENCY_HEADER
-
 from tests.cluster_fixture import HEARTBEAT_MS, MAX_ELECTION_MS, MIN_ELECTION_MS
 from tests.netutil import free_port, is_free
 from tests.waiting import wait_for
@@ -271,7 +271,7 @@ class ProcessCluster:
             self.wait_ready(member)
         return member
 
-    def start_all(self, wait: bool = True) -> "ProcessCluster":
+    def start_all(self, wait: bool = True) -> ProcessCluster:
         """Launch every member not running, then (with ``wait``) wait for all: they start in parallel."""
         started = [self.start(m, wait=False) for m in self.members if not m.running]
         if wait:
@@ -356,7 +356,7 @@ class ProcessCluster:
             member.paused = False
         atexit.unregister(self.close)
 
-    def __enter__(self) -> "ProcessCluster":
+    def __enter__(self) -> ProcessCluster:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

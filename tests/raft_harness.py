@@ -16,8 +16,9 @@ draws (partitions, delayed messages, crashes) are built step by step:
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable, Sequence
 from itertools import permutations
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.membership import Configuration

@@ -11,8 +11,8 @@ import pty
 import select
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 CTRL_C = b"\x03"
 

@@ -12,10 +12,10 @@ from ckite import CKite, CKiteBuilder
 from ckite.admin import build_admin
 from ckite.admin.auth import checked_token
 from ckite.rpc.local import LocalNetwork
-from kvstore.cli import build as build_from_flags, parser
+from kvstore.cli import build as build_from_flags
+from kvstore.cli import parser
 from kvstore.http import kv_blueprint
 from kvstore.store import Get, KVStore
-
 from tests.netutil import free_port
 from tests.waiting import wait_for
 

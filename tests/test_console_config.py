@@ -10,7 +10,6 @@ import pytest
 from ckite import CKiteBuilder
 from ckite.admin import build_admin
 from ckite.rpc.local import LocalNetwork
-
 from tests.kv_example import KVStore
 
 BINDING = "localhost:9291"

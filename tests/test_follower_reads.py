@@ -9,7 +9,6 @@ import pytest
 
 from ckite.errors import ReadTimeoutError, RpcError
 from ckite.runtime.follower_reads import ReadIndexRounds
-
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import Get, Put
 from tests.waiting import wait_for

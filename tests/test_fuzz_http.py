@@ -25,7 +25,6 @@ from ckite.admin import AdminServer, build_admin
 from ckite.rpc.local import LocalNetwork
 from kvstore.http import kv_blueprint
 from kvstore.store import Get, KVStore
-
 from tests.waiting import wait_for
 
 TOKEN = "fuzz-token-0123456789"

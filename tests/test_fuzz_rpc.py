@@ -25,12 +25,18 @@ from thriftpy2.transport.memory import TCyMemoryBuffer
 from ckite import CKite, CKiteBuilder
 from ckite.codec import decode_value, encode_command
 from ckite.log.entry import EntryKind, LogEntry
-from ckite.messages import (AppendEntries, ForwardKind, ForwardRequest, InstallSnapshot, RequestVote,
-                            RequestVoteResponse, TimeoutNow)
+from ckite.messages import (
+    AppendEntries,
+    ForwardKind,
+    ForwardRequest,
+    InstallSnapshot,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+)
 from ckite.rpc.idl import CKiteService
 from ckite.rpc.thrift_transport import ThriftTransport
 from ckite.rpc.validation import MAX_POSITION
-
 from tests.frames import call_frame, exchange, fingerprint
 from tests.kv_example import Get, KVStore, Put
 from tests.netutil import free_port

@@ -63,7 +63,8 @@ def test_followers_whose_disks_stall_keep_their_leader(transport):
             storage.released.set()
         assert pending.result(10) == "2"
         for member in cluster.running():
-            wait_for(lambda: member.read_local(Get("during")) == "2", 10, f"{member.id} to apply the write")
+            wait_for(lambda member=member: member.read_local(Get("during")) == "2", 10,
+                     f"{member.id} to apply the write")
             assert member.status()["term"] == term
             assert member.status()["metrics"]["elections"] == 0 or member is leader
     finally:

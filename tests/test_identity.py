@@ -13,7 +13,6 @@ from ckite.identity import MemberIdentity, check_reachable_id, host_named_by_pee
 from ckite.messages import AppendEntries, RequestVote
 from kvstore.cli import build as build_from_flags
 from kvstore.cli import parser
-
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import KVStore
 from tests.netutil import free_port

@@ -14,12 +14,17 @@ import urllib.request
 import pytest
 
 from ckite import CKiteBuilder
-from ckite.errors import (CommandError, LeaderTimeoutError, LostLeadershipError, NotLeaderError,
-                          ReadTimeoutError, WriteTimeoutError)
+from ckite.errors import (
+    CommandError,
+    LeaderTimeoutError,
+    LostLeadershipError,
+    NotLeaderError,
+    ReadTimeoutError,
+    WriteTimeoutError,
+)
 from ckite.log.sqlite_storage import SQLiteStorage
 from ckite.rpc.local import LocalNetwork
 from ckite.rpc.tls import TlsConfig
-
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import Fail, Get, KVStore, Put
 from tests.netutil import free_port
@@ -135,7 +140,7 @@ def test_many_concurrent_async_writes_all_apply(make_cluster):
     futures = [leader.write_async(Put(f"k{i}", str(i))) for i in range(500)]
     assert [f.result(timeout=10) for f in futures] == [str(i) for i in range(500)]
     for member in cluster.running():
-        wait_for(lambda: member.read_local(Get("k499")) == "499", 5, f"{member.id} to apply every write")
+        wait_for(lambda member=member: member.read_local(Get("k499")) == "499", 5, f"{member.id} to apply every write")
 
 
 # --- a three member cluster --------------------------------------------------------------------

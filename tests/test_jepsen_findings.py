@@ -13,7 +13,6 @@ import pytest
 from ckite import CKiteBuilder
 from ckite.rpc.local import LocalNetwork
 from ckite.runtime.compactor import Compactor
-
 from tests.kv_example import KVStore, Put
 from tests.waiting import wait_for
 

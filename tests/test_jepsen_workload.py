@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import threading
-from itertools import pairwise
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Iterator
+from itertools import pairwise
 
 import pytest
 

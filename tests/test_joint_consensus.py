@@ -23,7 +23,6 @@ from ckite.consensus.reconfiguration import ChangeState, Reconfiguration
 from ckite.errors import MembershipChangeError, MembershipChangeInProgressError, NotLeaderError
 from ckite.log.entry import EntryKind
 from ckite.messages import AppendEntries, RequestVote, RequestVoteResponse, TimeoutNow
-
 from tests.raft_harness import SETTINGS, Harness
 
 NO_PRE_VOTE = replace(SETTINGS, pre_vote=False)

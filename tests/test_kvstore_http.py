@@ -18,13 +18,20 @@ from ckite.admin import AdminServer, build_admin
 from ckite.admin.cluster import ClusterStatusFetcher, fetch_json
 from ckite.admin.dispatch import pool_of
 from ckite.admin.errors import install_error_handlers
-from ckite.errors import (CommandError, IdempotencyKeyReusedError, LeaderTimeoutError, LostLeadershipError, NotLeaderError,
-                          SessionExpiredError, WriteInterruptedError, WriteTimeoutError)
+from ckite.errors import (
+    CommandError,
+    IdempotencyKeyReusedError,
+    LeaderTimeoutError,
+    LostLeadershipError,
+    NotLeaderError,
+    SessionExpiredError,
+    WriteInterruptedError,
+    WriteTimeoutError,
+)
 from ckite.rpc.local import LocalNetwork
 from kvstore.cli import parser
 from kvstore.http import MAX_KEY_BYTES, kv_blueprint
 from kvstore.store import KVStore
-
 from tests.waiting import wait_for
 
 BINDING = "localhost:9091"

@@ -18,7 +18,6 @@ from ckite.consensus.membership import Configuration
 from ckite.consensus.settings import RaftSettings
 from ckite.log.entry import EntryKind
 from ckite.messages import AppendEntries, RequestVote, RequestVoteResponse, TimeoutNow
-
 from tests.raft_harness import SETTINGS, Harness
 
 LEASE = replace(SETTINGS, lease_reads=True)

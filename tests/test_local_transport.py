@@ -10,7 +10,6 @@ from ckite.errors import CommandError, EncodingError, NotLeaderError, RpcError, 
 from ckite.log.entry import LogEntry
 from ckite.messages import AppendEntries, RequestVote, TimeoutNow
 from ckite.rpc.local import LocalNetwork
-
 from tests.netutil import SAMPLE_REQUESTS, FakeHandler, answer
 
 A, B, C = "a:1", "b:2", "c:3"

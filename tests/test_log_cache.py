@@ -9,7 +9,6 @@ from ckite.log.memory_storage import MemoryStorage
 from ckite.log.raft_log import RaftLog
 from ckite.log.sqlite_storage import SQLiteStorage
 from ckite.rpc.local import LocalNetwork
-
 from tests.kv_example import Get, KVStore, Put
 from tests.netutil import CONFIGURATION
 from tests.waiting import wait_for

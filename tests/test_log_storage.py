@@ -11,8 +11,8 @@ import random
 import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 import sqlite_utils
@@ -316,7 +316,8 @@ def test_a_version_2_database_is_upgraded_its_snapshot_moved_into_a_file_and_the
     storage = open_sqlite()
     loaded = storage.load()
     [snapshot] = loaded.snapshots
-    assert (snapshot.last_index, snapshot.last_term, snapshot.configuration, snapshot.size) == (7, 2, b"cfg", len(state))
+    assert ((snapshot.last_index, snapshot.last_term, snapshot.configuration, snapshot.size)
+            == (7, 2, b"cfg", len(state)))
     assert storage.snapshots.verify(snapshot) and storage.snapshots.open(snapshot).read() == state
     assert [e.index for e in loaded.entries] == [8, 9, 10] and loaded.term == 2
     with sqlite_utils.Database(db_path) as db:

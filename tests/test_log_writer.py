@@ -14,7 +14,6 @@ from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.log_writer import LogWriter
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import DurableWrite
-
 from tests.test_raft_paper import leader_of_three
 from tests.waiting import wait_for
 

@@ -19,7 +19,6 @@ from ckite.messages import JoinMember
 from ckite.rpc.local import LocalNetwork
 from ckite.rpc.transport import CallPipeline
 from ckite.runtime.joiner import RETRY_PAUSE
-
 from tests.kv_example import Get, KVStore, Put
 from tests.waiting import wait_for
 
@@ -48,7 +47,7 @@ class Members:
         self.members[binding] = member
         return member
 
-    def _transport(self, binding: str) -> "_RecordingTransport":
+    def _transport(self, binding: str) -> _RecordingTransport:
         self.transports[binding] = _RecordingTransport(self.network.transport(binding))
         return self.transports[binding]
 

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import pytest
 
@@ -74,7 +74,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="test-writer", daemon=True)
         self._acked = threading.Condition()
 
-    def start(self) -> "Writer":
+    def start(self) -> Writer:
         self._thread.start()
         return self
 
@@ -116,7 +116,8 @@ class Writer:
         """The longest time between two consecutive acknowledgements, among the pairs that overlap
         [start, end] (so a stall that began before the change, or ended after it, counts whole)."""
         done = [a.answered for a in self.acked()]
-        gaps = [later - earlier for earlier, later in zip(done, done[1:]) if later >= start and earlier <= end]
+        gaps = [later - earlier for earlier, later in zip(done, done[1:], strict=False)
+                if later >= start and earlier <= end]
         return max(gaps, default=0.0)
 
     def summary(self, kind: str, start: float, end: float) -> dict:
@@ -237,10 +238,10 @@ def test_grow_three_to_five_and_back_to_three_while_a_client_writes_no_acked_wri
             changes.timed("add (--join)", changes.add)
             leader = cluster.leader(among=changes.voters)
             target = next(m for m in reversed(changes.voters) if m not in (leader, stays))
-            changes.timed("transfer leadership", lambda: changes.transfer(target))
+            changes.timed("transfer leadership", lambda target=target: changes.transfer(target))
             follower = next(m for m in changes.voters if m not in (target, stays))
-            changes.timed("remove follower", lambda: changes.remove(follower))
-            changes.timed("remove leader", lambda: changes.remove(target))
+            changes.timed("remove follower", lambda follower=follower: changes.remove(follower))
+            changes.timed("remove leader", lambda target=target: changes.remove(target))
             changes.retire(follower)
             changes.retire(target)
             assert settled_with_voters(cluster, changes.voters, changes.voters)
@@ -257,7 +258,7 @@ def test_grow_three_to_five_and_back_to_three_while_a_client_writes_no_acked_wri
     with ThreadPoolExecutor(3) as pool:
         answers = list(pool.map(lambda pair: voters[pair[0] % len(voters)].client().get(pair[1].key),
                                 enumerate(acked)))
-    lost = [(a.key, a.value, r.status, r.text) for a, r in zip(acked, answers)
+    lost = [(a.key, a.value, r.status, r.text) for a, r in zip(acked, answers, strict=True)
             if r.status != 200 or r.json()["value"] != a.value]
     assert not lost, f"{len(lost)} of {len(acked)} acknowledged writes not read back, e.g. {lost[:5]}"
 

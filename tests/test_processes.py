@@ -80,7 +80,7 @@ def test_a_new_leader_serves_writes_after_kill_9_and_the_restarted_member_catche
 
     cluster.start(old)   # the same data directory: its log survived the SIGKILL
     for key, value in (("before", "crash"), ("after", "crash")):
-        wait_for(lambda: local_value(old, key) == value, FAILOVER_TIMEOUT,
+        wait_for(lambda key=key, value=value: local_value(old, key) == value, FAILOVER_TIMEOUT,
                  f"the restarted member to catch up with {key}")
     assert cluster.leader() is new   # it rejoined as a follower; no election was needed
 
@@ -144,7 +144,7 @@ def test_scripts_cluster_in_a_terminal_prints_its_urls_and_stops_every_member_on
         assert terminal.wait(timeout=30) == 0, terminal.output
         assert "stopped; data kept in" in terminal.output
         for port, pid, _ in started:
-            wait_for(lambda: not _alive(int(pid)), 5, f"member {port} (pid {pid}) to be gone")
+            wait_for(lambda pid=pid: not _alive(int(pid)), 5, f"member {port} (pid {pid}) to be gone")
             log = (tmp_path / f"member-{port}.log").read_text()
             # the terminal's SIGINT reaches the members too, the script's SIGTERM may come first: both are clean
             assert re.search(rf"localhost:{port} stopping \(SIG(INT|TERM)\)", log), log

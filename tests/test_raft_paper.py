@@ -21,7 +21,6 @@ from ckite.log.memory_storage import MemoryStorage
 from ckite.messages import AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse
 from ckite.runtime.pending import PendingWrites
 from ckite.sessions.table import Outcome
-
 from tests.raft_harness import SETTINGS, Harness, log_of, terms_of
 
 NO_PRE_VOTE = replace(SETTINGS, pre_vote=False)

@@ -17,13 +17,20 @@ from ckite import CKiteBuilder
 from ckite.codec import encode_command
 from ckite.errors import EncodingError
 from ckite.log.entry import EntryKind, LogEntry
-from ckite.messages import (AppendEntries, ForwardKind, ForwardRequest, InstallSnapshot, JoinMember, RequestVote,
-                            TimeoutNow)
+from ckite.messages import (
+    AppendEntries,
+    ForwardKind,
+    ForwardRequest,
+    InstallSnapshot,
+    JoinMember,
+    RequestVote,
+    TimeoutNow,
+)
 from ckite.rpc.frame_check import MalformedFrame, check_frame
-from ckite.rpc.idl import CKiteService, ckite_thrift as T
+from ckite.rpc.idl import CKiteService
+from ckite.rpc.idl import ckite_thrift as T
 from ckite.rpc.thrift_transport import ThriftTransport, split_address
 from ckite.rpc.validation import MAX_POSITION, MAX_TIMEOUT_MS, RequestLimits, validate_request
-
 from tests.frames import call_frame, exchange, fingerprint
 from tests.kv_example import KVStore, Put
 from tests.netutil import CONFIGURATION, FakeHandler, answer, free_port

@@ -8,11 +8,16 @@ import threading
 
 import pytest
 
-from ckite.errors import (IdempotencyKeyReusedError, NotAppliedError, OutcomeUnknownError, SessionExpiredError,
-                          StoppedError, WriteInterruptedError)
+from ckite.errors import (
+    IdempotencyKeyReusedError,
+    NotAppliedError,
+    OutcomeUnknownError,
+    SessionExpiredError,
+    StoppedError,
+    WriteInterruptedError,
+)
 from ckite.sessions.request import ClientRequest
 from ckite.sessions.table import ClientTable
-
 from kvstore.store import Get, Increment, KVStore
 from tests.cluster_fixture import TestCluster
 from tests.simulation.sessions import run_session_schedule

@@ -11,7 +11,6 @@ from ckite.log.snapshot import Snapshot
 from ckite.log.snapshot_receiver import SnapshotReceiver
 from ckite.log.snapshot_store import FileSnapshotStore, MemorySnapshotStore
 from ckite.messages import InstallSnapshot
-
 from tests.netutil import CONFIGURATION
 
 STATE = bytes(range(256)) * 40   # 10 KiB

@@ -17,7 +17,6 @@ from ckite.consensus.settings import RaftSettings
 from ckite.errors import StorageError
 from ckite.log.memory_storage import MemoryStorage
 from ckite.rpc.local import LocalNetwork
-
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import Get, KVStore, Put
 from tests.waiting import wait_for

@@ -11,10 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from ckite import WriteCommand
 from ckite.admin.metrics import new_registry
 from ckite.admin.status_view import PREVIEW_BYTES, format_duration, render_status
-from ckite.sessions.request import OPEN_SESSION, ClientRequest, stamped
 from ckite.codec import encode_command
 from ckite.consensus.membership import Configuration
 from ckite.log.entry import EntryKind
+from ckite.sessions.request import OPEN_SESSION, ClientRequest, stamped
 
 
 @dataclass

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 
 from ckite import CKiteBuilder
+from ckite.consensus.membership import Configuration
 from ckite.errors import CKiteError, StorageError
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.snapshot import Snapshot
 from ckite.log.sqlite_storage import SQLiteStorage
-from ckite.consensus.membership import Configuration
 from ckite.rpc.local import LocalNetwork
-
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import Get, KVStore, Put
 from tests.waiting import wait_for

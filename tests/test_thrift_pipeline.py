@@ -16,7 +16,6 @@ from ckite.rpc.thrift_client import ThriftPipeline
 from ckite.rpc.thrift_transport import ThriftTransport
 from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import CallPipeline
-
 from tests.netutil import free_port
 from tests.tls_certs import make_certs
 from tests.waiting import wait_for

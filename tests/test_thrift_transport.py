@@ -23,15 +23,30 @@ from thriftpy2.rpc import make_client
 from thriftpy2.transport.framed import TCyFramedTransportFactory
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
-from ckite.errors import (CommandError, EncodingError, NotLeaderError, RpcError, StoppedError, UnreachableError,
-                          WriteTimeoutError)
+from ckite.errors import (
+    CommandError,
+    EncodingError,
+    NotLeaderError,
+    RpcError,
+    StoppedError,
+    UnreachableError,
+    WriteTimeoutError,
+)
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.messages import AppendEntries, ForwardKind, ForwardRequest, TimeoutNow
-from ckite.rpc.idl import CKiteService, ckite_thrift as T
-from ckite.rpc.thrift_codec import (METHODS, decode_request, decode_response, encode_request, error_from_thrift,
-                                    error_to_thrift, from_thrift, to_thrift)
+from ckite.rpc.idl import CKiteService
+from ckite.rpc.idl import ckite_thrift as T
+from ckite.rpc.thrift_codec import (
+    METHODS,
+    decode_request,
+    decode_response,
+    encode_request,
+    error_from_thrift,
+    error_to_thrift,
+    from_thrift,
+    to_thrift,
+)
 from ckite.rpc.thrift_transport import ThriftTransport, split_address
-
 from tests.netutil import SAMPLE_REQUESTS, SAMPLE_RESPONSES, FakeHandler, answer, entries_of_every_kind, free_port
 from tests.waiting import wait_for
 
@@ -98,7 +113,8 @@ def append_st(**fields):
     (append_st(entries=[entry_st(command="text")]), "AppendEntriesST.entries.command is not binary"),
     (T.RequestVoteST(memberId="c", term=1, lastLogIndex=None, lastLogTerm=0), "lastLogIndex is missing"),
     (T.RequestVoteST(memberId="c", term=1, lastLogIndex=0, lastLogTerm=0, preVote=None), "preVote is missing"),
-    (T.ForwardRequestST(kind="delete", payload=b"", timeoutMs=1), "'delete' is not one of write, client_request, read_index"),
+    (T.ForwardRequestST(kind="delete", payload=b"", timeoutMs=1),
+     "'delete' is not one of write, client_request, read_index"),
     (T.ForwardRequestST(kind="write", payload=b"", timeoutMs=-1), "timeoutMs is negative"),
     (T.InstallSnapshotST(term=1, leaderId="l", lastIndex=1, lastTerm=1, configuration=b"", offset=0, data=None,
                          done=True), "InstallSnapshotST.data is missing"),

@@ -16,7 +16,6 @@ from ckite.errors import RpcError
 from ckite.messages import AppendEntries
 from ckite.rpc.thrift_transport import ThriftTransport, split_address
 from ckite.rpc.tls import TlsConfig
-
 from tests.frames import call_frame
 from tests.kv_example import Get, KVStore, Put
 from tests.netutil import FakeHandler, answer, free_port

@@ -70,7 +70,7 @@ def test_ckites_walk_through_in_one_terminal_change_first_then_start_member_four
         terminal.type(f"curl -s {console[3]}/put/key2/value2\n".encode())   # forwarded to the leader
         terminal.read_until('"value": "value2"', STEP_TIMEOUT)
         for url in console:
-            wait_for(lambda: http("GET", f"{url}/get/key2?local=true").status == 200, STEP_TIMEOUT,
+            wait_for(lambda url=url: http("GET", f"{url}/get/key2?local=true").status == 200, STEP_TIMEOUT,
                      f"{url} to apply the write made through member four")
 
         terminal.type(b"kill $pids; wait; echo all-stopped\n")

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask import Flask, Response, request
 
@@ -32,7 +33,7 @@ logger = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _MARK = "ckite_mutating"
-View = TypeVar("View", bound=Callable)
+View = TypeVar("View", bound=Callable[..., Any])
 
 
 def mutating(view: View) -> View:

@@ -15,9 +15,10 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def fetch_json(url: str, timeout: float) -> Any:
 class ClusterStatusFetcher:
     """Collects every member's rendered status: this member's directly, the others' over HTTP."""
 
-    def __init__(self, member_id: str, members: Callable[[], frozenset[str]], local_status: Callable[[], dict],
+    def __init__(self, member_id: str, members: Callable[[], frozenset[str]],
+                 local_status: Callable[[], dict[str, Any]],
                  admin_url_of: Callable[[str], str] = admin_url_by_convention,
                  fetch: Callable[[str, float], Any] = fetch_json, timeout: float = FETCH_TIMEOUT) -> None:
         self.member_id = member_id
@@ -68,7 +70,7 @@ class ClusterStatusFetcher:
         tag = member_id.rsplit(":", 1)[-1]
         self._pool = ThreadPoolExecutor(max_workers=FETCH_THREADS, thread_name_prefix=f"ckite-{tag}-admin-fetch")
 
-    def cluster_status(self) -> dict:
+    def cluster_status(self) -> dict[str, Any]:
         """``{"self", "members": [{"id", "adminUrl", "reachable", "status" | "error", "fetchMs"}...], "leaders"}``:
         every other member is asked at once, so the answer takes at most one FETCH_TIMEOUT."""
         members = sorted(self._members() | {self.member_id})
@@ -90,7 +92,7 @@ class ClusterStatusFetcher:
         return {"self": self.member_id, "members": entries, "leaders": _leaders(entries),
                 "fetchedAtMs": int(time.time() * 1000)}
 
-    def _one(self, member: str) -> dict:
+    def _one(self, member: str) -> dict[str, Any]:
         url = self.admin_url_of(member)
         started = time.monotonic()
         entry: dict[str, Any] = {"id": member, "adminUrl": url, "self": False, "reachable": True}
@@ -106,7 +108,7 @@ class ClusterStatusFetcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _leaders(entries: list[dict]) -> dict[str, int]:
+def _leaders(entries: list[dict[str, Any]]) -> dict[str, int]:
     """Which leader each reachable member names, with how many name it (a split shows at once)."""
     counts: dict[str, int] = {}
     for entry in entries:

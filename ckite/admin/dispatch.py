@@ -13,7 +13,8 @@ Here each request goes to the pool of its kind:
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from waitress.task import ThreadedTaskDispatcher
 
@@ -32,7 +33,7 @@ def pool_of(path: str) -> str:
     return "peers" if path in PEERS_PATHS else "work"
 
 
-class _NamedPool(ThreadedTaskDispatcher):
+class _NamedPool(ThreadedTaskDispatcher):  # type: ignore[misc]   # waitress has no type information
     """waitress's pool, with threads named after the member and the pool (``ckite-9091-http-look-0``)."""
 
     def __init__(self, name: str) -> None:

@@ -11,15 +11,29 @@ turned into the same ``{"error": ...}`` shape instead of HTML pages.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from ckite.errors import (CKiteError, CommandError, EncodingError, IdempotencyKeyReusedError, LeaderTimeoutError,
-                          LostLeadershipError, MembershipChangeError, NotLeaderError, ReadTimeoutError, RpcError,
-                          SessionExpiredError, StoppedError, UnknownCommandError, WriteInterruptedError,
-                          WriteTimeoutError)
+from ckite.errors import (
+    CKiteError,
+    CommandError,
+    EncodingError,
+    IdempotencyKeyReusedError,
+    LeaderTimeoutError,
+    LostLeadershipError,
+    MembershipChangeError,
+    NotLeaderError,
+    ReadTimeoutError,
+    RpcError,
+    SessionExpiredError,
+    StoppedError,
+    UnknownCommandError,
+    WriteInterruptedError,
+    WriteTimeoutError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -82,8 +96,9 @@ def install_error_handlers(app: Flask, leader_of: Callable[[], str | None],
 
     def http_error(error: HTTPException) -> tuple[Response, int]:
         status = error.code or 500
-        custom = error.description and error.description != type(error).description
-        message = error.description if custom else _SHORT_MESSAGES.get(status, error.name)
+        message = _SHORT_MESSAGES.get(status, error.name)
+        if error.description and error.description != type(error).description:   # the route's own words
+            message = error.description
         return json_error(status, message)
 
     def unexpected_error(error: Exception) -> tuple[Response, int]:

@@ -6,7 +6,8 @@ the same server; the application only adds a blueprint of its own.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -36,7 +37,7 @@ MAX_CHANGE_WAIT = 3600.0
 KEY_VALUE_ROUTE_PREFIX = "/kv/"
 
 
-def admin_blueprint(ckite: "CKite", registry: CollectorRegistry, fetcher: ClusterStatusFetcher, *,
+def admin_blueprint(ckite: CKite, registry: CollectorRegistry, fetcher: ClusterStatusFetcher, *,
                     token_required: bool = False) -> Blueprint:
     """The Blueprint serving ``ckite``'s console; ``registry`` is this member's metrics registry.
     ``token_required`` tells the console page to show its admin token field."""
@@ -115,7 +116,7 @@ def _parse_bindings(raw: Sequence[str]) -> set[str] | tuple[Response, int]:
     return wanted
 
 
-def _change(ckite: "CKite", add: Iterable[str] = (), remove: Iterable[str] = ()) -> ResponseReturnValue:
+def _change(ckite: CKite, add: Iterable[str] = (), remove: Iterable[str] = ()) -> ResponseReturnValue:
     """Start the change and wait a little (``?wait=SECONDS``): 200 once it is done, 202 with its state
     while it goes on (a member being added may not even be started yet)."""
     wait = _wait_seconds()

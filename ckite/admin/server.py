@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from waitress import create_server, wasyncore
 from waitress.trigger import trigger as WaitressTrigger
 
@@ -43,6 +45,13 @@ STOP_TIMEOUT = 5.0
 DEFAULT_MAX_REQUEST_BODY_BYTES = 16 * 1024 * 1024
 
 
+class _ReadableJSON(DefaultJSONProvider):
+    """Flask's JSON, in CKite's key order (cluster, then log) and indented: people read /status with curl."""
+
+    sort_keys = False
+    compact = False
+
+
 class AdminServer:
     """Serves ``/status``, ``/cluster/status``, ``/metrics``, membership routes and the console.
 
@@ -51,7 +60,7 @@ class AdminServer:
     ``token``, the routes that change state require it (:mod:`ckite.admin.auth`).
     """
 
-    def __init__(self, ckite: "CKite", host: str = "localhost", port: int = 0, *,
+    def __init__(self, ckite: CKite, host: str = "localhost", port: int = 0, *,
                  peer_admin_url: Callable[[str], str] = admin_url_by_convention,
                  threads: int = DEFAULT_THREADS, token: str | None = None) -> None:
         self.ckite = ckite
@@ -63,8 +72,7 @@ class AdminServer:
                                             admin_url_of=peer_admin_url)
         self.registry = new_registry(ckite.status)
         self.app = Flask("ckite.admin", static_folder=None)
-        self.app.json.sort_keys = False      # keep CKite's order: cluster, then log
-        self.app.json.compact = False        # people read /status with curl
+        self.app.json = _ReadableJSON(self.app)
         install_error_handlers(self.app, lambda: ckite.leader, peer_admin_url)
         install_access_control(self.app, token)
         self.app.register_blueprint(admin_blueprint(ckite, self.registry, self.fetcher,
@@ -147,7 +155,7 @@ def _listen(host: str, port: int) -> socket.socket:
     return socket.create_server(address[:2], family=family)
 
 
-def build_admin(ckite: "CKite", host: str, port: int,
+def build_admin(ckite: CKite, host: str, port: int,
                 peer_admin_url: Callable[[str], str] = admin_url_by_convention, *,
                 token: str | None = None) -> AdminServer:
     """The admin server the builder attaches to a member (not started: CKite.start starts it)."""

@@ -14,7 +14,8 @@ in the core, which builds the status under its lock.
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import msgpack
 
@@ -49,7 +50,7 @@ def format_duration(ms: int | float | None) -> str:
     return "+".join(parts) or "0.milliseconds"
 
 
-def render_status(status: Mapping[str, Any]) -> dict:
+def render_status(status: Mapping[str, Any]) -> dict[str, Any]:
     """The ``/status`` document for one member (see the module docstring for the shape)."""
     log = status.get("log", {})
     configuration = status.get("configuration") or {}
@@ -69,7 +70,7 @@ def render_status(status: Mapping[str, Any]) -> dict:
     return {"id": status.get("id"), "cluster": cluster, "log": render_log(log), **extra}
 
 
-def render_state_info(info: Mapping[str, Any], last_index: int) -> dict:
+def render_state_info(info: Mapping[str, Any], last_index: int) -> dict[str, Any]:
     """Role details: every ``xMs`` gains a human ``x``; a leader's followers gain lag and CKite's
     ``lastHeartbeatsACKs`` map; a follower's ``following`` stays as CKite named it."""
     view = _with_human_durations(info)
@@ -80,7 +81,7 @@ def render_state_info(info: Mapping[str, Any], last_index: int) -> dict:
     return view
 
 
-def _follower_view(progress: Mapping[str, Any], last_index: int) -> dict:
+def _follower_view(progress: Mapping[str, Any], last_index: int) -> dict[str, Any]:
     view = {key: value for key, value in progress.items() if key != "lastAckMs"}
     ack_ms = progress.get("lastAckMs")
     view["lastHeartbeatACK"] = format_duration(ack_ms)
@@ -90,7 +91,7 @@ def _follower_view(progress: Mapping[str, Any], last_index: int) -> dict:
     return view
 
 
-def _with_human_durations(info: Mapping[str, Any]) -> dict:
+def _with_human_durations(info: Mapping[str, Any]) -> dict[str, Any]:
     """A copy where each ``xMs`` number is preceded by ``x``, its human form (None: "Never")."""
     view: dict[str, Any] = {}
     for key, value in info.items():
@@ -100,7 +101,7 @@ def _with_human_durations(info: Mapping[str, Any]) -> dict:
     return view
 
 
-def render_log(log: Mapping[str, Any]) -> dict:
+def render_log(log: Mapping[str, Any]) -> dict[str, Any]:
     """CKite's ``log`` block (length, commitIndex, lastLog) plus first/last index and lastApplied."""
     view = {key: json_value(value) for key, value in log.items() if key not in ("lastEntry", "lastTerm")}
     last_log = {"term": log.get("lastTerm"), "index": log.get("lastIndex"), "kind": None, "command": None}
@@ -112,7 +113,7 @@ def render_log(log: Mapping[str, Any]) -> dict:
     return view
 
 
-def describe_entry(kind: Any, data: bytes, size: int | None = None) -> dict:
+def describe_entry(kind: Any, data: bytes, size: int | None = None) -> dict[str, Any]:
     """``{"kind", "command"[, "commandType"]}`` for a log entry's payload, never raising:
     a console must show a member whose log holds something it cannot decode. A command larger
     than PREVIEW_BYTES shows only its type and size (a /status polled every second must not
@@ -138,7 +139,7 @@ def describe_entry(kind: Any, data: bytes, size: int | None = None) -> dict:
     return {"kind": name, "command": None}
 
 
-def _describe_command(data: bytes) -> dict:
+def _describe_command(data: bytes) -> dict[str, Any]:
     if len(data) > PREVIEW_BYTES:
         return {"commandType": _command_type(data), "command": None, "bytes": len(data), "truncated": True}
     command = decode_command(data)

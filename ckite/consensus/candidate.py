@@ -1,10 +1,13 @@
 """Candidate: collect votes, first in a pre-vote round, then for real (§5.2, thesis §9.6)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ckite.consensus.role import Role
 from ckite.messages import AppendEntries, AppendEntriesResponse, Request, RequestVote, RequestVoteResponse
+
+if TYPE_CHECKING:
+    from ckite.consensus.consensus import Consensus
 
 
 class Candidate(Role):
@@ -18,7 +21,7 @@ class Candidate(Role):
 
     name = "Candidate"
 
-    def __init__(self, consensus, pre_vote: bool, transfer: bool) -> None:
+    def __init__(self, consensus: Consensus, pre_vote: bool, transfer: bool) -> None:
         super().__init__(consensus)
         self.pre_vote = pre_vote
         self.transfer = transfer
@@ -73,5 +76,5 @@ class Candidate(Role):
         else:
             consensus.become_leader(now)
 
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> dict[str, Any]:
         return {"preVote": self.pre_vote, "votesGranted": sorted(self.granted)}

@@ -7,7 +7,7 @@ built with when it has none.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ckite.consensus.membership import Configuration
 from ckite.log.entry import EntryKind, LogEntry

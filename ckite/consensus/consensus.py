@@ -17,8 +17,9 @@ import contextlib
 import logging
 import random
 import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO
 
 from ckite.consensus.candidate import Candidate
 from ckite.consensus.configurations import ConfigurationHistory
@@ -32,7 +33,7 @@ from ckite.consensus.reconfiguration import MembershipChange, derived_change
 from ckite.consensus.role import Role
 from ckite.consensus.settings import RaftSettings
 from ckite.consensus.status import member_status
-from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StorageError, StoppedError
+from ckite.errors import CKiteError, NotLeaderError, ProtocolError, StoppedError, StorageError
 from ckite.log.entry import EntryKind, LogEntry
 from ckite.log.log_writer import LogWriter
 from ckite.log.raft_log import RaftLog
@@ -40,8 +41,17 @@ from ckite.log.snapshot import Snapshot
 from ckite.log.snapshot_receiver import SnapshotReceiver
 from ckite.log.snapshot_store import SnapshotStore
 from ckite.log.storage import DurableWrite, LogStorage
-from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Request,
-                            RequestVote, RequestVoteResponse, TimeoutNow, TimeoutNowResponse)
+from ckite.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Request,
+    RequestVote,
+    RequestVoteResponse,
+    TimeoutNow,
+    TimeoutNowResponse,
+)
 from ckite.metrics import MemberMetrics
 
 logger = logging.getLogger(__name__)
@@ -68,8 +78,9 @@ class Consensus:
         self.failure: CKiteError | None = None
         self.metrics = MemberMetrics()
         self.writer = LogWriter(storage, self._on_durable, self.fail)
-        #: The effects of the step in progress (None between steps).
-        self.effects: Effects | None = None
+        #: The effects of the step in progress; None between steps, when only _step looks at it
+        #: (every role runs inside a step), so it is typed as always there.
+        self.effects: Effects = None  # type: ignore[assignment]
         self._step_start = 0          # the writer's last_seq when the step began: later ones are its own
         self._hard_state_seq = 0      # the latest write of term/vote or a truncation: what messages wait for
         stored = storage.load(settings.log_cache_bytes)
@@ -212,6 +223,7 @@ class Consensus:
                 raise StoppedError(f"{self.member_id} is {self.role.name}")
             self._refuse_own_id(request)
             now = self.clock()
+            response: AppendEntriesResponse | RequestVoteResponse | TimeoutNowResponse | InstallSnapshotResponse | None
             if isinstance(request, AppendEntries):
                 response = self._on_append_entries(request, now)
                 if not request.entries and response.success and response.match_index <= self.log.durable_index:
@@ -227,7 +239,7 @@ class Consensus:
             else:
                 raise TypeError(f"consensus does not handle {type(request).__name__}")
         if response is None:   # a chunk to heed: written to its file without the lock
-            return self._receive_snapshot_chunk(request, term)
+            return self._receive_snapshot_chunk(request, term)  # type: ignore[arg-type]   # only it answers None
         return response
 
     def _receive_snapshot_chunk(self, request: InstallSnapshot, term: int) -> InstallSnapshotResponse:
@@ -446,7 +458,8 @@ class Consensus:
         logger.info("%s: appending configuration %s", self.member_id, configuration.describe())
         self._append_as_leader([(EntryKind.CONFIGURATION, configuration.encode())])
 
-    def request_membership_change(self, add: Iterable[str] = (), remove: Iterable[str] = ()) -> Future:
+    def request_membership_change(self, add: Iterable[str] = (),
+                                  remove: Iterable[str] = ()) -> Future[MembershipChange]:
         """Add and remove members (leader only): the future yields the
         :class:`~ckite.consensus.reconfiguration.MembershipChange` once the configuration asked
         for is committed. Raises NotLeaderError, or MembershipChangeInProgressError while
@@ -463,7 +476,7 @@ class Consensus:
                 return self.role.reconfiguration.describe()
             return derived_change(self.configuration)
 
-    def request_leadership_transfer(self, to: str | None) -> Future:
+    def request_leadership_transfer(self, to: str | None) -> Future[bool]:
         """Hand leadership to ``to`` (or the most up-to-date voter); the future completes when
         this leader sees a newer term, or fails after an election timeout."""
         with self._step():
@@ -471,7 +484,7 @@ class Consensus:
                 raise NotLeaderError(leader=self.leader_id)
             return self.role.request_transfer(to, self.clock())
 
-    def request_read(self) -> Future:
+    def request_read(self) -> Future[int]:
         """Start a ReadIndex read: the future yields the index the state machine must reach."""
         with self._step():
             if not isinstance(self.role, Leader):
@@ -704,7 +717,7 @@ class Consensus:
 
     # --- inspection ---------------------------------------------------------------------------
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         with self.lock:
             return member_status(self, self.clock())
 

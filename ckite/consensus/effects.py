@@ -22,7 +22,7 @@ class Runtime(Protocol):
     def wake_senders(self) -> None:
         """New entries, a read round or a role: the peer senders may have something to send."""
 
-    def wake(self, effects: "Effects") -> None:
+    def wake(self, effects: Effects) -> None:
         """Everything else the step asked for (applier, election timer, leader waiters, peers)."""
 
 
@@ -30,7 +30,7 @@ class NoRuntime:
     """Nothing to wake: the caller (a test, the simulation) polls the core itself."""
 
     def wake_senders(self) -> None: ...
-    def wake(self, effects: "Effects") -> None: ...
+    def wake(self, effects: Effects) -> None: ...
 
 
 @dataclass
@@ -43,17 +43,17 @@ class Effects:
     #: Set by a reply step whose answer rests on less than every write decided before it (an
     #: empty AppendEntries matched entries already durable): the last write it does rest on.
     reply_rests_on: int | None = None
-    completions: list[tuple[Future, Any, BaseException | None]] = field(default_factory=list)
+    completions: list[tuple[Future[Any], Any, BaseException | None]] = field(default_factory=list)
     wake_senders: bool = False
     wake_applier: bool = False
     wake_timer: bool = False
     leader_changed: bool = False
     peers_changed: bool = False               #: the members this one talks to changed
 
-    def complete(self, future: Future, result: Any) -> None:
+    def complete(self, future: Future[Any], result: Any) -> None:
         self.completions.append((future, result, None))
 
-    def fail(self, future: Future, error: BaseException) -> None:
+    def fail(self, future: Future[Any], error: BaseException) -> None:
         self.completions.append((future, None, error))
 
     def complete_futures(self) -> None:

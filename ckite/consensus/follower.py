@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from ckite.consensus.role import Role
 from ckite.errors import ProtocolError
 from ckite.messages import AppendEntries, AppendEntriesResponse, InstallSnapshot, TimeoutNow
-
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class Follower(Role):
             prev_index = log.base_index
         else:
             local_term = log.term_at(prev_index)
+            assert local_term is not None   # base_index < prev_index <= last_index: the log holds it
             if local_term != request.prev_log_term:
                 return AppendEntriesResponse(term, False, conflict_term=local_term,
                                              conflict_index=log.first_index_of_term(local_term, prev_index))
@@ -78,7 +79,7 @@ class Follower(Role):
         consensus.become_candidate(now, transfer=True)
         return True
 
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> dict[str, Any]:
         consensus = self.consensus
         return {"following": consensus.leader_id,
                 "lastLeaderContactMs": None if consensus.last_leader_contact is None

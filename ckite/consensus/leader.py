@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from concurrent.futures import Future
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ckite.consensus.lease import LeaderLease
 from ckite.consensus.progress import Progress
@@ -12,8 +13,19 @@ from ckite.consensus.reconfiguration import Reconfiguration
 from ckite.consensus.role import Role
 from ckite.consensus.transfer import LeadershipTransfer
 from ckite.log.snapshot import Snapshot
-from ckite.messages import (AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse,
-                            Request, TimeoutNow, TimeoutNowResponse)
+from ckite.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Request,
+    TimeoutNow,
+    TimeoutNowResponse,
+)
+
+if TYPE_CHECKING:
+    from ckite.consensus.consensus import Consensus
+    from ckite.log.entry import LogEntry
 
 _log = logging.getLogger(__name__)
 
@@ -23,7 +35,7 @@ class _AppendContext:
 
     __slots__ = ("leader", "round", "prev_index", "last_index", "seq", "sent_at")
 
-    def __init__(self, leader: "Leader", round_: int, prev_index: int, last_index: int, seq: int,
+    def __init__(self, leader: Leader, round_: int, prev_index: int, last_index: int, seq: int,
                  sent_at: float) -> None:
         self.leader = leader
         self.round = round_
@@ -39,7 +51,7 @@ class _SnapshotContext:
 
     __slots__ = ("leader", "snapshot", "offset", "done")
 
-    def __init__(self, leader: "Leader", snapshot: Snapshot, offset: int, done: bool) -> None:
+    def __init__(self, leader: Leader, snapshot: Snapshot, offset: int, done: bool) -> None:
         self.leader = leader
         self.snapshot = snapshot
         self.offset = offset
@@ -52,7 +64,7 @@ class _LaneContext:
 
     __slots__ = ("leader", "round", "sent_at")
 
-    def __init__(self, leader: "Leader", round_: int, sent_at: float) -> None:
+    def __init__(self, leader: Leader, round_: int, sent_at: float) -> None:
         self.leader = leader
         self.round = round_
         self.sent_at = sent_at
@@ -63,7 +75,7 @@ class Leader(Role):
 
     name = "Leader"
 
-    def __init__(self, consensus) -> None:
+    def __init__(self, consensus: Consensus) -> None:
         super().__init__(consensus)
         self.progress: dict[str, Progress] = {}
         self.reads = ReadIndexTracker()
@@ -98,13 +110,13 @@ class Leader(Role):
 
     # --- membership changes and leadership transfer ---------------------------------------------
 
-    def request_change(self, add: Iterable[str], remove: Iterable[str]) -> Future:
+    def request_change(self, add: Iterable[str], remove: Iterable[str]) -> Future[Any]:
         return self.reconfiguration.request(add, remove)
 
-    def request_transfer(self, requested: str | None, now: float) -> Future:
+    def request_transfer(self, requested: str | None, now: float) -> Future[bool]:
         if self.transfer is not None:
             return self.transfer.future
-        future: Future = Future()
+        future: Future[bool] = Future()
         target = LeadershipTransfer.choose_target(self, requested)
         self.transfer = LeadershipTransfer(self, target, now + self.consensus.settings.max_election_timeout, future)
         self.consensus.effects.wake_senders = True   # the target may be ready now
@@ -200,7 +212,7 @@ class Leader(Role):
         if prev_term is None:
             return self._next_snapshot_chunk(progress, now)   # the entries it needs were compacted
         if not has_entries:
-            entries = []
+            entries: list[LogEntry] = []
         elif batch is not None:
             entries = batch
         else:
@@ -384,11 +396,11 @@ class Leader(Role):
 
     # --- reads --------------------------------------------------------------------------------
 
-    def request_read(self) -> Future:
+    def request_read(self) -> Future[int]:
         """A future of the read index (shared by the reads of one confirmation round)."""
         consensus = self.consensus
         if consensus.commit_index < self.term_start_index:
-            future: Future = Future()
+            future: Future[int] = Future()
             self.reads.before_first_commit.append(future)
             return future
         round_before = self.reads.current_round
@@ -404,7 +416,7 @@ class Leader(Role):
         if self.reads.before_first_commit and self.consensus.commit_index >= self.term_start_index:
             waiting, self.reads.before_first_commit = self.reads.before_first_commit, []
             for future in waiting:
-                self.request_read().add_done_callback(lambda shared, mine=future: _copy_outcome(shared, mine))
+                self.request_read().add_done_callback(lambda shared, mine=future: _copy_outcome(shared, mine))  # type: ignore[misc]   # mypy cannot type a lambda with a default
         self._after_commit_or_progress(self.consensus.clock())
 
     def lease_read_index(self, now: float) -> int | None:
@@ -467,7 +479,7 @@ class Leader(Role):
     def on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse:
         return InstallSnapshotResponse(self.consensus.term, False)
 
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> dict[str, Any]:
         return {
             "leaderUptimeMs": round((now - self.started_at) * 1000),
             **self._read_status(now),
@@ -478,7 +490,7 @@ class Leader(Role):
                           for peer, p in sorted(self.progress.items())},
         }
 
-    def _read_status(self, now: float) -> dict:
+    def _read_status(self, now: float) -> dict[str, Any]:
         """How reads are confirmed; with lease reads, how much of the lease is left (0: reads
         take a ReadIndex round until the next acknowledged heartbeat renews it)."""
         if not self.consensus.settings.lease_reads:
@@ -487,7 +499,7 @@ class Leader(Role):
         return {"reads": "lease", "leaseRemainingMs": round(remaining * 1000), "leaseRevoked": self.lease.revoked}
 
 
-def _copy_outcome(source: Future, target: Future) -> None:
+def _copy_outcome(source: Future[int], target: Future[int]) -> None:
     if target.done():
         return
     if source.exception() is not None:

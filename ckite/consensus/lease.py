@@ -20,7 +20,7 @@ What a lease does not cover, and so what turns it off:
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from ckite.consensus.membership import Configuration
 

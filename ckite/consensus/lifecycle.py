@@ -1,9 +1,14 @@
 """The roles a member has before it runs and after it stops: they answer nothing."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ckite.consensus.role import Role
 from ckite.errors import StoppedError
 from ckite.messages import AppendEntries, AppendEntriesResponse
+
+if TYPE_CHECKING:
+    from ckite.consensus.consensus import Consensus
 
 
 class Starter(Role):
@@ -26,7 +31,7 @@ class Failed(Role):
 
     name = "Failed"
 
-    def __init__(self, consensus, reason: str) -> None:
+    def __init__(self, consensus: Consensus, reason: str) -> None:
         super().__init__(consensus)
         self.reason = reason
 
@@ -37,7 +42,7 @@ class Failed(Role):
     def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
         raise StoppedError(f"member is out of service: {self.reason}")
 
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> dict[str, Any]:
         return {"failure": self.reason}
 
 

@@ -7,12 +7,16 @@ toward nothing. Configurations travel in CONFIGURATION log entries, encoded here
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from typing import Any, TypeVar
 
 import msgpack
 
 from ckite.errors import EncodingError
+
+#: What a quorum is taken over: match indexes and read rounds (int), acknowledgement times (float).
+Q = TypeVar("Q", int, float)
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Configuration:
             raise ValueError(f"promoting {sorted(self.promoting - self.learners)}: not learners")
 
     @classmethod
-    def of(cls, voters: Iterable[str]) -> "Configuration":
+    def of(cls, voters: Iterable[str]) -> Configuration:
         return cls(frozenset(voters))
 
     @property
@@ -52,7 +56,7 @@ class Configuration:
         ayes = set(ayes)
         return all(len(group & ayes) * 2 > len(group) for group in self._groups())
 
-    def quorum_value(self, values: Mapping[str, int]) -> int:
+    def quorum_value(self, values: Mapping[str, Q]) -> Q:
         """The largest v such that a quorum of voters has a value >= v (missing voters count 0).
 
         Used for the commit index (values = match indexes) and for read confirmation
@@ -64,13 +68,14 @@ class Configuration:
         return (self.voters,) if self.old_voters is None else (self.voters, self.old_voters)
 
     def encode(self) -> bytes:
-        return msgpack.packb({"voters": sorted(self.voters),
-                              "old_voters": None if self.old_voters is None else sorted(self.old_voters),
-                              "learners": sorted(self.learners), "promoting": sorted(self.promoting)},
-                             use_bin_type=True)
+        encoded: bytes = msgpack.packb({"voters": sorted(self.voters),
+                                        "old_voters": None if self.old_voters is None else sorted(self.old_voters),
+                                        "learners": sorted(self.learners), "promoting": sorted(self.promoting)},
+                                       use_bin_type=True)
+        return encoded
 
     @classmethod
-    def decode(cls, data: bytes) -> "Configuration":
+    def decode(cls, data: bytes) -> Configuration:
         try:
             raw = msgpack.unpackb(data, raw=False)
             old = raw["old_voters"]
@@ -81,14 +86,14 @@ class Configuration:
         except Exception as exc:
             raise EncodingError(f"malformed cluster configuration: {exc}") from exc
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         """A JSON-friendly view for the admin console."""
         return {"voters": sorted(self.voters),
                 "oldVoters": None if self.old_voters is None else sorted(self.old_voters),
                 "learners": sorted(self.learners), "promoting": sorted(self.promoting), "joint": self.is_joint}
 
 
-def _majority_value(group: frozenset[str], values: Mapping[str, int]) -> int:
+def _majority_value(group: frozenset[str], values: Mapping[str, Q]) -> Q:
     if not group:
         return 0
     ordered = sorted((values.get(member, 0) for member in group), reverse=True)

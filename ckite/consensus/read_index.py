@@ -18,7 +18,7 @@ from ckite.errors import LostLeadershipError
 class _PendingRead:
     round: int
     read_index: int
-    future: Future
+    future: Future[int]
 
 
 @dataclass
@@ -28,9 +28,9 @@ class ReadIndexTracker:
     current_round: int = 0
     sent_round: int = 0
     waiting: list[_PendingRead] = field(default_factory=list)
-    before_first_commit: list[Future] = field(default_factory=list)
+    before_first_commit: list[Future[int]] = field(default_factory=list)
 
-    def add(self, commit_index: int) -> Future:
+    def add(self, commit_index: int) -> Future[int]:
         """Register a read at ``commit_index``; opens a new round unless the open one is unsent.
 
         Every read of a round shares one future, resolved with the highest commit index among

@@ -19,9 +19,10 @@ joins it instead of failing, which is what makes retrying a membership call safe
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any
 
 from ckite.consensus.membership import Configuration
 from ckite.errors import LostLeadershipError, MembershipChangeError, MembershipChangeInProgressError
@@ -53,12 +54,12 @@ class MembershipChange:
     state: ChangeState
     cancelled: tuple[str, ...] = ()   #: members whose addition was cancelled before they became voters
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"members": list(self.members), "added": list(self.added), "removed": list(self.removed),
                 "state": self.state.value, "cancelled": list(self.cancelled)}
 
     @classmethod
-    def from_json(cls, document: dict) -> "MembershipChange":
+    def from_json(cls, document: dict[str, Any]) -> MembershipChange:
         return cls(tuple(document["members"]), tuple(document["added"]), tuple(document["removed"]),
                    ChangeState(document["state"]), tuple(document.get("cancelled", ())))
 
@@ -70,7 +71,7 @@ class PendingChange:
     target: frozenset[str]    #: the voters asked for
     added: frozenset[str]
     removed: frozenset[str]
-    future: Future = field(default_factory=Future)
+    future: Future[MembershipChange] = field(default_factory=Future)
     cancelled: frozenset[str] = frozenset()
 
     def describe(self, state: ChangeState) -> MembershipChange:
@@ -93,13 +94,13 @@ def derived_change(configuration: Configuration) -> MembershipChange | None:
 class Reconfiguration:
     """The leader's side of membership changes; every method runs under the consensus lock."""
 
-    def __init__(self, leader: "Leader") -> None:
+    def __init__(self, leader: Leader) -> None:
         self.leader = leader
         self.pending: PendingChange | None = None
         self._driving = False
         self._again = False
 
-    def request(self, add: Iterable[str], remove: Iterable[str]) -> Future:
+    def request(self, add: Iterable[str], remove: Iterable[str]) -> Future[MembershipChange]:
         """Start a change (a future of its :class:`MembershipChange` once done). The same change
         again joins the one in progress; removing members whose addition is still catching up
         cancels their addition; any other change while one is in progress fails at once
@@ -203,5 +204,5 @@ class Reconfiguration:
         """Leadership lost: the change may still complete under the next leader."""
         pending, self.pending = self.pending, None
         if pending is not None:
-            self.leader.consensus.effects.fail(
-                pending.future, LostLeadershipError("leadership lost during the membership change; it may still complete"))
+            self.leader.consensus.effects.fail(pending.future, LostLeadershipError(
+                "leadership lost during the membership change; it may still complete"))

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ckite.errors import StoppedError
-from ckite.messages import AppendEntries, AppendEntriesResponse, InstallSnapshot, Request, TimeoutNow
+from ckite.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    Request,
+    TimeoutNow,
+)
 
 if TYPE_CHECKING:
     from ckite.consensus.consensus import Consensus
@@ -20,7 +27,7 @@ class Role:
 
     name = "Role"
 
-    def __init__(self, consensus: "Consensus") -> None:
+    def __init__(self, consensus: Consensus) -> None:
         self.consensus = consensus
 
     def begin(self, now: float) -> None:
@@ -36,7 +43,8 @@ class Role:
     def on_append_entries(self, request: AppendEntries, now: float) -> AppendEntriesResponse:
         raise NotImplementedError
 
-    def on_install_snapshot(self, request: InstallSnapshot, now: float) -> Any:
+    def on_install_snapshot(self, request: InstallSnapshot, now: float) -> InstallSnapshotResponse | None:
+        """The answer, or None: the consensus writes the chunk to its file without the lock, then answers."""
         raise StoppedError(f"{self.name} does not accept snapshots")
 
     def on_timeout_now(self, request: TimeoutNow, now: float) -> bool:
@@ -63,7 +71,7 @@ class Role:
     def on_failure(self, peer: str, request: Request, context: Any, now: float) -> None:
         """A request this role sent was lost (no reply within the RPC timeout)."""
 
-    def status(self, now: float) -> dict:
+    def status(self, now: float) -> dict[str, Any]:
         return {}
 
     def __repr__(self) -> str:

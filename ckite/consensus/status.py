@@ -14,14 +14,14 @@ if TYPE_CHECKING:
     from ckite.consensus.consensus import Consensus
 
 
-def state_name(consensus: "Consensus") -> str:
+def state_name(consensus: Consensus) -> str:
     """The role, or "Removed" for a member the configuration no longer includes."""
     if type(consensus.role) is Follower and consensus.member_id not in consensus.configuration.members:
         return "Removed"
     return consensus.role.name
 
 
-def member_status(consensus: "Consensus", now: float) -> dict[str, Any]:
+def member_status(consensus: Consensus, now: float) -> dict[str, Any]:
     """Term, role, leader, configuration, log indexes and metrics; the caller holds the lock."""
     log = consensus.log
     last = log.last_index

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 class LeadershipTransfer:
     """One transfer in progress; guarded by the consensus lock."""
 
-    def __init__(self, leader: "Leader", target: str, deadline: float, future: Future) -> None:
+    def __init__(self, leader: Leader, target: str, deadline: float, future: Future[bool]) -> None:
         self.leader = leader
         self.target = target
         self.deadline = deadline
@@ -28,7 +28,7 @@ class LeadershipTransfer:
         self.sent = False
 
     @classmethod
-    def choose_target(cls, leader: "Leader", requested: str | None) -> str:
+    def choose_target(cls, leader: Leader, requested: str | None) -> str:
         """``requested`` if it is another voter, else the voter whose log is most up to date."""
         consensus = leader.consensus
         voters = consensus.configuration.voters - {consensus.member_id}

@@ -24,7 +24,7 @@ class LogEntry:
     kind: EntryKind = EntryKind.COMMAND
 
 
-class EntryBatch(list):
+class EntryBatch(list[LogEntry]):
     """Entries a leader sends together. The same batch goes to every follower, so a transport
     may keep its encoded form in :attr:`wire` and encode the entries once, not once per follower."""
 
@@ -38,7 +38,7 @@ class Unloaded(bytes):
 
     size: int
 
-    def __new__(cls, size: int) -> "Unloaded":
+    def __new__(cls, size: int) -> Unloaded:
         unloaded = super().__new__(cls, b"")
         unloaded.size = size
         return unloaded

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ckite.errors import StorageError
 from ckite.log.storage import DurableWrite, LogStorage

@@ -9,7 +9,7 @@ This module also holds :func:`check_append`, the append contract every storage e
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from ckite.log.entry import LogEntry
 from ckite.log.snapshot import Snapshot

@@ -10,7 +10,7 @@ writes them (thesis §10.2.1). Reads (term lookups, slices to send) never touch 
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from ckite.log.entry import EntryBatch, EntryKind, LogEntry, Unloaded, data_size, is_loaded
 from ckite.log.snapshot import Snapshot
@@ -56,7 +56,11 @@ class RaftLog:
 
     @property
     def last_term(self) -> int:
-        return self._entries[-1].term if self._entries else self._base_term
+        if self._entries:
+            return self._entries[-1].term
+        # The base term is unknown only while entries kept before a snapshot's index follow it.
+        assert self._base_term is not None
+        return self._base_term
 
     @property
     def first_index(self) -> int:

@@ -12,6 +12,7 @@ memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,5 +32,5 @@ class Snapshot:
         """The store's name for its state (index and term identify a snapshot, as they do an entry)."""
         return f"{self.last_index:020d}-{self.last_term:020d}"
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"index": self.last_index, "term": self.last_term, "bytes": self.size}

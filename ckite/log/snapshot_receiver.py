@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ckite.errors import StorageError
 from ckite.log.snapshot import Snapshot
@@ -43,15 +43,17 @@ class SnapshotReceiver:
         snapshot = announced(request)
         with self._lock:
             incoming = self._incoming
-            same = incoming is not None and incoming.snapshot == snapshot
-            if request.offset == 0 and not (same and incoming.received):
+            same = incoming if incoming is not None and incoming.snapshot == snapshot else None
+            if request.offset == 0 and not (same is not None and same.received):
                 if incoming is not None:
                     incoming.abort()
                 current = self._current()
                 self._store.retain([current] if current is not None else [])
                 incoming = self._incoming = self._store.receive(snapshot)
-            elif not same:
+            elif same is None:
                 return False, 0, None   # chunks of a snapshot this member has nothing of: from the start
+            else:
+                incoming = same
             if not incoming.append(request.offset, request.data):
                 return False, incoming.received, None   # a duplicate or late chunk: say where to resume
             return self._after_chunk(incoming, request)

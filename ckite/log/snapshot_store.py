@@ -22,11 +22,15 @@ import os
 import threading
 import zlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import TYPE_CHECKING, BinaryIO
 
 from ckite.errors import StorageError
 from ckite.log.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +50,7 @@ class _Checksummed(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data) -> int:   # type: ignore[override]
+    def write(self, data: ReadableBuffer) -> int:
         view = memoryview(data)
         self._file.write(view)
         self.size += view.nbytes
@@ -58,13 +62,13 @@ class SnapshotWriter:
     """The state of a new snapshot, being written: :attr:`file` takes its bytes (buffered), then
     :meth:`commit` makes it durable and returns its metadata, or :meth:`abort` drops it."""
 
-    def __init__(self, store: "SnapshotStore", last_index: int, last_term: int, configuration: bytes,
+    def __init__(self, store: SnapshotStore, last_index: int, last_term: int, configuration: bytes,
                  target: BinaryIO) -> None:
         self._store = store
         self._meta = (last_index, last_term, configuration)
         self._target = target
         self._counted = _Checksummed(target)
-        self.file: BinaryIO = io.BufferedWriter(self._counted, READ_CHUNK)   # type: ignore[arg-type]
+        self.file: BinaryIO = io.BufferedWriter(self._counted, READ_CHUNK)
 
     def commit(self) -> Snapshot:
         self.file.flush()
@@ -79,7 +83,7 @@ class SnapshotWriter:
 class IncomingSnapshot:
     """A leader's snapshot arriving in chunks, in order; :meth:`finish` once the last one is in."""
 
-    def __init__(self, store: "SnapshotStore", snapshot: Snapshot, target: BinaryIO) -> None:
+    def __init__(self, store: SnapshotStore, snapshot: Snapshot, target: BinaryIO) -> None:
         self.snapshot = snapshot
         self._store = store
         self._target = target

@@ -28,37 +28,37 @@ import logging
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 from sqlite_utils import Database
 
 from ckite.errors import StorageError
 from ckite.log.entry import EntryKind, LogEntry, Unloaded
-from ckite.log.snapshot import Snapshot
-from ckite.log.snapshot_store import FileSnapshotStore
 from ckite.log.memory_storage import check_append
+from ckite.log.snapshot import Snapshot
+from ckite.log.snapshot_store import FileSnapshotStore, SnapshotStore
 from ckite.log.storage import DurableWrite, LogStorage, StoredState
 
 logger = logging.getLogger(__name__)
 
 
-def _create_log_and_meta(db: Database, snapshots: FileSnapshotStore) -> None:
+def _create_log_and_meta(db: Database, snapshots: SnapshotStore) -> None:
     """Schema version 1. ``value`` is declared BLOB, which in SQLite means "no affinity": the
     term stays an INTEGER and a vote a TEXT (a member id like "1" must not turn into 1)."""
-    db["log"].create({"idx": int, "term": int, "kind": int, "data": bytes}, pk="idx",
-                     not_null={"term", "kind", "data"}, if_not_exists=True)
-    db["meta"].create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
+    db.table("log").create({"idx": int, "term": int, "kind": int, "data": bytes}, pk="idx",
+                          not_null={"term", "kind", "data"}, if_not_exists=True)
+    db.table("meta").create({"key": str, "value": bytes}, pk="key", if_not_exists=True)
 
 
-def _create_snapshot(db: Database, snapshots: FileSnapshotStore) -> None:
+def _create_snapshot(db: Database, snapshots: SnapshotStore) -> None:
     """Schema version 2: one row holding the latest snapshot, its state included."""
     db.execute("CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), "
                "last_index INTEGER NOT NULL, last_term INTEGER NOT NULL, configuration BLOB NOT NULL, "
                "data BLOB NOT NULL)")
 
 
-def _snapshots_in_files(db: Database, snapshots: FileSnapshotStore) -> None:
+def _snapshots_in_files(db: Database, snapshots: SnapshotStore) -> None:
     """Schema version 3: the state of a snapshot lives in a file of the snapshot store; the
     database keeps the metadata of the latest two (the newest, and the one to fall back on if
     the newest is found damaged). Version 2's snapshot row is moved into a file."""
@@ -80,7 +80,7 @@ def _snapshots_in_files(db: Database, snapshots: FileSnapshotStore) -> None:
 #: Migration ``n`` (1-based) brings a database from schema version ``n - 1`` to ``n``. Each
 #: must be idempotent (``if_not_exists``): the version row is written after all of them, so an
 #: interrupted upgrade simply runs again.
-_MIGRATIONS: tuple[Callable[[Database, FileSnapshotStore], None], ...] = (
+_MIGRATIONS: tuple[Callable[[Database, SnapshotStore], None], ...] = (
     _create_log_and_meta, _create_snapshot, _snapshots_in_files)
 
 #: Snapshots whose metadata the database keeps: the newest, and the previous one to fall back on.

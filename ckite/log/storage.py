@@ -11,8 +11,8 @@ term, vote and acknowledged entries surviving a crash.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from ckite.log.entry import LogEntry
 from ckite.log.snapshot import Snapshot

@@ -19,6 +19,7 @@ thriftpy2 client) writes them take a fast path, anything else the general walk.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 
 class MalformedFrame(Exception):
@@ -35,7 +36,7 @@ _MAX_DEPTH = 64   # thriftpy2's DEFAULT_MAX_DEPTH
 #: Container elements a frame may hold in all (the transport passes its entries-per-append limit).
 DEFAULT_MAX_ITEMS = 10_000
 
-_i32 = struct.Struct(">i").unpack_from
+_i32: Callable[[bytes, int], tuple[int]] = struct.Struct(">i").unpack_from
 #: A LogEntryST as written: fields 1 (i64 term), 2 (i64 index), 3 (binary command) -> the three
 #: field headers and the command's length; then field 4 (i8 kind) and STOP.
 _entry_head = struct.Struct(">3s8x3s8x3si").unpack_from
@@ -113,8 +114,8 @@ def _check_count(frame: bytes, position: int, count: int, budget: list[int], *it
         raise MalformedFrame("negative container size")
     if count == 0:
         return
-    sizes = [_MIN_SIZE.get(item_type) for item_type in item_types]
-    if None in sizes:
+    sizes = [size for size in map(_MIN_SIZE.get, item_types) if size is not None]
+    if len(sizes) < len(item_types):
         raise MalformedFrame(f"container of unknown element type {item_types}")
     if count * sum(sizes) > len(frame) - position:
         raise MalformedFrame(f"container claims {count} elements, more than the frame holds")

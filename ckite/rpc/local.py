@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 
-from ckite.errors import RpcError, StoppedError
+from ckite.errors import CKiteError, RpcError, StoppedError
 from ckite.messages import Request, Response
 from ckite.rpc.idl import ckite_thrift
 from ckite.rpc.thrift_codec import decode_response, encode_request, error_from_thrift
@@ -86,6 +86,7 @@ class LocalNetwork:
         if served is None:
             raise RpcError(f"{target} is not serving")
         method, argument = encode_request(request)
+        failure: CKiteError | None
         try:
             value = served[1].dispatch(method, argument)   # the Thrift server's code path
         except ckite_thrift.CKiteErrorST as error:

@@ -13,15 +13,30 @@ which fails if the IDL and a dataclass do not carry the same fields. Log entries
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable, get_type_hints
+from typing import Any, get_type_hints
 
 from ckite import errors
 from ckite.errors import CKiteError, EncodingError, RpcError
 from ckite.log.entry import EntryBatch, EntryKind, LogEntry
-from ckite.messages import (AppendEntries, AppendEntriesResponse, ForwardKind, ForwardRequest, ForwardResponse,
-                            InstallSnapshot, InstallSnapshotResponse, JoinMember, JoinMemberResponse, Request,
-                            RequestVote, RequestVoteResponse, Response, TimeoutNow, TimeoutNowResponse)
+from ckite.messages import (
+    AppendEntries,
+    AppendEntriesResponse,
+    ForwardKind,
+    ForwardRequest,
+    ForwardResponse,
+    InstallSnapshot,
+    InstallSnapshotResponse,
+    JoinMember,
+    JoinMemberResponse,
+    Request,
+    RequestVote,
+    RequestVoteResponse,
+    Response,
+    TimeoutNow,
+    TimeoutNowResponse,
+)
 from ckite.rpc.idl import ckite_thrift as T
 
 # --- checks on values that came from the network ------------------------------------------------
@@ -47,9 +62,10 @@ _integer, _text, _blob, _flag = (_typed(int, "an integer"), _typed(str, "UTF-8 t
 
 def _count(value: Any, label: str) -> int:
     """A term, an index, an offset or a timeout: a non-negative integer."""
-    if _integer(value, label) < 0:
+    count: int = _integer(value, label)
+    if count < 0:
         raise EncodingError(f"malformed message: {label} is negative ({value})")
-    return value
+    return count
 
 
 def _forward_kind(value: Any, label: str) -> ForwardKind:
@@ -63,7 +79,7 @@ def _forward_kind(value: Any, label: str) -> ForwardKind:
 _ENTRY_KINDS = {kind.value: kind for kind in EntryKind}
 
 
-def _entries_to_thrift(entries: list[LogEntry]) -> list:
+def _entries_to_thrift(entries: list[LogEntry]) -> list[Any]:
     """The thrift form of a batch, built once: a leader sends the same batch object to every
     follower (:meth:`~ckite.log.raft_log.RaftLog.batch_from`), which keeps it here."""
     wire = getattr(entries, "wire", None)
@@ -97,7 +113,8 @@ def _entries_from_thrift(items: Any, label: str) -> list[LogEntry]:
 # --- the field tables ------------------------------------------------------------------------------
 
 #: Each dataclass and the struct that carries it.
-_STRUCTS: dict[type, type] = {
+#: Message dataclass -> the thriftpy2 struct class that carries it (built at run time from the IDL).
+_STRUCTS: dict[type[Request | Response], Any] = {
     RequestVote: T.RequestVoteST, RequestVoteResponse: T.RequestVoteResponseST,
     AppendEntries: T.AppendEntriesST, AppendEntriesResponse: T.AppendEntriesResponseST,
     InstallSnapshot: T.InstallSnapshotST, InstallSnapshotResponse: T.InstallSnapshotResponseST,
@@ -122,7 +139,7 @@ def _camel_case(name: str) -> str:
     return first + "".join(word.title() for word in rest)
 
 
-def _field_table(cls: type, st: type) -> tuple[tuple[str, str, Any, Any, str], ...]:
+def _field_table(cls: type, st: Any) -> tuple[tuple[str, str, Any, Any, str], ...]:
     """(dataclass field, struct field, check, encoding or None, "Struct.field") for each field of ``cls``;
     raises TypeError at import when the IDL and the dataclass do not carry the same fields."""
     hints = get_type_hints(cls)
@@ -187,12 +204,14 @@ def encode_request(request: Request) -> tuple[str, Any]:
 
 def decode_request(method: str, value: Any) -> Request:
     """The argument of ``method``, checked to be the request that method takes."""
-    return _decode_as(method, value, 0)
+    request: Request = _decode_as(method, value, 0)
+    return request
 
 
 def decode_response(method: str, value: Any) -> Response:
     """The reply of ``method``, checked to be the response that method gives."""
-    return _decode_as(method, value, 1)
+    response: Response = _decode_as(method, value, 1)
+    return response
 
 
 def _decode_as(method: str, value: Any, side: int) -> Any:

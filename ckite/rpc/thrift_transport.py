@@ -2,12 +2,13 @@
 
 Any Thrift client of ``ckite.thrift`` can call a member. The client side
 (:mod:`ckite.rpc.thrift_client`) is thriftpy2's own client, with a small pool of connections per
-peer for calls, and one pipelined connection per peer for a leader's replication. The server side is ours: thriftpy2's threaded server reads the
-4-byte frame length and mallocs whatever a peer claims (a stranger can ask for 2 GB), so
-:class:`_FrameServer` reads frames itself, refuses a length outside ``1..max_frame_bytes``,
-checks the frame's structure (:mod:`ckite.rpc.frame_check`: thriftpy2's decoder trusts the
-sizes inside a frame too), and only then lets thriftpy2's ``TProcessor`` decode the frame and
-write the reply. A peer that breaks the rules loses its connection; the others are served on.
+peer for calls, and one pipelined connection per peer for a leader's replication. The server side
+is ours: thriftpy2's threaded server reads the 4-byte frame length and mallocs whatever a peer
+claims (a stranger can ask for 2 GB), so :class:`_FrameServer` reads frames itself, refuses a
+length outside ``1..max_frame_bytes``, checks the frame's structure (:mod:`ckite.rpc.frame_check`:
+thriftpy2's decoder trusts the sizes inside a frame too), and only then lets thriftpy2's
+``TProcessor`` decode the frame and write the reply. A peer that breaks the rules loses its
+connection; the others are served on.
 A decoded request is checked against Raft's invariants and the receiving limits
 (:mod:`ckite.rpc.validation`) before the handler sees it.
 
@@ -42,9 +43,16 @@ from ckite.messages import Request, Response
 from ckite.rpc.frame_check import check_frame
 from ckite.rpc.framing import BadFrame, FrameDecoder, FrameReader
 from ckite.rpc.idl import CKiteService, ckite_thrift
-from ckite.rpc.thrift_codec import (METHODS, decode_request, decode_response, encode_request, error_from_thrift,
-                                    error_to_thrift, to_thrift)
 from ckite.rpc.thrift_client import MIN_TIMEOUT, ClientConnection, ThriftPipeline, family, shut_down, split_address
+from ckite.rpc.thrift_codec import (
+    METHODS,
+    decode_request,
+    decode_response,
+    encode_request,
+    error_from_thrift,
+    error_to_thrift,
+    to_thrift,
+)
 from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import Pipeline, RpcHandler, Transport
 from ckite.rpc.validation import RequestLimits, validate_request

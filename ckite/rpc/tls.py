@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 
 #: The oldest protocol either side accepts.
@@ -35,7 +36,8 @@ class TlsConfig:
     check_hostname: bool = True
 
     @classmethod
-    def of(cls, cert: str | Path, key: str | Path, ca: str | Path, check_hostname: bool = True) -> "TlsConfig":
+    def of(cls, cert: str | PathLike[str], key: str | PathLike[str], ca: str | PathLike[str],
+           check_hostname: bool = True) -> TlsConfig:
         """Check that the three files can be read and build the contexts once, so a wrong path, a key
         that does not match the certificate or a file that is not PEM fails here with ValueError naming it."""
         config = cls(Path(cert), Path(key), Path(ca), check_hostname)

@@ -44,7 +44,7 @@ class Transport(ABC):
         garbage, or the :class:`~ckite.errors.CKiteError` the remote handler raised.
         """
 
-    def open_pipeline(self, address: str, timeout: float) -> "Pipeline":
+    def open_pipeline(self, address: str, timeout: float) -> Pipeline:
         """An ordered stream of requests to ``address`` (a leader's replication to one peer).
 
         This default makes one blocking :meth:`call` per request, so nothing overlaps; a

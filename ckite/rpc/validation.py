@@ -28,15 +28,23 @@ edge, and not in the core: a member's own decisions are trusted, what arrives is
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable
 
 from ckite.codec import decode_value
 from ckite.consensus.membership import Configuration
 from ckite.errors import EncodingError
 from ckite.log.entry import EntryKind
-from ckite.messages import (AppendEntries, ForwardKind, ForwardRequest, InstallSnapshot, JoinMember, Request,
-                            RequestVote, TimeoutNow)
+from ckite.messages import (
+    AppendEntries,
+    ForwardKind,
+    ForwardRequest,
+    InstallSnapshot,
+    JoinMember,
+    Request,
+    RequestVote,
+    TimeoutNow,
+)
 
 #: The largest term, index or byte offset a peer may send.
 MAX_POSITION = 2 ** 62

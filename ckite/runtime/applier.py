@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, StorageError
 from ckite.log.snapshot import Snapshot
 from ckite.runtime.compactor import Compactor
 from ckite.runtime.pending import PendingWrites
-from ckite.runtime.worker import Worker
 from ckite.runtime.replicated_state import BatchFailed, ReplicatedState
+from ckite.runtime.worker import Worker
 from ckite.sessions.table import ClientTable
 from ckite.statemachine import StateMachine
 

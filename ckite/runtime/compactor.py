@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from ckite.consensus.consensus import Consensus
 from ckite.runtime.worker import Worker

@@ -6,7 +6,7 @@ nothing to do and the loop sleeps until the new deadline.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ckite.consensus.consensus import Consensus
 from ckite.runtime.worker import Worker

@@ -15,7 +15,7 @@ first reader of a round sends it.
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ckite.errors import ReadTimeoutError
 

@@ -13,7 +13,7 @@ once, from another of its connection threads.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError

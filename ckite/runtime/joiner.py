@@ -8,11 +8,11 @@ catch up, then makes it a voter) until the member sees itself in a configuration
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError
-from ckite.messages import JoinMember
+from ckite.messages import JoinMember, JoinMemberResponse
 from ckite.rpc.transport import Transport
 from ckite.runtime.worker import Worker
 
@@ -22,7 +22,8 @@ logger = logging.getLogger(__name__)
 RETRY_PAUSE = 0.5
 
 
-def join_step(consensus: Consensus, transport: Transport, seeds: Sequence[str], timeout: float):
+def join_step(consensus: Consensus, transport: Transport, seeds: Sequence[str],
+              timeout: float) -> Callable[[Worker], None]:
     """A :class:`Worker` step that asks the seeds until this member is no longer a Joiner."""
     def step(worker: Worker) -> None:
         for seed in seeds:
@@ -31,6 +32,7 @@ def join_step(consensus: Consensus, transport: Transport, seeds: Sequence[str], 
                 return
             try:
                 answer = transport.call(seed, JoinMember(consensus.member_id, int(timeout * 1000)), timeout)
+                assert isinstance(answer, JoinMemberResponse)   # the codec checks a reply's type
                 if answer.success:
                     logger.info("%s: added to the cluster through %s", consensus.member_id, seed)
                 else:   # a learner catching up: asking again joins the change in progress

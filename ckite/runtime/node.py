@@ -12,19 +12,33 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 from ckite.codec import decode_command, decode_value, encode_command, encode_value
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.consensus import Consensus
 from ckite.consensus.effects import Effects
 from ckite.consensus.reconfiguration import ChangeState, MembershipChange
+from ckite.errors import (
+    CKiteError,
+    CommandError,
+    LeaderTimeoutError,
+    LostLeadershipError,
+    MemberFailedError,
+    MembershipChangeError,
+    MembershipChangeInProgressError,
+    NotLeaderError,
+    ReadTimeoutError,
+    RpcError,
+    StoppedError,
+    UnreachableError,
+    WriteInterruptedError,
+    WriteTimeoutError,
+)
 from ckite.identity import MemberIdentity, same_endpoint
-from ckite.errors import (CKiteError, CommandError, LeaderTimeoutError, LostLeadershipError, MemberFailedError,
-                          MembershipChangeError, MembershipChangeInProgressError, NotLeaderError, ReadTimeoutError,
-                          RpcError, StoppedError, UnreachableError, WriteInterruptedError, WriteTimeoutError)
 from ckite.log.entry import EntryKind
 from ckite.messages import ForwardKind, ForwardRequest, ForwardResponse, JoinMember, JoinMemberResponse, Request
 from ckite.rpc.transport import Transport
@@ -43,6 +57,8 @@ from ckite.sessions.table import ClientTable
 from ckite.statemachine import StateMachine
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: How long a caller waits before retrying a request that found no leader or a stale one.
 RETRY_PAUSE = 0.02
@@ -125,8 +141,9 @@ class RaftNode:
         with self._peers_lock:
             self._stopped = True
         self.consensus.stop()
-        workers = [self._election, self._apply, self._compact, self._submit_worker, *self._replicators.values(),
-                   *self._retired, *([self._join] if self._join is not None else [])]
+        workers: list[Worker | Replicator] = [self._election, self._apply, self._compact, self._submit_worker,
+                                              *self._replicators.values(), *self._retired,
+                                              *([self._join] if self._join is not None else [])]
         for worker in workers:
             worker.signal_stop()
         self.applier.wake()
@@ -261,7 +278,7 @@ class RaftNode:
         def attempt(remaining: float) -> bool:
             if self.consensus.is_leader:
                 return self._transfer_here(to, remaining)
-            return self._forward(self._known_leader(remaining), ForwardKind.TRANSFER_LEADERSHIP,
+            return self._forward(self._known_leader(remaining), ForwardKind.TRANSFER_LEADERSHIP,  # type: ignore[no-any-return]   # decoded from the wire
                                  (to or "").encode(), remaining)
         return self._until_deadline(deadline, attempt, LeaderTimeoutError, (UnreachableError, StoppedError))
 
@@ -290,7 +307,7 @@ class RaftNode:
         session = self._own_session
         return retry_expired(session, lambda: session.write(data, timeout, idempotency_key, fingerprint))
 
-    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
+    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future[Any]:
         """Like :meth:`write`, but returns at once with a future of the result (one attempt on the
         leader; a follower forwards on a pool thread, retrying as :meth:`write`).
 
@@ -318,13 +335,13 @@ class RaftNode:
                               WriteTimeoutError, "write not applied within the timeout; it may still apply")
         return self._forward(self._known_leader(remaining), ForwardKind.CLIENT_REQUEST, payload, remaining)
 
-    def send_client_request_async(self, payload: bytes, timeout: float) -> Future:
+    def send_client_request_async(self, payload: bytes, timeout: float) -> Future[Any]:
         self._check_running()
         if self.consensus.is_leader:
             return self.submitter.submit(EntryKind.CLIENT_REQUEST, payload, timeout)
         return self.in_background(self.send_client_request, payload, timeout)
 
-    def in_background(self, call: Callable[..., Any], *args: Any) -> Future:
+    def in_background(self, call: Callable[..., Any], *args: Any) -> Future[Any]:
         """``call(*args)`` on the member's forwarding pool: a future at once for a blocking call."""
         return self._forwarders.submit(call, *args)
 
@@ -363,7 +380,7 @@ class RaftNode:
 
     def _fetch_read_index(self, timeout: float) -> int:
         """A read index from the leader, for a round of this follower's reads."""
-        return self._forward(self._known_leader(timeout), ForwardKind.READ_INDEX, b"", timeout)
+        return self._forward(self._known_leader(timeout), ForwardKind.READ_INDEX, b"", timeout)  # type: ignore[no-any-return]   # decoded from the wire
 
     def _read_index_here(self, deadline: float) -> int:
         """The index a linearizable read may be answered at, as leader. Under a leader lease the
@@ -409,7 +426,7 @@ class RaftNode:
             self._check_running()
             if not found:
                 raise LeaderTimeoutError(f"no leader known to {self.id} within {timeout:.3f}s")
-            return self.consensus.leader_id
+            return self.consensus.leader_id  # type: ignore[return-value]   # set when wait_for returned
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -420,11 +437,11 @@ class RaftNode:
             raise NotLeaderError("leadership changed while forwarding")
         leader_budget = remaining - min(FORWARD_MARGIN, remaining / 2)
         request = ForwardRequest(kind, payload, max(int(leader_budget * 1000), 1))
-        response = self.transport.call(leader, request, remaining)
+        response: ForwardResponse = self.transport.call(leader, request, remaining)  # type: ignore[assignment]
         return decode_value(response.result)
 
-    def _until_deadline(self, deadline: float, attempt: Callable[[float], Any], timeout_error: type,
-                        retryable: tuple[type[CKiteError], ...]) -> Any:
+    def _until_deadline(self, deadline: float, attempt: Callable[[float], T], timeout_error: type,
+                        retryable: tuple[type[CKiteError], ...]) -> T:
         """Retry ``attempt`` while it fails with a ``retryable`` error and time remains."""
         while True:
             self._check_running()
@@ -443,7 +460,7 @@ class RaftNode:
                 time.sleep(RETRY_PAUSE)   # a new leader is being elected; back off briefly
 
     @staticmethod
-    def _wait(future: Future, timeout: float, timeout_error: type, message: str) -> Any:
+    def _wait(future: Future[T], timeout: float, timeout_error: type, message: str) -> T:
         try:
             return future.result(max(timeout, 0))
         except FutureTimeout:
@@ -456,5 +473,5 @@ class RaftNode:
             failure = self.consensus.failure
             raise MemberFailedError(f"{self.id} is out of service: {failure}") from failure
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         return self.consensus.status()

@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
-from typing import Iterable, Sequence
+from typing import Any
 
 from ckite.errors import CKiteError, EntryOverwrittenError, WriteTimeoutError
 from ckite.log.entry import LogEntry
-from ckite.sessions.table import Outcome
 from ckite.metrics import LatencyHistogram
+from ckite.sessions.table import Outcome
 
 
 class PendingWrites:
@@ -29,10 +30,10 @@ class PendingWrites:
     def __init__(self, commit_latency: LatencyHistogram | None = None) -> None:
         self._lock = threading.Lock()
         self._commit_latency = commit_latency or LatencyHistogram()
-        self._by_index: dict[int, tuple[int, Future, float]] = {}
-        self._deadlines: deque[tuple[float, Future]] = deque()   # in registration order
+        self._by_index: dict[int, tuple[int, Future[Any], float]] = {}
+        self._deadlines: deque[tuple[float, Future[Any]]] = deque()   # in registration order
 
-    def register(self, first_index: int, term: int, futures: Iterable[Future], deadline: float) -> None:
+    def register(self, first_index: int, term: int, futures: Iterable[Future[Any]], deadline: float) -> None:
         now = time.monotonic()
         with self._lock:
             for offset, future in enumerate(futures):
@@ -61,8 +62,8 @@ class PendingWrites:
         another term's entry was applied certainly failed: an entry has one index, and a
         different one is committed there."""
         with self._lock:
-            waiting = [(entry, outcome, self._by_index.pop(entry.index)) for entry, outcome in zip(entries, outcomes)
-                       if entry.index in self._by_index]
+            waiting = [(entry, outcome, self._by_index.pop(entry.index))
+                       for entry, outcome in zip(entries, outcomes, strict=True) if entry.index in self._by_index]
         if not waiting:
             return
         self._commit_latency.observe(time.monotonic() - waiting[0][2][2])   # the batch's longest wait
@@ -83,6 +84,6 @@ class PendingWrites:
             _fail(future, error)
 
 
-def _fail(future: Future, error: BaseException) -> None:
+def _fail(future: Future[Any], error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import struct
-from typing import Any, BinaryIO, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, BinaryIO
 
 from ckite.codec import decode_command
 from ckite.commands import Command
@@ -55,7 +56,7 @@ class ReplicatedState:
             if command is not None:
                 commands.append(command)
                 applied.append((entry, command, outcomes[position]))
-        for (entry, command, outcome), result in zip(applied, self._apply_batch(commands)):
+        for (entry, command, outcome), result in zip(applied, self._apply_batch(commands), strict=True):
             if isinstance(result, Failure):   # the user's code raised: this command fails, the next ones apply
                 logger.warning("state machine raised on entry %d (%s): %r", entry.index, type(command).__name__,
                                result.error)

@@ -14,7 +14,8 @@ for heartbeats that must not wait behind entries.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, StorageError

@@ -13,8 +13,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Callable
+from typing import Any
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, WriteInterruptedError
@@ -35,20 +36,20 @@ class Submitter:
         self.pending = pending
         self.clock = clock
         self.wall_clock = wall_clock
-        self._queue: deque[tuple[EntryKind, bytes, Future, float]] = deque()
+        self._queue: deque[tuple[EntryKind, bytes, Future[Any], float]] = deque()
         self._ready = threading.Event()
         self._appending = threading.Lock()   # held by whoever proposes a batch: batches stay in order
         self.worker: Worker | None = None
 
-    def submit(self, kind: EntryKind, data: bytes, timeout: float) -> Future:
+    def submit(self, kind: EntryKind, data: bytes, timeout: float) -> Future[Any]:
         """Queue one entry; the future completes with its result once applied on this leader."""
-        future: Future = WriteFuture()
+        future: Future[Any] = WriteFuture()
         self._queue.append((kind, data, future, self.clock() + timeout))
         if not self._ready.is_set():   # once per batch, not per write: setting it costs a lock and a notify
             self._ready.set()
         return future
 
-    def propose_now(self, kind: EntryKind, data: bytes, timeout: float) -> Future:
+    def propose_now(self, kind: EntryKind, data: bytes, timeout: float) -> Future[Any]:
         """For a caller that waits for its result anyway (``write``): when nothing is queued and no
         batch is being appended, propose on the caller's own thread, saving the hand-off to the
         submitter thread (tens of microseconds of a lone client's latency); else queue it."""
@@ -73,7 +74,7 @@ class Submitter:
             if batch:
                 self._append(batch)
 
-    def _append(self, batch: list[tuple[EntryKind, bytes, Future, float]]) -> None:
+    def _append(self, batch: list[tuple[EntryKind, bytes, Future[Any], float]]) -> None:
         futures = [future for _, _, future, _ in batch]
         deadline = max(d for _, _, _, d in batch)   # one for the batch: no write fails before its own timeout
         stamp = int(self.wall_clock() * 1000)   # the log's time for client sessions: this leader's clock

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +19,7 @@ ERROR_BACKOFF = 0.05
 class Worker:
     """Runs ``step(worker)`` repeatedly on its own thread; ``step`` waits with :meth:`wait`."""
 
-    def __init__(self, name: str, step: Callable[["Worker"], None],
+    def __init__(self, name: str, step: Callable[[Worker], None],
                  on_exit: Callable[[], None] | None = None) -> None:
         self.name = name
         self._step = step

@@ -12,9 +12,10 @@ never miss each other.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, LOGGER, PENDING, RUNNING
-from typing import Any, Callable
+from typing import Any
 
 #: Guards every WriteFuture that has no condition yet (held for a few bytecodes at a time).
 _UNCONDITIONED = threading.Lock()
@@ -22,13 +23,13 @@ _UNCONDITIONED = threading.Lock()
 _DONE = (CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED)
 
 
-class WriteFuture(Future):
+class WriteFuture(Future[Any]):
     def __init__(self) -> None:   # Future.__init__ without the Condition
         self._state = PENDING
         self._result = None
         self._exception = None
         self._waiters: list[Any] = []
-        self._done_callbacks: list[Callable[[Future], object]] = []
+        self._done_callbacks: list[Callable[[Future[Any]], object]] = []
 
     def __getattr__(self, name: str) -> Any:
         """``_condition``, made the first time anything asks for it."""
@@ -65,7 +66,7 @@ class WriteFuture(Future):
             return self._exception
         return super().exception(timeout)
 
-    def add_done_callback(self, fn: Callable[[Future], object]) -> None:
+    def add_done_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         with _UNCONDITIONED:
             if self._unconditioned():
                 if self._state not in _DONE:
@@ -100,7 +101,7 @@ class WriteFuture(Future):
         self._invoke_callbacks()
         return True
 
-    def _run_callback(self, fn: Callable[[Future], object]) -> None:
+    def _run_callback(self, fn: Callable[[Future[Any]], object]) -> None:
         try:
             fn(self)
         except Exception:   # as Future does: a callback's failure is logged, not raised

@@ -29,7 +29,7 @@ class ClientSession:
             unknown.retry()          # applied once, whether or not the first attempt was
     """
 
-    def __init__(self, node: "RaftNode") -> None:
+    def __init__(self, node: RaftNode) -> None:
         self._node = node
         self._session = Session(node)
 
@@ -41,7 +41,7 @@ class ClientSession:
     def write(self, command: WriteCommand, timeout: float | None = None) -> Any:
         return self._session.write(encode_command(command), self._timeout(timeout))
 
-    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future:
+    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future[Any]:
         """One attempt, its future at once; an unknown outcome's error has ``retry()`` too."""
         return self._session.write_async(encode_command(command), self._timeout(timeout))
 

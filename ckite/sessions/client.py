@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from ckite.errors import (CKiteError, CommandError, EncodingError, IdempotencyKeyReusedError, LeaderTimeoutError,
-                          MemberFailedError, NotAppliedError, OutcomeUnknownError, SessionExpiredError, StoppedError,
-                          WriteTimeoutError)
+from ckite.errors import (
+    CKiteError,
+    CommandError,
+    EncodingError,
+    IdempotencyKeyReusedError,
+    LeaderTimeoutError,
+    MemberFailedError,
+    NotAppliedError,
+    OutcomeUnknownError,
+    SessionExpiredError,
+    StoppedError,
+    WriteTimeoutError,
+)
 from ckite.sessions.request import OPEN_SESSION, encode_request
 
 if TYPE_CHECKING:
@@ -33,7 +44,7 @@ class Call:
 
     __slots__ = ("session", "seq", "command", "key", "fingerprint")
 
-    def __init__(self, session: "Session", seq: int, command: bytes, key: str | None, fingerprint: str | None) -> None:
+    def __init__(self, session: Session, seq: int, command: bytes, key: str | None, fingerprint: str | None) -> None:
         self.session, self.seq, self.command, self.key, self.fingerprint = session, seq, command, key, fingerprint
 
     def payload(self) -> bytes:
@@ -52,7 +63,7 @@ class Session:
     session fails with :class:`~ckite.errors.SessionExpiredError`, and a new session is needed.
     """
 
-    def __init__(self, node: "RaftNode", keep_failed: bool = True) -> None:
+    def __init__(self, node: RaftNode, keep_failed: bool = True) -> None:
         self._node = node
         self._keep_failed = keep_failed   # a failed request stays open for its retry() (False: forgotten)
         self._lock = threading.Lock()
@@ -70,7 +81,7 @@ class Session:
         return self._run(self._new_call(data, key, fingerprint), self._node.clock() + timeout)
 
     def write_async(self, data: bytes, timeout: float, key: str | None = None,
-                    fingerprint: str | None = None) -> Future:
+                    fingerprint: str | None = None) -> Future[Any]:
         """One attempt, its future at once: for many writes in flight. A failure says whether it
         applied; ``retry()`` on an unknown outcome sends it again, as :meth:`write` would. The
         first write of a session (which opens it) runs as :meth:`write` does, on a pool thread."""
@@ -81,7 +92,7 @@ class Session:
         future.add_done_callback(lambda done: self._after_async(call, done))
         return future
 
-    def _after_async(self, call: Call, done: Future) -> None:
+    def _after_async(self, call: Call, done: Future[Any]) -> None:
         error = done.exception()
         if error is None or not self._prepare_retry(call, error):
             self._settle(call)
@@ -117,7 +128,8 @@ class Session:
                 result = self._node.send_client_request(call.payload(), remaining)
             except FINAL as exc:
                 if isinstance(exc, SessionExpiredError) and uncertain:
-                    raise self._unknown(call, f"the session expired while the write's outcome was unknown: {exc}")
+                    raise self._unknown(
+                        call, f"the session expired while the write's outcome was unknown: {exc}") from exc
                 self._settle(call)
                 raise
             except CKiteError as exc:   # not applied, or not known: the same request again is safe
@@ -156,7 +168,8 @@ class Session:
         last: CKiteError | None = None
         while (remaining := deadline - self._node.clock()) > 0:
             try:   # opening twice is harmless: the extra session is never used and expires
-                return self._node.send_client_request(OPEN_SESSION.encode(), remaining)
+                session_id: int = self._node.send_client_request(OPEN_SESSION.encode(), remaining)
+                return session_id
             except (StoppedError, MemberFailedError):
                 raise
             except CKiteError as exc:

@@ -39,7 +39,7 @@ class ClientRequest(NamedTuple):
         return encode_request(*self)
 
     @classmethod
-    def decode(cls, data: bytes) -> "ClientRequest":
+    def decode(cls, data: bytes | memoryview) -> ClientRequest:
         """Raises EncodingError for anything but a well-formed request."""
         try:
             flags, session, seq, acked = _HEAD.unpack_from(data)
@@ -75,7 +75,7 @@ def encode_request(session: int, seq: int, acked: int, command: bytes, key: str 
     return b"".join(parts)
 
 
-def _read_text(data: bytes, at: int) -> tuple[str, int]:
+def _read_text(data: bytes | memoryview, at: int) -> tuple[str, int]:
     (length,) = _LENGTH.unpack_from(data, at)
     start = at + _LENGTH.size
     if start + length > len(data):

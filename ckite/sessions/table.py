@@ -38,13 +38,13 @@ class Outcome:
         self.result = result
         self.error = error
 
-    def encode(self) -> list:
+    def encode(self) -> list[Any]:
         if self.error is None:
             return [self.result]
         return [None, type(self.error).__name__, str(self.error), getattr(self.error, "error_type", "")]
 
     @classmethod
-    def decode(cls, data: list) -> "Outcome":
+    def decode(cls, data: list[Any]) -> Outcome:
         if len(data) == 1:
             return cls(data[0])
         _, kind, message, error_type = data
@@ -163,12 +163,13 @@ class ClientTable:
 
     def encode(self) -> bytes:
         """The whole table, for a snapshot (taken between two batches: every outcome is filled)."""
-        return msgpack.packb({
+        encoded: bytes = msgpack.packb({
             "now": self.now,
             "sessions": [[sid, s.last_active, s.acked, [[seq, o.encode()] for seq, o in s.outcomes.items()]]
                          for sid, s in self._sessions.items()],
             "keys": [[key, r.fingerprint, r.first_used, r.outcome.encode()] for key, r in self._keys.items()],
         }, use_bin_type=True)
+        return encoded
 
     def restore(self, data: bytes) -> None:
         """Replace the table with a snapshot's (shared outcomes between a key and a session's

@@ -11,8 +11,8 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tests.jepsen.history import History
 from tests.jepsen.nemesis import ALL, FAULTS

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from tests.jepsen.history import FAIL, OK, History, Op
 

@@ -9,8 +9,8 @@ remembers which exits the nemesis caused, so that any other one counts as a cras
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from tests.jepsen import disk
 from tests.jepsen.disk import Disks

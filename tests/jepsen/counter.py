@@ -19,8 +19,9 @@ import itertools
 import random
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from tests.jepsen.history import INCR, OK, Recorder
 from tests.jepsen.workload import CLIENT_TIMEOUT, ClientsConfig, ClientThreads, perform

@@ -21,8 +21,9 @@ by ``scripts/jepsen --check``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from tests.jepsen.history import INCR, OK, History, Op
 

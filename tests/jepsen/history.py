@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 PUT, GET, CAS, INCR = "put", "get", "cas", "incr"
 OK, FAIL, INFO = "ok", "fail", "info"
@@ -129,7 +130,7 @@ class History:
                 "events": [asdict(event) for event in self.events]}
 
     @classmethod
-    def from_json(cls, document: dict[str, Any]) -> "History":
+    def from_json(cls, document: dict[str, Any]) -> History:
         return cls([Op(**op) for op in document.get("ops", [])],
                    [Event(**event) for event in document.get("events", [])], dict(document.get("meta", {})))
 
@@ -137,7 +138,7 @@ class History:
         Path(path).write_text(json.dumps(self.to_json(), indent=None, separators=(",", ":")))
 
     @classmethod
-    def load(cls, path: Path | str) -> "History":
+    def load(cls, path: Path | str) -> History:
         return cls.from_json(json.loads(Path(path).read_text()))
 
 

@@ -26,8 +26,8 @@ linearizable), not an artefact of the shrinking.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 from tests.jepsen.history import CAS, GET, INFO, OK, PUT, History, Op
 

@@ -21,8 +21,8 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tests.jepsen.cluster import JepsenCluster
 from tests.jepsen.history import Recorder

@@ -21,7 +21,7 @@ import ipaddress
 import secrets
 import shutil
 import subprocess
-from typing import Mapping
+from collections.abc import Mapping
 
 from tests.jepsen.network import CUT, LOSS, LinkFaults, Network, Pair
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Iterable, Mapping
 
 Pair = tuple[str, str]
 #: What a network may be able to do to a link; ``Network.supports`` says which.
@@ -111,7 +111,7 @@ class Network(ABC):
 def create_network(mode: str, members: Mapping[str, tuple[str, int]], seed: int = 0) -> Network:
     """``members``: name -> (host, Raft port) as the cluster chose them on loopback.
     ``mode`` is ``netns``, ``proxy`` or ``auto`` (``netns`` where :func:`netns.available`)."""
-    from tests.jepsen import netns, proxy   # each imports this module for the base class
+    from tests.jepsen import netns, proxy  # each imports this module for the base class
     if mode == "auto":
         mode = netns.MODE if netns.available() is None else proxy.MODE
     if mode == netns.MODE:

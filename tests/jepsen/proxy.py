@@ -27,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from tests.jepsen.network import CUT, DELAY, LOSS, LinkFaults, Network, Pair
 

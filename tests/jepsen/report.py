@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from tests.jepsen.history import FAIL, INFO, OK, History, Op
 
@@ -41,7 +42,8 @@ def timeline(history: History, verdict: dict[str, Any], witness: list[Op], clien
              f'font-size="11">']
     for second in range(0, int(end) + 1, max(int(end / 20), 1)):
         parts.append(f'<line x1="{x(second):.1f}" y1="{TOP - 8}" x2="{x(second):.1f}" y2="{height - 25}" '
-                     f'stroke="#eee"/><text x="{x(second):.1f}" y="{height - 10}" text-anchor="middle">{second}s</text>')
+                     f'stroke="#eee"/><text x="{x(second):.1f}" y="{height - 10}" '
+                     f'text-anchor="middle">{second}s</text>')
     for index, (start, stop, fault, detail) in enumerate(_faults(history, end)):
         y = 8 + (index % 4) * 14
         parts.append(f'<rect x="{x(start):.1f}" y="{TOP - 8}" width="{max(x(stop) - x(start), 1):.1f}" '

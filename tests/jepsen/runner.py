@@ -169,18 +169,21 @@ def _judge(config: RunConfig, history: History, final: dict[str, str | None], fa
         result = "VALID" if judgement.valid else "UNKNOWN"
     counts = summarize(history.ops)
     faults = sum(1 for e in history.events if e.phase == "start")
-    line = (f"jepsen {result}: seed={config.seed} mode={facts['mode']} members={config.members} time={config.time:.0f}s "
+    line = (f"jepsen {result}: seed={config.seed} mode={facts['mode']} members={config.members} "
+            f"time={config.time:.0f}s "
             f"faults={faults} ops={len(history.ops)} (ok {counts['ok']}, fail {counts['fail']}, info {counts['info']}) "
             f"{judgement.summary} converged={yes(not facts['divergence'])} "
             f"crashes={len(facts['crashes']) + len(found.fatal)} "
             f"tracebacks={len(found.tracebacks)} "
             f"{recovered.describe()} report={config.out}")
-    verdict = {"line": line, "result": result, "valid": result == "VALID", "seed": config.seed, "mode": facts["mode"],
-               "members": config.members, "time": config.time, "nemesis": config.nemesis, "skipped_faults": facts["skipped"],
+    verdict = {"line": line, "result": result, "valid": result == "VALID", "seed": config.seed,
+               "mode": facts["mode"], "members": config.members, "time": config.time, "nemesis": config.nemesis,
+               "skipped_faults": facts["skipped"],
                "faults": faults, "workload": config.workload.name,
                "ops": counts, **judgement.fields,
                "final": final, "divergence": facts["divergence"],
-               "crashes": facts["crashes"], "fatal_log_lines": found.fatal, "warnings": found.tracebacks, "log_errors": found.errors,
+               "crashes": facts["crashes"], "fatal_log_lines": found.fatal, "warnings": found.tracebacks,
+               "log_errors": found.errors,
                "log_error_samples": found.error_samples, "member_progress": facts["members"],
                "recovery": {"p50": recovered.p50, "max": recovered.max, "count": len(recovered.times),
                             "interrupted": recovered.interrupted, "times": [round(t, 3) for t in recovered.times]},

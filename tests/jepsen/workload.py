@@ -23,9 +23,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.client import HTTPException
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from tests.jepsen.history import CAS, FAIL, GET, INCR, INFO, MISMATCH, OK, PUT, REFUSED, REJECTED, Op, Recorder
 from tests.processes import HttpResult, KVClient, Member

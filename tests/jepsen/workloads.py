@@ -11,8 +11,9 @@ A checker reads only the history (the final reads are in it), so ``--check`` jud
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tests.jepsen.checks import lost_writes
 from tests.jepsen.counter import COUNTER_KEY, CounterConfig, CounterWorkload

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
 
 import msgpack
 
@@ -33,7 +33,6 @@ from ckite.log.memory_storage import MemoryStorage
 from ckite.log.snapshot import Snapshot
 from ckite.sessions.request import stamped, unstamped
 from ckite.sessions.table import ClientTable, Outcome
-
 from tests.simulation.network import SimNetwork
 
 logger = logging.getLogger(__name__)

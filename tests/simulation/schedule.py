@@ -7,7 +7,6 @@ import random
 from dataclasses import replace
 
 from ckite.errors import CKiteError
-
 from tests.simulation.cluster import SIM_SETTINGS, SimCluster
 
 
@@ -235,7 +234,7 @@ def main() -> None:
 
 
 def _sessions_main(args: argparse.Namespace) -> None:
-    from tests.simulation.sessions import run_session_schedule   # it builds on this module
+    from tests.simulation.sessions import run_session_schedule  # it builds on this module
     first, end = (args.seed, args.seed + 1) if args.seed is not None else (int(p) for p in args.seeds.split(":"))
     failures = []
     for seed in range(first, end):

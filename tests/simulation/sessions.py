@@ -18,7 +18,6 @@ from dataclasses import dataclass, field, replace
 from ckite.errors import SessionExpiredError
 from ckite.sessions.request import OPEN_SESSION, ClientRequest
 from ckite.sessions.table import Outcome
-
 from tests.simulation.cluster import SESSION_TIMEOUT_MS, SIM_SETTINGS, SimCluster
 from tests.simulation.schedule import _inject_fault, heal_and_converge
 
