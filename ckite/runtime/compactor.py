@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import BinaryIO
 
@@ -20,22 +21,30 @@ logger = logging.getLogger(__name__)
 
 #: Longest the compactor sleeps without work (bounds how late it notices stop()).
 IDLE_WAIT = 0.1
+#: After a failed snapshot (a full or read-only disk), none is tried again for this long,
+#: doubling with each further failure up to MAX_RETRY_DELAY: retrying at every applied entry
+#: would fill the log with tracebacks and the disk with partial files.
+FIRST_RETRY_DELAY, MAX_RETRY_DELAY = 1.0, 60.0
 
 
 class Compactor:
     """Holds at most one prepared snapshot; a new one is not prepared until it is stored."""
 
-    def __init__(self, consensus: Consensus) -> None:
+    def __init__(self, consensus: Consensus, clock: Callable[[], float] = time.monotonic) -> None:
         self.consensus = consensus
+        self._clock = clock
         self._lock = threading.Lock()
         self._job: tuple[int, Callable[[BinaryIO], None]] | None = None
         self._busy = False
+        self._failures = 0               # snapshots failed in a row
+        self._retry_at = float("-inf")   # no snapshot is prepared before then
         self.worker: Worker | None = None
 
     @property
     def busy(self) -> bool:
+        """A snapshot is being stored, or the last one failed and its retry delay runs."""
         with self._lock:
-            return self._busy
+            return self._busy or self._clock() < self._retry_at
 
     def submit(self, index: int, write: Callable[[BinaryIO], None]) -> None:
         """Compact up to applied ``index``; ``write(file)`` writes the state (on this thread)."""
@@ -53,8 +62,24 @@ class Compactor:
         index, write = job
         try:
             self.consensus.take_snapshot(index, write)
-        except Exception:
-            logger.exception("%s: snapshot at %d failed; the log is kept whole", self.consensus.member_id, index)
+        except Exception as exc:
+            self._failed(index, exc)
+        else:
+            with self._lock:
+                self._failures, self._retry_at = 0, float("-inf")
         finally:
             with self._lock:
                 self._busy = self._job is not None
+
+    def _failed(self, index: int, error: Exception) -> None:
+        with self._lock:
+            self._failures += 1
+            delay = min(FIRST_RETRY_DELAY * 2 ** (self._failures - 1), MAX_RETRY_DELAY)
+            self._retry_at = self._clock() + delay
+            first = self._failures == 1
+        message = "%s: snapshot at %d failed (%s); the log is kept whole; next try in %.0f s"
+        args = (self.consensus.member_id, index, error, delay)
+        if first:   # the whole story once per run of failures, a line for each retry after it
+            logger.exception(message, *args)
+        else:
+            logger.warning(message, *args)
