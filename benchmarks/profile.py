@@ -48,7 +48,7 @@ _stage("consensus core: propose, dispatch, log view (consensus.py, raft_log.py)"
        "log/entry.py", "consensus/role.py")
 _stage("runtime: replicator thread", "replicator.py")
 _stage("runtime: submit and forward (node.py, api.py)", "node.py", "api.py")
-_stage("metrics", "ckite/metrics.py")
+_stage("metrics", "ckite/metrics/", "prometheus_client/")
 _stage("runtime: other threads (worker, election)", "worker.py", "election_timer.py")
 _stage("benchmark load generator", "benchmarks/load.py", "benchmarks/systems.py")
 # Only a lock or condition call itself: every thread's outermost frames are in threading.py too.

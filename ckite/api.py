@@ -5,6 +5,8 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CollectorRegistry
+
 from ckite.bindings import parse_binding
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.reconfiguration import ChangeState, MembershipChange
@@ -30,6 +32,7 @@ class CKite:
         self._storage = storage
         self._data_dir = data_dir
         self._admin: AdminServer | None = None
+        node.consensus.metrics.watch(self.status)
 
     def attach_admin(self, admin: AdminServer) -> None:
         """Serve ``admin`` with this member: started by :meth:`start`, stopped by :meth:`stop`."""
@@ -39,6 +42,14 @@ class CKite:
     def admin(self) -> AdminServer | None:
         """The admin console (a Flask app in ``admin.app`` to add routes to), or None when disabled."""
         return self._admin
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The Prometheus registry holding this member's metrics (``ckite_*``; see
+        :mod:`ckite.metrics`), served by the admin console on ``/metrics``; the application's own
+        when it gave one to ``CKiteBuilder.with_metrics_registry``. Serve it yourself with
+        ``prometheus_client.generate_latest(member.metrics_registry)``."""
+        return self._node.consensus.metrics.registry
 
     @property
     def id(self) -> str:
@@ -63,6 +74,7 @@ class CKite:
         if self._admin is not None:
             self._admin.stop()   # first: requests in progress still reach a running node
         self._node.stop()
+        self._node.consensus.metrics.close()   # out of the application's registry: a member built again may join it
         self._storage.close()
         if self._data_dir is not None:
             self._data_dir.close()   # last: another process may open it from now on

@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from ckite.api import CKite
 from ckite.bindings import parse_binding
 from ckite.config import (
@@ -26,6 +28,7 @@ from ckite.identity import MemberIdentity, check_reachable_id
 from ckite.log.data_dir import DataDir
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
+from ckite.metrics import MemberMetrics
 from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import Transport
 from ckite.runtime.node import RaftNode
@@ -195,6 +198,16 @@ class CKiteBuilder:
         self._overrides["client_sessions"] = False
         return self
 
+    def with_metrics_registry(self, registry: CollectorRegistry) -> CKiteBuilder:
+        """Register this member's metrics (:mod:`ckite.metrics`) in the application's Prometheus
+        registry instead of one of the member's own, so that one scrape of the application gets
+        both; the admin console's ``/metrics`` then serves the whole registry. One member per
+        registry (a second raises ValueError at build: the metrics carry no member label);
+        ``CKite.stop()`` takes the member's metrics out of it again. Never pass
+        prometheus_client's global ``REGISTRY`` for several members of one process."""
+        self._overrides["metrics_registry"] = registry
+        return self
+
     def without_admin(self) -> CKiteBuilder:
         """Do not serve the admin console at all."""
         self._overrides["admin_enabled"] = False
@@ -275,18 +288,23 @@ def _assemble(config: MemberConfig, storage: LogStorage, data_dir: DataDir | Non
         transport = ThriftTransport(tls=config.tls)
     # A joining member knows no configuration until the cluster's log gives it one.
     initial = Configuration.of([] if config.join_seeds else [config.local_binding, *config.members_bindings])
-    consensus = Consensus(config.local_binding, storage, initial, config.settings, clock=time.monotonic,
-                          rng=random.Random(), join=bool(config.join_seeds))
-    node = RaftNode(consensus, transport, config.state_machine,
-                    leader_timeout=config.leader_timeout_ms / 1000, write_timeout=config.write_timeout_ms / 1000,
-                    read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address,
-                    membership_timeout=config.membership_timeout_ms / 1000, join_seeds=config.join_seeds,
-                    client_sessions=config.client_sessions)
-    member = CKite(node, storage, data_dir)
-    if config.admin_enabled:
-        from ckite.admin import ADMIN_PORT_OFFSET, build_admin  # Flask only for members that serve it
-        port = config.admin_port
-        if port is None:
-            port = int(config.local_binding.rpartition(":")[2]) + ADMIN_PORT_OFFSET
-        member.attach_admin(build_admin(member, config.admin_host, port, token=config.admin_token))
+    metrics = MemberMetrics(config.metrics_registry)
+    try:
+        consensus = Consensus(config.local_binding, storage, initial, config.settings, clock=time.monotonic,
+                              rng=random.Random(), join=bool(config.join_seeds), metrics=metrics)
+        node = RaftNode(consensus, transport, config.state_machine,
+                        leader_timeout=config.leader_timeout_ms / 1000, write_timeout=config.write_timeout_ms / 1000,
+                        read_timeout=config.read_timeout_ms / 1000, listen_address=config.listen_address,
+                        membership_timeout=config.membership_timeout_ms / 1000, join_seeds=config.join_seeds,
+                        client_sessions=config.client_sessions)
+        member = CKite(node, storage, data_dir)
+        if config.admin_enabled:
+            from ckite.admin import ADMIN_PORT_OFFSET, build_admin  # Flask only for members that serve it
+            port = config.admin_port
+            if port is None:
+                port = int(config.local_binding.rpartition(":")[2]) + ADMIN_PORT_OFFSET
+            member.attach_admin(build_admin(member, config.admin_host, port, token=config.admin_token))
+    except BaseException:
+        metrics.close()   # a failed build leaves nothing in the application's registry
+        raise
     return member

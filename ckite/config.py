@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from ckite.consensus.settings import RaftSettings
 from ckite.log.storage import LogStorage
 from ckite.rpc.tls import TlsConfig
@@ -49,3 +51,4 @@ class MemberConfig:
     admin_port: int | None = None   # None: the Raft port + ADMIN_PORT_OFFSET, as in CKite; 0: any free port
     admin_token: str | None = None  # when set, the admin server's mutating routes require it (bearer token)
     tls: TlsConfig | None = None    # mutual TLS between members (the default Thrift transport); None: plain TCP
+    metrics_registry: CollectorRegistry | None = None   # the application's; None: one of the member's own

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from ckite.admin.auth import mutating
 from ckite.admin.cluster import ClusterStatusFetcher
@@ -37,10 +37,10 @@ MAX_CHANGE_WAIT = 3600.0
 KEY_VALUE_ROUTE_PREFIX = "/kv/"
 
 
-def admin_blueprint(ckite: CKite, registry: CollectorRegistry, fetcher: ClusterStatusFetcher, *,
+def admin_blueprint(ckite: CKite, fetcher: ClusterStatusFetcher, *,
                     token_required: bool = False) -> Blueprint:
-    """The Blueprint serving ``ckite``'s console; ``registry`` is this member's metrics registry.
-    ``token_required`` tells the console page to show its admin token field."""
+    """The Blueprint serving ``ckite``'s console; ``token_required`` tells the console page to
+    show its admin token field."""
     bp = Blueprint("ckite_admin", __name__, static_folder="static", static_url_path="/static")
 
     @bp.get("/")
@@ -63,7 +63,11 @@ def admin_blueprint(ckite: CKite, registry: CollectorRegistry, fetcher: ClusterS
 
     @bp.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        """The member's metrics registry (``CKite.metrics_registry``: the application's, if it gave
+        one), in the format the scraper asks for (prometheus_client's own negotiation: the text
+        format, ``generate_latest``, unless OpenMetrics is accepted)."""
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return Response(encode(ckite.metrics_registry), content_type=content_type)
 
     @bp.get("/changecluster/<bindings>")
     @mutating

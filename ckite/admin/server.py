@@ -24,7 +24,6 @@ from ckite.admin.auth import install_access_control
 from ckite.admin.cluster import ClusterStatusFetcher, admin_url_by_convention
 from ckite.admin.dispatch import RoutingDispatcher
 from ckite.admin.errors import install_error_handlers
-from ckite.admin.metrics import new_registry
 from ckite.admin.routes import admin_blueprint
 from ckite.admin.status_view import render_status
 
@@ -70,12 +69,11 @@ class AdminServer:
         self._tag = ckite.id.rsplit(":", 1)[-1]
         self.fetcher = ClusterStatusFetcher(ckite.id, lambda: ckite.members, lambda: render_status(ckite.status()),
                                             admin_url_of=peer_admin_url)
-        self.registry = new_registry(ckite.status)
         self.app = Flask("ckite.admin", static_folder=None)
         self.app.json = _ReadableJSON(self.app)
         install_error_handlers(self.app, lambda: ckite.leader, peer_admin_url)
         install_access_control(self.app, token)
-        self.app.register_blueprint(admin_blueprint(ckite, self.registry, self.fetcher,
+        self.app.register_blueprint(admin_blueprint(ckite, self.fetcher,
                                                     token_required=token is not None))
         #: Raise it before start() if the application's routes take larger bodies.
         self.max_request_body_bytes = DEFAULT_MAX_REQUEST_BODY_BYTES

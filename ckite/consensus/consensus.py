@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, BinaryIO
@@ -66,7 +67,8 @@ class Consensus:
 
     def __init__(self, member_id: str, storage: LogStorage, initial_configuration: Configuration,
                  settings: RaftSettings = RaftSettings(), *, clock: Callable[[], float],
-                 rng: random.Random | None = None, runtime: Runtime | None = None, join: bool = False) -> None:
+                 rng: random.Random | None = None, runtime: Runtime | None = None, join: bool = False,
+                 metrics: MemberMetrics | None = None) -> None:
         self.lock = threading.RLock()
         self.member_id = member_id
         self.settings = settings
@@ -76,7 +78,7 @@ class Consensus:
         self.join = join
         #: The error that took this member out of service (None while healthy).
         self.failure: CKiteError | None = None
-        self.metrics = MemberMetrics()
+        self.metrics = metrics if metrics is not None else MemberMetrics()
         self.writer = LogWriter(storage, self._on_durable, self.fail)
         #: The effects of the step in progress; None between steps, when only _step looks at it
         #: (every role runs inside a step), so it is typed as always there.
@@ -89,7 +91,9 @@ class Consensus:
         self.snapshot_store = storage.snapshots
         #: The latest snapshot whose state is whole; everything up to its last index is committed.
         self.snapshot: Snapshot | None = usable_snapshot(member_id, stored.snapshots, storage.snapshots)
-        self.receiver = SnapshotReceiver(storage.snapshots, lambda: self.snapshot)
+        self.receiver = SnapshotReceiver(storage.snapshots, lambda: self.snapshot,
+                                         lambda snapshot, seconds: self.metrics.snapshot_written(
+                                             "received", snapshot.size, seconds))
         snapshot = self.snapshot
         self.log = RaftLog(self._persist, stored.entries, snapshot, storage.read_entries, settings.log_cache_bytes)
         self.commit_index = snapshot.last_index if snapshot else 0
@@ -395,8 +399,8 @@ class Consensus:
                 self.role.on_response(peer, request, context, response, now)
 
     def handle_failure(self, peer: str, request: Request, context: Any) -> None:
+        self.metrics.rpc_failed(peer, type(request).__name__)   # before the lock: it waits on nothing
         with self._step():
-            self.metrics.rpc_errors[peer] += 1
             self.role.on_failure(peer, request, context, self.clock())
 
     # --- time ---------------------------------------------------------------------------------
@@ -540,7 +544,9 @@ class Consensus:
             configuration = self.configurations.at(index)
             previous = self.snapshot
         self.snapshot_store.retain([previous] if previous else [])   # at most it and the new one on disk
+        began = time.perf_counter()
         snapshot = self._write_snapshot(index, term, configuration.encode(), content)
+        self.metrics.snapshot_written("taken", snapshot.size, time.perf_counter() - began)
         with self._step():
             if self.snapshot is not previous:
                 return None   # another snapshot was installed or taken meanwhile: this one is not needed
@@ -552,7 +558,7 @@ class Consensus:
             self.snapshot = snapshot
             self.configurations.rebase(configuration, index)
             self._draw_compaction_jitter()
-            self.metrics.snapshots_taken += 1
+            self.metrics.snapshots_taken.inc()
             logger.info("%s: snapshot at index %d (term %d, %d bytes); log now starts at %d",
                         self.member_id, index, term, snapshot.size, self.log.first_index)
         self.snapshot_store.retain([snapshot, *([previous] if previous else [])])
@@ -583,7 +589,7 @@ class Consensus:
         self.snapshot = snapshot
         self.configurations.rebase(Configuration.decode(snapshot.configuration), snapshot.last_index)
         self.commit_index = snapshot.last_index
-        self.metrics.snapshots_installed += 1
+        self.metrics.snapshots_installed.inc()
         logger.info("%s: installed the leader's snapshot at index %d (term %d, %d bytes)",
                     self.member_id, snapshot.last_index, snapshot.last_term, snapshot.size)
         if self.configuration != before:
@@ -621,6 +627,7 @@ class Consensus:
         """A new role or leader: timers, senders and callers waiting for a leader look again."""
         effects = self.effects
         effects.wake_timer = effects.wake_senders = effects.leader_changed = True
+        self.metrics.leader_seen(self.leader_id, self.term)
 
     def become_follower(self, now: float) -> None:
         self._set_role(Follower(self), now)
@@ -633,7 +640,7 @@ class Consensus:
 
     def start_real_election(self, now: float, transfer: bool) -> None:
         self.term += 1
-        self.metrics.elections += 1
+        self.metrics.elections.inc()
         self.voted_for = self.member_id
         self.leader_id = None
         self._persist_term_and_vote()
@@ -718,8 +725,11 @@ class Consensus:
     # --- inspection ---------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        """:func:`~ckite.consensus.status.member_status`, and the metrics read once the lock is released."""
         with self.lock:
-            return member_status(self, self.clock())
+            status = member_status(self, self.clock())
+        status["metrics"] = self.metrics.summary()
+        return status
 
 
 def usable_snapshot(member_id: str, kept: Sequence[Snapshot], store: SnapshotStore) -> Snapshot | None:

@@ -22,7 +22,8 @@ def state_name(consensus: Consensus) -> str:
 
 
 def member_status(consensus: Consensus, now: float) -> dict[str, Any]:
-    """Term, role, leader, configuration, log indexes and metrics; the caller holds the lock."""
+    """Term, role, leader, configuration and log indexes; the caller holds the lock (the
+    metrics are added without it, ``Consensus.status``)."""
     log = consensus.log
     last = log.last_index
     last_entry = log.entry(last) if len(log) else None
@@ -43,5 +44,4 @@ def member_status(consensus: Consensus, now: float) -> dict[str, Any]:
                 "lastEntry": None if last_entry is None else {"kind": last_entry.kind.name,
                                                               "data": last_entry.data if is_loaded(last_entry) else b"",
                                                               "bytes": data_size(last_entry)}},
-        "metrics": consensus.metrics.snapshot(),
     }

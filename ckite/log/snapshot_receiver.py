@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ckite.errors import StorageError
@@ -30,13 +31,18 @@ def announced(request: InstallSnapshot) -> Snapshot:
 
 class SnapshotReceiver:
     """One snapshot being received at a time; ``current()`` is the member's latest snapshot,
-    kept on disk while a new one arrives (and nothing older: at most two states on disk)."""
+    kept on disk while a new one arrives (and nothing older: at most two states on disk).
+    ``received(snapshot, seconds)`` is told of each one made whole and durable, and how long
+    that took from its first chunk."""
 
-    def __init__(self, store: SnapshotStore, current: Callable[[], Snapshot | None]) -> None:
+    def __init__(self, store: SnapshotStore, current: Callable[[], Snapshot | None],
+                 received: Callable[[Snapshot, float], None] | None = None) -> None:
         self._store = store
         self._current = current
+        self._received = received
         self._lock = threading.Lock()
         self._incoming: IncomingSnapshot | None = None
+        self._began = 0.0   # when the first chunk of the incoming snapshot arrived
 
     def deliver(self, request: InstallSnapshot) -> tuple[bool, int, Snapshot | None]:
         """Take one chunk: (accepted, offset expected next, the snapshot once whole and durable)."""
@@ -50,6 +56,7 @@ class SnapshotReceiver:
                 current = self._current()
                 self._store.retain([current] if current is not None else [])
                 incoming = self._incoming = self._store.receive(snapshot)
+                self._began = time.perf_counter()
             elif same is None:
                 return False, 0, None   # chunks of a snapshot this member has nothing of: from the start
             else:
@@ -67,4 +74,6 @@ class SnapshotReceiver:
         except StorageError as exc:   # damaged on the way (or by the leader's disk): ask for it again
             logger.warning("%s; asking the leader for it again", exc)
             return False, 0, None
+        if self._received is not None:
+            self._received(incoming.snapshot, time.perf_counter() - self._began)
         return True, incoming.received, incoming.snapshot

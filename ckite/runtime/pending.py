@@ -14,9 +14,10 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from prometheus_client import Histogram
+
 from ckite.errors import CKiteError, EntryOverwrittenError, WriteTimeoutError
 from ckite.log.entry import LogEntry
-from ckite.metrics import LatencyHistogram
 from ckite.sessions.table import Outcome
 
 
@@ -27,9 +28,9 @@ class PendingWrites:
     WriteTimeoutError instead of waiting forever on a leader that lost its quorum.
     """
 
-    def __init__(self, commit_latency: LatencyHistogram | None = None) -> None:
+    def __init__(self, commit_latency: Histogram | None = None) -> None:
         self._lock = threading.Lock()
-        self._commit_latency = commit_latency or LatencyHistogram()
+        self._commit_latency = commit_latency
         self._by_index: dict[int, tuple[int, Future[Any], float]] = {}
         self._deadlines: deque[tuple[float, Future[Any]]] = deque()   # in registration order
 
@@ -66,7 +67,8 @@ class PendingWrites:
                        for entry, outcome in zip(entries, outcomes, strict=True) if entry.index in self._by_index]
         if not waiting:
             return
-        self._commit_latency.observe(time.monotonic() - waiting[0][2][2])   # the batch's longest wait
+        if self._commit_latency is not None:
+            self._commit_latency.observe(time.monotonic() - waiting[0][2][2])   # the batch's longest wait
         for entry, outcome, (term, future, _) in waiting:
             if term != entry.term:
                 _fail(future, EntryOverwrittenError(f"entry {entry.index} of term {term} was overwritten by term "

@@ -1,32 +1,18 @@
-"""Prometheus metrics of one member, read from ``CKite.status()`` when scraped.
+"""The member's state as Prometheus gauges, read from ``CKite.status()`` at each scrape.
 
-A custom collector costs nothing on the write path: nothing is counted per command here;
-each scrape takes one status snapshot (one short hold of the consensus lock) and turns it
-into metric families. Each member gets its own :class:`CollectorRegistry`, so several
-members in one process (the tests) never collide in prometheus_client's global registry.
-
-Counters and latency histograms only the runtime can measure are exported when the status
-carries a ``metrics`` section, in this shape (every key optional)::
-
-    "metrics": {
-        "elections": 3,                                # elections this member started
-        "rpcErrors": {"host:9092": 7},                 # failed calls, per peer
-        "appendLatency": {"buckets": [[0.001, 10], [0.01, 12], ["+Inf", 12]],
-                          "sum": 0.034, "count": 12},  # cumulative counts, seconds
-        "commitLatency": {...same shape...},
-    }
+A custom collector costs nothing on the write path: nothing is set per command, and nothing
+under the consensus lock; each scrape takes one status snapshot (one short hold of the lock)
+and turns its term, role, leader, configuration, log indexes (and the apply lag, commit index
+minus applied index), snapshot and replication progress into gauge families. What only the
+runtime can count or time (elections, latencies, RPC errors) is in ``ckite.metrics.member``.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-
-logger = logging.getLogger(__name__)
 
 #: Every role a member can be in; each gets a 0/1 sample so dashboards can graph role changes.
 ROLES = ("Starter", "Follower", "Joiner", "Candidate", "Leader", "Stopped")
@@ -42,29 +28,22 @@ _FOLLOWER_GAUGES = (("matchIndex", "ckite_follower_match_index", "Highest index 
                     ("lag", "ckite_follower_lag_entries", "Entries the follower is behind the leader's log."),
                     ("inflight", "ckite_follower_inflight", "AppendEntries requests awaiting an answer."))
 
-_HISTOGRAMS = (("appendLatency", "ckite_append_latency_seconds", "Time to append a batch durably."),
-               ("commitLatency", "ckite_commit_latency_seconds", "Time from append to commit of a write."))
 
-
-class StatusCollector(Collector):
+class StatusGauges(Collector):
     """Yields the member's metric families from one status snapshot per scrape."""
 
     def __init__(self, status: Callable[[], Mapping[str, Any]]) -> None:
         self._status = status
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing: registering never calls ``status()`` (the member may not be running yet)."""
+        return iter(())
 
     def collect(self) -> Iterator[Metric]:
         status = self._status()
         yield from _core_metrics(status)
         yield from _log_metrics(status.get("log") or {})
         yield from _role_info_metrics(status)
-        yield from _runtime_metrics(status.get("metrics") or {})
-
-
-def new_registry(status: Callable[[], Mapping[str, Any]]) -> CollectorRegistry:
-    """A registry of its own for one member, holding a :class:`StatusCollector` over ``status``."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatusCollector(status))
-    return registry
 
 
 def _gauge(name: str, documentation: str, value: float | None, **labels: str) -> GaugeMetricFamily:
@@ -97,6 +76,9 @@ def _core_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
 def _log_metrics(log: Mapping[str, Any]) -> Iterator[Metric]:
     for key, name, documentation in _LOG_GAUGES:
         yield _gauge(name, documentation, log.get(key))
+    commit, applied = log.get("commitIndex"), log.get("lastApplied")
+    yield _gauge("ckite_apply_lag_entries", "Committed entries not applied yet (commit index - applied index).",
+                 None if commit is None or applied is None else max(commit - applied, 0))
     snapshot = log.get("snapshot") or {}
     yield _gauge("ckite_snapshot_index", "Last log index covered by the latest snapshot.", snapshot.get("index"))
     yield _gauge("ckite_snapshot_bytes", "Size of the latest snapshot's state.", snapshot.get("bytes"))
@@ -128,30 +110,3 @@ def _role_info_metrics(status: Mapping[str, Any]) -> Iterator[Metric]:
         if progress.get("lastAckMs") is not None:
             ack.add_metric([peer], progress["lastAckMs"] / 1000)
     yield ack
-
-
-_COUNTERS = (("elections", "ckite_elections", "Elections this member started."),
-             ("snapshotsTaken", "ckite_snapshots_taken", "Snapshots this member took to compact its log."),
-             ("snapshotsInstalled", "ckite_snapshots_installed", "Snapshots this member received from a leader."))
-
-
-def _runtime_metrics(metrics: Mapping[str, Any]) -> Iterator[Metric]:
-    for key, name, documentation in _COUNTERS:
-        if key in metrics:
-            yield CounterMetricFamily(name, documentation, value=metrics[key])
-    if "rpcErrors" in metrics:
-        errors = CounterMetricFamily("ckite_rpc_errors", "Failed calls to other members.", labels=["peer"])
-        for peer, count in sorted(metrics["rpcErrors"].items()):
-            errors.add_metric([peer], count)
-        yield errors
-    for key, name, documentation in _HISTOGRAMS:
-        histogram = metrics.get(key)
-        if histogram:
-            buckets = [(_bucket_bound(bound), count) for bound, count in histogram.get("buckets", ())]
-            if not buckets or buckets[-1][0] != "+Inf":   # Prometheus requires the +Inf bucket
-                buckets.append(("+Inf", histogram.get("count", buckets[-1][1] if buckets else 0)))
-            yield HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=histogram.get("sum", 0))
-
-
-def _bucket_bound(bound: Any) -> str:
-    return "+Inf" if bound in ("+Inf", float("inf")) else repr(float(bound))
