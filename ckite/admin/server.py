@@ -68,9 +68,10 @@ class AdminServer:
         self.port = port
         self._threads = threads
         self._tag = ckite.id.rsplit(":", 1)[-1]
-        self.fetcher = ClusterStatusFetcher(ckite.id, lambda: ckite.members, lambda: render_status(ckite.status()),
+        self.fetcher = ClusterStatusFetcher(ckite.id, lambda: ckite.members,
+                                            lambda: render_status(ckite.status().to_json()),
                                             admin_url_of=peer_admin_url)
-        self.registry = new_registry(ckite.status)
+        self.registry = new_registry(lambda: ckite.status().to_json())
         self.app = Flask("ckite.admin", static_folder=None)
         self.app.json = _ReadableJSON(self.app)
         install_error_handlers(self.app, lambda: ckite.leader, peer_admin_url)
