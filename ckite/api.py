@@ -138,6 +138,21 @@ class CKite:
         """
         return self._node.barrier(timeout)
 
+    def snapshot_now(self, timeout: float | None = None) -> int:
+        """Take a snapshot of this member's state machine now, store it and compact the log, and
+        return its index (the last entry it covers), instead of waiting for
+        ``compaction_threshold`` entries: e.g. before a backup of the data dir, or to cut a
+        restart's replay after a burst of writes. Any member may (each snapshots its own state).
+        The state is captured between two applied batches and written by the compactor thread
+        while commands keep applying. With nothing applied since the latest snapshot, returns that
+        snapshot's index (0: none) at once. Raises SnapshotTimeoutError when writing takes longer
+        than ``timeout`` (default 60 s; the snapshot goes on), StorageError when it failed. ::
+
+            index = member.snapshot_now()
+            assert member.status()["log"]["snapshot"]["index"] == index
+        """
+        return self._node.snapshot_now(timeout)
+
     def session(self) -> ClientSession:
         """A client session (Raft thesis §6.3): its writes apply exactly once, and a write whose
         outcome is unknown can be sent again with ``error.retry()``, however many times, through

@@ -128,3 +128,14 @@ def test_wait_for_leader_raises_leader_timeout_without_a_quorum():
             alone.verify_leader(timeout=0.3)
     finally:
         cluster.stop_all()
+
+
+def test_snapshot_now_stores_a_snapshot_at_the_applied_index_and_compacts(cluster):
+    follower = cluster.followers()[0]
+    last = cluster.leader().apply(Put("snap", "1")).index
+    follower.barrier(timeout=5)
+    index = follower.snapshot_now(timeout=10)
+    assert index >= last
+    assert follower.status()["log"]["snapshot"]["index"] == index
+    assert follower.snapshot_now(timeout=10) == index   # nothing applied since: the same one, at once
+    assert follower.read_local(Get("snap")) == "1"

@@ -33,6 +33,7 @@ from ckite.errors import (
     NotLeaderError,
     ReadTimeoutError,
     RpcError,
+    SnapshotTimeoutError,
     StoppedError,
     UnreachableError,
     WriteInterruptedError,
@@ -72,6 +73,9 @@ FORWARD_MARGIN = 0.1
 #: Beyond its wait for completion, the time a membership call has to reach a leader (and retry
 #: while another change is in progress).
 CHANGE_START_TIME = 2.0
+
+#: How long ``snapshot_now`` waits by default for its snapshot to be written and synced.
+SNAPSHOT_TIMEOUT = 60.0
 
 #: Failures after which a write certainly was not appended anywhere, so retrying cannot apply it twice.
 _CERTAINLY_NOT_APPLIED: tuple[type[CKiteError], ...] = (NotLeaderError, UnreachableError, LeaderTimeoutError,
@@ -525,6 +529,12 @@ class RaftNode:
         if self.consensus.failure is not None:
             failure = self.consensus.failure
             raise MemberFailedError(f"{self.id} is out of service: {failure}") from failure
+
+    def snapshot_now(self, timeout: float | None = None) -> int:
+        """Snapshot the state machine now and compact the log; the snapshot's index."""
+        self._check_running()
+        return self._wait(self.applier.snapshot_now(), SNAPSHOT_TIMEOUT if timeout is None else timeout,
+                          SnapshotTimeoutError, f"{self.id}: the snapshot was not stored within the timeout; it goes on")
 
     def status(self) -> dict[str, Any]:
         return self.consensus.status()
