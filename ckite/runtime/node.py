@@ -534,7 +534,8 @@ class RaftNode:
         """Snapshot the state machine now and compact the log; the snapshot's index."""
         self._check_running()
         return self._wait(self.applier.snapshot_now(), SNAPSHOT_TIMEOUT if timeout is None else timeout,
-                          SnapshotTimeoutError, f"{self.id}: the snapshot was not stored within the timeout; it goes on")
+                          SnapshotTimeoutError, f"{self.id}: the snapshot was not stored within the timeout; "
+                          "it goes on")
 
     def status(self) -> dict[str, Any]:
         return self.consensus.status()
