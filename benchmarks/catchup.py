@@ -94,7 +94,7 @@ def catch_up_seconds(entries: int, threshold: int, wipe: bool, work: Path,
     for member in members.values():
         member.start()
     try:
-        leader = wait_for(lambda: next((m for m in members.values() if m.status()["state"] == "Leader"), None),
+        leader = wait_for(lambda: next((m for m in members.values() if m.status().role == "Leader"), None),
                           10, "a leader")
         lagging = next(b for b in bindings if b != leader.id)
         members.pop(lagging).stop()
@@ -108,14 +108,14 @@ def catch_up_seconds(entries: int, threshold: int, wipe: bool, work: Path,
                     break
                 except CKiteError:   # leadership moved under load: write the batch again (puts are idempotent)
                     leader = wait_for(lambda: next((m for m in members.values()
-                                                    if m.status()["state"] == "Leader"), None), 10, "a leader")
-        target = leader.status()["log"]["commitIndex"]
+                                                    if m.status().role == "Leader"), None), 10, "a leader")
+        target = leader.status().commit_index
         if wipe:
             shutil.rmtree(dirs[lagging])
         started = time.monotonic()
         restarted = members[lagging] = setup.build(lagging, dirs[lagging], threshold)
         restarted.start()
-        wait_for(lambda: restarted.status()["log"]["lastApplied"] >= target, 120, "the catch-up")
+        wait_for(lambda: restarted.status().applied_index >= target, 120, "the catch-up")
         elapsed = time.monotonic() - started
         status = restarted.status()
         return {"entries_missed": entries, "wiped": wipe, "rtt_ms": rtt_ms,

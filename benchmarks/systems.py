@@ -156,7 +156,7 @@ class CKiteSystem:
         return self.member.read(self._get(key), timeout=timeout)
 
     def term(self) -> int:
-        return int(self.member.status()["term"])
+        return self.member.status().term
 
     def stop(self) -> None:
         self.member.stop()

@@ -14,7 +14,9 @@ from importlib import metadata as _metadata
 from ckite.api import CKite
 from ckite.builder import CKiteBuilder
 from ckite.commands import Command, ReadCommand, WriteCommand
+from ckite.member_status import MemberStatus
 from ckite.statemachine import StateMachine
+from ckite.write_result import WriteResult
 
 try:
     #: The installed distribution's version (setup.cfg's ``version``).
@@ -22,4 +24,5 @@ try:
 except _metadata.PackageNotFoundError:   # imported from a source tree that was never pip-installed
     __version__ = "0+unknown"
 
-__all__ = ["CKite", "CKiteBuilder", "Command", "ReadCommand", "StateMachine", "WriteCommand", "__version__"]
+__all__ = ["CKite", "CKiteBuilder", "Command", "MemberStatus", "ReadCommand", "StateMachine", "WriteCommand",
+           "WriteResult", "__version__"]

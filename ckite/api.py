@@ -1,7 +1,7 @@
 """CKite: the blocking API an application uses (CKite's ``CKite`` trait, in snake_case)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +13,10 @@ from ckite.consensus.reconfiguration import ChangeState, MembershipChange
 from ckite.errors import MembershipChangeError
 from ckite.log.data_dir import DataDir
 from ckite.log.storage import LogStorage
+from ckite.member_status import MemberStatus
 from ckite.runtime.node import RaftNode
 from ckite.sessions.api import ClientSession
+from ckite.write_result import WriteResult
 
 if TYPE_CHECKING:
     from ckite.admin import AdminServer
@@ -109,6 +111,60 @@ class CKite:
         :meth:`write`."""
         return self._node.write_async(command, timeout)
 
+    def apply(self, command: WriteCommand, timeout: float | None = None, *, idempotency_key: str | None = None,
+              fingerprint: str | None = None) -> WriteResult:
+        """As :meth:`write`, but say where the command took effect: a frozen
+        :class:`~ckite.write_result.WriteResult` of the result, and the index and term of the log
+        entry it was applied at. A write this call retried (or one under an ``idempotency_key``
+        used before) reports the entry of its first apply, the only one that changed the state.
+        Fails as :meth:`write` does.
+
+        The index is a causal token: a member whose ``status().applied_index`` reached it has
+        the write in its state. ::
+
+            written = member.apply(Put("k", "v"))
+            written.result, written.index, written.term
+        """
+        result: WriteResult = self._node.write(command, timeout, idempotency_key, fingerprint, indexed=True)
+        return result
+
+    def apply_async(self, command: WriteCommand, timeout: float | None = None) -> Future[WriteResult]:
+        """As :meth:`write_async`, its future completing with a :class:`~ckite.write_result.WriteResult`
+        (:meth:`write_async`'s future keeps completing with the result alone: the writes that do
+        not ask for the index pay nothing for it)."""
+        return self._node.write_async(command, timeout, indexed=True)
+
+    def barrier(self, timeout: float | None = None) -> int:
+        """Return once every write committed before the call is applied on *this* member, and
+        return the log index reached (hashicorp/raft's ``Barrier``, from any member): the leader
+        confirms its leadership (a ReadIndex round, or its lease) and a follower asks the leader
+        for that index, then the call waits for this member's state machine to apply it.
+
+        Use it before reading the state machine directly (``read_local``, or the application's
+        own view of it), e.g. after a leader change, to see every acknowledged write. Raises
+        ReadTimeoutError (a TimeoutError) when that takes longer than ``timeout`` (default: the
+        read timeout), LeaderTimeoutError when no leader is known. ::
+
+            member.barrier(timeout=5)
+            snapshot_of_state = member.read_local(Dump())   # holds every write acknowledged before
+        """
+        return self._node.barrier(timeout)
+
+    def snapshot_now(self, timeout: float | None = None) -> int:
+        """Take a snapshot of this member's state machine now, store it and compact the log, and
+        return its index (the last entry it covers), instead of waiting for
+        ``compaction_threshold`` entries: e.g. before a backup of the data dir, or to cut a
+        restart's replay after a burst of writes. Any member may (each snapshots its own state).
+        The state is captured between two applied batches and written by the compactor thread
+        while commands keep applying. With nothing applied since the latest snapshot, returns that
+        snapshot's index (0: none) at once. Raises SnapshotTimeoutError when writing takes longer
+        than ``timeout`` (default 60 s; the snapshot goes on), StorageError when it failed. ::
+
+            index = member.snapshot_now()
+            assert member.status()["log"]["snapshot"]["index"] == index
+        """
+        return self._node.snapshot_now(timeout)
+
     def session(self) -> ClientSession:
         """A client session (Raft thesis §6.3): its writes apply exactly once, and a write whose
         outcome is unknown can be sent again with ``error.retry()``, however many times, through
@@ -128,6 +184,46 @@ class CKite:
         """Waits for an election to settle, then says whether this member leads (confirmed by a
         quorum: a ReadIndex round, or with lease reads a valid lease)."""
         return self._node.is_leader(timeout)
+
+    def verify_leader(self, timeout: float | None = None) -> None:
+        """Return only if this member leads and a quorum confirms it now (as :meth:`is_leader`
+        confirms: a ReadIndex round, or a valid lease), so the caller can act as the leader, e.g.
+        before a side effect only the leader should perform. Raises NotLeaderError (its ``leader``
+        says who leads, when known) when another member leads or this one was deposed, and
+        LeaderTimeoutError when no leader is known, or the quorum did not answer, within ``timeout``
+        (default: the leader timeout). ::
+
+            try:
+                member.verify_leader(timeout=1)
+            except NotLeaderError as error:
+                redirect_to(error.leader)
+        """
+        self._node.verify_leader(timeout)
+
+    def wait_for_leader(self, timeout: float | None = None) -> str:
+        """The binding of the leader, once an election has settled (this member included); raises
+        LeaderTimeoutError when no leader is known within ``timeout`` (default: the leader timeout).
+        It is this member's belief: :meth:`verify_leader` on the leader confirms it. ::
+
+            leader = member.wait_for_leader(timeout=10)
+        """
+        return self._node.wait_for_leader(timeout)
+
+    def on_leader_change(self, callback: Callable[[str | None], object]) -> Callable[[], None]:
+        """Call ``callback(leader)`` (the new leader's binding, or None while there is none) at
+        every change of leader this member sees, and once at first with the current one; returns
+        a function that unsubscribes it.
+
+        The callbacks run on one thread of their own (``ckite-<port>-leader``), after the
+        consensus lock is released, never on a thread that answers peers: a slow callback delays
+        only the next notifications. Changes are coalesced: a callback is always called with the
+        leader as it is then, never twice in a row with the same one, and two changes in quick
+        succession may reach it as one. A callback that raises is logged and called again at the
+        next change. ::
+
+            unsubscribe = member.on_leader_change(lambda leader: log.info("leader: %s", leader))
+        """
+        return self._node.on_leader_change(callback)
 
     def add_member(self, binding: str, timeout: float | None = None) -> bool:
         """Add ``binding`` to the cluster (forwarded to the leader); returns True once it is a voter.
@@ -177,10 +273,27 @@ class CKite:
         return self._node.consensus.configuration.members
 
     @property
+    def leader_timeout(self) -> float:
+        """The builder's leader timeout, in seconds: what a call waits for an election by default."""
+        return self._node.leader_timeout
+
+    @property
     def leader(self) -> str | None:
         """The binding of the member this one believes leads, if any."""
         return self._node.consensus.leader_id
 
-    def status(self) -> dict[str, Any]:
-        """Term, role, leader, configuration and log indexes, as the admin console shows them."""
-        return self._node.status()
+    def status(self) -> MemberStatus:
+        """Role, term, leader, commit and applied index, configuration, replication progress and
+        last contact, as typed attributes of a frozen :class:`~ckite.member_status.MemberStatus`;
+        ``status().to_json()`` is the CKite-shaped document the admin console shows. The status is
+        also a read-only mapping over that document, so ``status()["term"]`` (what callers wrote
+        when it was a dict) still works.
+
+        Example::
+
+            status = member.status()
+            if status.role == "Leader":
+                lagging = [p for p, progress in status.replication.items()
+                           if progress.match_index < status.commit_index]
+        """
+        return MemberStatus.from_document(self._node.status())

@@ -115,6 +115,11 @@ class MembershipChangeInProgressError(MembershipChangeError):
     """Another membership change is running; ``add_member``/``remove_member`` wait and retry."""
 
 
+class SnapshotTimeoutError(CKiteError, TimeoutError):
+    """``snapshot_now`` did not see its snapshot stored within the timeout; it goes on (the
+    compactor writes it), and the next ``status()`` shows it once stored."""
+
+
 class StorageError(CKiteError):
     """The durable store failed (disk full, read-only, corrupt file): the member stops serving."""
 

@@ -111,6 +111,10 @@ class ForwardKind(str, Enum):
 
     WRITE = "write"                #: an encoded command (client sessions off)
     CLIENT_REQUEST = "client_request"   #: a session's request (ckite.sessions.request.ClientRequest)
+    #: As WRITE and CLIENT_REQUEST, answered with ``[result, index, term]`` (``CKite.apply``). Kinds of
+    #: their own, so that a member of an older version, asked a plain write, still gets a plain answer.
+    WRITE_INDEXED = "write_indexed"
+    CLIENT_REQUEST_INDEXED = "client_request_indexed"
     READ_INDEX = "read_index"      #: a follower asks for a read index (its reads then run on its own state)
     CHANGE_MEMBERS = "change_members"
     TRANSFER_LEADERSHIP = "transfer_leadership"

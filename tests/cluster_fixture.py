@@ -89,7 +89,7 @@ class TestCluster:
         candidates = among if among is not None else self.running()
 
         def single_leader():
-            leaders = [m for m in candidates if m.status()["state"] == "Leader"]
+            leaders = [m for m in candidates if m.status().role == "Leader"]
             if len(leaders) != 1:
                 return None
             leader = leaders[0]

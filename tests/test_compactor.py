@@ -16,6 +16,7 @@ class FullDisk:
     def __init__(self) -> None:
         self.full = True
         self.taken: list[int] = []
+        self.snapshot = None   # as Consensus: the newest snapshot (read after a snapshot is stored)
 
     def take_snapshot(self, index: int, write) -> None:
         if self.full:

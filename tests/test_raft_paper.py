@@ -498,10 +498,10 @@ def test_write_result_completes_only_for_its_own_term_at_its_index():
     a waiter on (5, term 2) must fail when (5, term 3) is applied, and complete on (5, term 2)."""
     pending = PendingWrites()
     replaced, kept = Future(), Future()
-    pending.register(5, 2, [replaced], NEVER)
+    pending.register(5, 2, [(replaced, False)], NEVER)
     pending.complete([LogEntry(5, 3, b"other")], [Outcome("other's result")])
     assert isinstance(replaced.exception(timeout=0), EntryOverwrittenError)
-    pending.register(5, 2, [kept], NEVER)
+    pending.register(5, 2, [(kept, False)], NEVER)
     pending.complete([LogEntry(5, 2, b"mine")], [Outcome("mine")])
     assert kept.result(timeout=0) == "mine"
     assert len(pending) == 0
@@ -524,7 +524,7 @@ def test_a_write_whose_entry_this_leader_lost_waits_for_what_is_applied_at_its_i
     assert n1.log.entry(index).data != b"lost" and n1.commit_index >= index
     pending = PendingWrites()                              # as n1's runtime registered it
     future = Future()
-    pending.register(index, 1, [future], NEVER)
+    pending.register(index, 1, [(future, False)], NEVER)
     assert not future.done()                               # the truncation failed nothing
     pending.complete([n1.log.entry(index)], [Outcome()])
     assert isinstance(future.exception(timeout=0), EntryOverwrittenError)

@@ -158,4 +158,5 @@ def test_the_wheel_installs_into_a_fresh_virtualenv_and_type_checks_a_user_progr
     assert wrong.returncode == 1 and found in wrong.stdout, wrong.stdout + wrong.stderr
 
     ran = run([python, "-I", program.name, str(free_port())], cwd=elsewhere, timeout=60)
-    assert ran.stdout.strip() == f"ckite {expected}: wrote 2 then 5, read 5, leader True"
+    assert ran.stdout.startswith(f"ckite {expected}: wrote 2 then 5, read 5, leader True; barrier at "), ran.stdout
+    assert ", 15 at index " in ran.stdout and ran.stdout.strip().endswith("read 15"), ran.stdout

@@ -55,7 +55,7 @@ def admin_blueprint(ckite: CKite, fetcher: ClusterStatusFetcher, *,
 
     @bp.get("/status")
     def status() -> Response:
-        return jsonify(render_status(ckite.status()))
+        return jsonify(render_status(ckite.status().to_json()))
 
     @bp.get("/cluster/status")
     def cluster_status() -> Response:

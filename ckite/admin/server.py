@@ -67,7 +67,8 @@ class AdminServer:
         self.port = port
         self._threads = threads
         self._tag = ckite.id.rsplit(":", 1)[-1]
-        self.fetcher = ClusterStatusFetcher(ckite.id, lambda: ckite.members, lambda: render_status(ckite.status()),
+        self.fetcher = ClusterStatusFetcher(ckite.id, lambda: ckite.members,
+                                            lambda: render_status(ckite.status().to_json()),
                                             admin_url_of=peer_admin_url)
         self.app = Flask("ckite.admin", static_folder=None)
         self.app.json = _ReadableJSON(self.app)

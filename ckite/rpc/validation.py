@@ -158,7 +158,8 @@ def _install_snapshot(request: InstallSnapshot, limits: RequestLimits) -> None:
 
 
 def _forward_request(request: ForwardRequest, limits: RequestLimits) -> None:
-    if request.kind in (ForwardKind.WRITE, ForwardKind.CLIENT_REQUEST):
+    if request.kind in (ForwardKind.WRITE, ForwardKind.CLIENT_REQUEST, ForwardKind.WRITE_INDEXED,
+                        ForwardKind.CLIENT_REQUEST_INDEXED):
         return   # an encoded command or client request: its codec checks it
     if request.kind is ForwardKind.READ_INDEX:
         if request.payload:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, StorageError
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: The most entries handed to the state machine at once (and at most ``apply_batch_bytes`` of them).
 APPLY_BATCH_ENTRIES = 10_000
+
+#: Longest ``snapshot_now`` waits for the batch it captured to be published.
+PUBLISH_WAIT = 5.0
 
 #: Longest the applier sleeps without a wake-up: bounds how late it notices stop() and how late
 #: an expired write future fails.
@@ -47,6 +51,9 @@ class Applier:
         self.state_machine_lock = threading.Lock()
         self.applied_signal = threading.Condition()
         self.applied_index = state_machine.last_applied_index
+        #: The index the state machine's state is at (under ``state_machine_lock``; ``applied_index``
+        #: is published a moment later, once the batch's writers are answered).
+        self._state_index = self.applied_index
         self.worker: Worker | None = None
         consensus.set_applied(self.applied_index)
 
@@ -83,7 +90,7 @@ class Applier:
                 self.consensus.fail(CKiteError(f"{exc}; its state may hold part of the batch, so this member "
                                                "stops (restart it to rebuild the state)"))
                 return
-            last = entries[-1].index
+            last = self._state_index = entries[-1].index
             # Captured here, with the state at exactly `last`; submitted once `last` is published.
             snapshot_job = (self.state.begin_snapshot()
                             if self.consensus.compaction_due(last) and not self.compactor.busy else None)
@@ -98,6 +105,7 @@ class Applier:
         try:
             with self.state_machine_lock, self.consensus.open_snapshot(snapshot) as reader:
                 self.state.restore(reader)
+                self._state_index = snapshot.last_index
         except Exception as exc:   # the user's code, on bytes that may be damaged
             self.consensus.fail(StorageError(f"the snapshot at index {snapshot.last_index} cannot be restored: "
                                              f"{exc!r}"))
@@ -111,6 +119,24 @@ class Applier:
         with self.applied_signal:
             self.applied_index = index
             self.applied_signal.notify_all()
+
+    def snapshot_now(self) -> Future[int]:
+        """Begin a snapshot of the state as it is (between two batches) and hand it to the
+        compactor; the future completes with the index of the snapshot stored. Nothing applied
+        since the latest snapshot: that snapshot's index at once."""
+        done: Future[int] = Future()
+        with self.state_machine_lock:
+            index = self._state_index
+            latest = self.consensus.snapshot
+            if index == 0 or (latest is not None and latest.last_index >= index):
+                done.set_result(0 if latest is None else latest.last_index)
+                return done
+            write = self.state.begin_snapshot()
+        # The core snapshots only a published index; the batch at `index` is published right after
+        # the lock above is released (its writers answered first), as the applier's own snapshots are.
+        self.wait_applied(index, PUBLISH_WAIT)
+        self.compactor.submit(index, write, done)
+        return done
 
     def wait_applied(self, index: int, timeout: float) -> bool:
         """Block until ``index`` is applied; False when ``timeout`` passes first."""

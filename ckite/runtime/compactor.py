@@ -12,9 +12,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import BinaryIO
 
 from ckite.consensus.consensus import Consensus
+from ckite.errors import StorageError
 from ckite.runtime.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,7 @@ class Compactor:
         self._busy = False
         self._failures = 0               # snapshots failed in a row
         self._retry_at = float("-inf")   # no snapshot is prepared before then
+        self._waiters: list[Future[int]] = []   # callers of snapshot_now waiting for the job held
         self.worker: Worker | None = None
 
     @property
@@ -46,27 +49,38 @@ class Compactor:
         with self._lock:
             return self._busy or self._clock() < self._retry_at
 
-    def submit(self, index: int, write: Callable[[BinaryIO], None]) -> None:
-        """Compact up to applied ``index``; ``write(file)`` writes the state (on this thread)."""
+    def submit(self, index: int, write: Callable[[BinaryIO], None], waiter: Future[int] | None = None) -> None:
+        """Compact up to applied ``index``; ``write(file)`` writes the state (on this thread).
+        ``waiter`` completes with the index of the snapshot stored (a job not begun yet that a
+        newer one replaces hands its waiters on: they get the newer snapshot)."""
         with self._lock:
             self._job, self._busy = (index, write), True
+            if waiter is not None:
+                self._waiters.append(waiter)
         if self.worker is not None:
             self.worker.wake()
 
     def step(self, worker: Worker) -> None:
         with self._lock:
             job, self._job = self._job, None
+            waiters, self._waiters = self._waiters, []
         if job is None:
             worker.wait(IDLE_WAIT)
             return
         index, write = job
         try:
-            self.consensus.take_snapshot(index, write)
+            stored = self.consensus.take_snapshot(index, write)
         except Exception as exc:
             self._failed(index, exc)
+            for waiter in waiters:
+                waiter.set_exception(StorageError(f"the snapshot at {index} failed: {exc!r}"))
         else:
             with self._lock:
                 self._failures, self._retry_at = 0, float("-inf")
+            newer = self.consensus.snapshot   # None stored: a newer snapshot was installed meanwhile
+            taken = stored.last_index if stored is not None else newer.last_index if newer is not None else index
+            for waiter in waiters:
+                waiter.set_result(taken)
         finally:
             with self._lock:
                 self._busy = self._job is not None

@@ -33,6 +33,7 @@ from ckite.errors import (
     NotLeaderError,
     ReadTimeoutError,
     RpcError,
+    SnapshotTimeoutError,
     StoppedError,
     UnreachableError,
     WriteInterruptedError,
@@ -47,6 +48,7 @@ from ckite.runtime.compactor import Compactor
 from ckite.runtime.election_timer import election_timer_step
 from ckite.runtime.follower_reads import ReadIndexRounds
 from ckite.runtime.joiner import join_step
+from ckite.runtime.leader_watch import LeaderCallback, LeaderWatch
 from ckite.runtime.pending import PendingWrites
 from ckite.runtime.replicator import Replicator
 from ckite.runtime.submitter import Submitter
@@ -55,6 +57,7 @@ from ckite.sessions.client import Session, retry_expired
 from ckite.sessions.request import ClientRequest
 from ckite.sessions.table import ClientTable
 from ckite.statemachine import StateMachine
+from ckite.write_result import WriteResult
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ FORWARD_MARGIN = 0.1
 #: Beyond its wait for completion, the time a membership call has to reach a leader (and retry
 #: while another change is in progress).
 CHANGE_START_TIME = 2.0
+
+#: How long ``snapshot_now`` waits by default for its snapshot to be written and synced.
+SNAPSHOT_TIMEOUT = 60.0
 
 #: Failures after which a write certainly was not appended anywhere, so retrying cannot apply it twice.
 _CERTAINLY_NOT_APPLIED: tuple[type[CKiteError], ...] = (NotLeaderError, UnreachableError, LeaderTimeoutError,
@@ -112,6 +118,7 @@ class RaftNode:
         self._retired: list[Replicator] = []
         self._join = (Worker(f"ckite-{tag}-join", join_step(consensus, transport, join_seeds, membership_timeout))
                       if join_seeds else None)
+        self.leader_watch = LeaderWatch(tag, lambda: self.consensus.leader_id)
         self._forwarders = ThreadPoolExecutor(max_workers=8, thread_name_prefix=f"ckite-{tag}-forward")
         #: The member's own session, for its writes (None: client sessions off, plain entries).
         self._own_session = Session(self, keep_failed=False) if client_sessions else None
@@ -132,6 +139,7 @@ class RaftNode:
         self.consensus.start()
         self._sync_replicators()
         self._election.start()
+        self.leader_watch.enable()
         if self._join is not None:
             self._join.start()
 
@@ -150,6 +158,7 @@ class RaftNode:
         self.submitter.wake()
         for worker in workers:
             worker.join()
+        self.leader_watch.stop()
         self.transport.close()
         self._forwarders.shutdown(wait=True, cancel_futures=True)
         self.submitter.fail_queued(StoppedError(f"{self.id} stopped before the write was appended; it was not applied"))
@@ -170,6 +179,7 @@ class RaftNode:
         if effects.leader_changed:
             with self._leader_signal:
                 self._leader_signal.notify_all()
+            self.leader_watch.changed()
         if effects.peers_changed:
             self._sync_replicators()
 
@@ -205,14 +215,15 @@ class RaftNode:
 
     def _handle_forward(self, request: ForwardRequest) -> ForwardResponse:
         timeout = max(request.timeout_ms, 1) / 1000
-        if request.kind is ForwardKind.WRITE:
+        if request.kind in (ForwardKind.WRITE, ForwardKind.WRITE_INDEXED):
             command = decode_command(request.payload)
             if not isinstance(command, WriteCommand):
                 raise CommandError("forwarded write is not a WriteCommand", "TypeError")
-            return ForwardResponse(encode_value(self._write_here(EntryKind.COMMAND, request.payload, timeout)))
-        if request.kind is ForwardKind.CLIENT_REQUEST:
+            return self._answer_write(EntryKind.COMMAND, request, timeout, request.kind is ForwardKind.WRITE_INDEXED)
+        if request.kind in (ForwardKind.CLIENT_REQUEST, ForwardKind.CLIENT_REQUEST_INDEXED):
             ClientRequest.decode(request.payload)   # refuse garbage before it reaches the log (EncodingError)
-            return ForwardResponse(encode_value(self._write_here(EntryKind.CLIENT_REQUEST, request.payload, timeout)))
+            return self._answer_write(EntryKind.CLIENT_REQUEST, request, timeout,
+                                      request.kind is ForwardKind.CLIENT_REQUEST_INDEXED)
         if request.kind is ForwardKind.READ_INDEX:
             return ForwardResponse(encode_value(self._read_index_here(self.clock() + timeout)))
         if request.kind is ForwardKind.CHANGE_MEMBERS:
@@ -289,11 +300,12 @@ class RaftNode:
     # --- writes -------------------------------------------------------------------------------
 
     def write(self, command: WriteCommand, timeout: float | None = None, idempotency_key: str | None = None,
-              fingerprint: str | None = None) -> Any:
+              fingerprint: str | None = None, indexed: bool = False) -> Any:
         """Replicate ``command`` and return its result once applied on the leader. With client
         sessions (the default) the member's own session numbers it, so that its retries (after a
         lost reply, a leader change, a forward that timed out) never apply it twice; an
-        ``idempotency_key`` makes any retry under that key, from any client, get the first outcome."""
+        ``idempotency_key`` makes any retry under that key, from any client, get the first outcome.
+        With ``indexed``, a :class:`~ckite.write_result.WriteResult` (``CKite.apply``)."""
         data = encode_command(command)
         timeout = self.write_timeout if timeout is None else timeout
         if idempotency_key is not None:
@@ -302,44 +314,45 @@ class RaftNode:
             fingerprint = fingerprint or hashlib.sha256(data).hexdigest()
         if self._own_session is None:
             deadline = self.clock() + timeout
-            return self._until_deadline(deadline, lambda remaining: self._write_plain(data, remaining),
+            return self._until_deadline(deadline, lambda remaining: self._write_plain(data, remaining, indexed),
                                         WriteTimeoutError, _CERTAINLY_NOT_APPLIED)
         session = self._own_session
-        return retry_expired(session, lambda: session.write(data, timeout, idempotency_key, fingerprint))
+        return retry_expired(session, lambda: session.write(data, timeout, idempotency_key, fingerprint, indexed))
 
-    def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future[Any]:
+    def write_async(self, command: WriteCommand, timeout: float | None = None, indexed: bool = False) -> Future[Any]:
         """Like :meth:`write`, but returns at once with a future of the result (one attempt on the
         leader; a follower forwards on a pool thread, retrying as :meth:`write`).
 
         The future fails with WriteTimeoutError once ``timeout`` passes without the write applied.
+        With ``indexed`` it completes with a :class:`~ckite.write_result.WriteResult`.
         """
         self._check_running()
         timeout = self.write_timeout if timeout is None else timeout
         if not self.consensus.is_leader:
-            return self.in_background(self.write, command, timeout)
+            return self.in_background(self.write, command, timeout, None, None, indexed)
         if self._own_session is None:
-            return self.submitter.submit(EntryKind.COMMAND, encode_command(command), timeout)
-        return self._own_session.write_async(encode_command(command), timeout)
+            return self.submitter.submit(EntryKind.COMMAND, encode_command(command), timeout, indexed)
+        return self._own_session.write_async(encode_command(command), timeout, indexed=indexed)
 
-    def _write_plain(self, data: bytes, remaining: float) -> Any:
+    def _write_plain(self, data: bytes, remaining: float, indexed: bool = False) -> Any:
         if self.consensus.is_leader:
-            return self._wait(self.submitter.propose_now(EntryKind.COMMAND, data, remaining), remaining,
+            return self._wait(self.submitter.propose_now(EntryKind.COMMAND, data, remaining, indexed), remaining,
                               WriteTimeoutError, "write not applied within the timeout")
-        return self._forward(self._known_leader(remaining), ForwardKind.WRITE, data, remaining)
+        return self._forward_write(ForwardKind.WRITE, data, remaining, indexed)
 
-    def send_client_request(self, payload: bytes, remaining: float) -> Any:
+    def send_client_request(self, payload: bytes, remaining: float, indexed: bool = False) -> Any:
         """One attempt of a session's request (an encoded ClientRequest), through the leader."""
         self._check_running()
         if self.consensus.is_leader:
-            return self._wait(self.submitter.propose_now(EntryKind.CLIENT_REQUEST, payload, remaining), remaining,
-                              WriteTimeoutError, "write not applied within the timeout; it may still apply")
-        return self._forward(self._known_leader(remaining), ForwardKind.CLIENT_REQUEST, payload, remaining)
+            return self._wait(self.submitter.propose_now(EntryKind.CLIENT_REQUEST, payload, remaining, indexed),
+                              remaining, WriteTimeoutError, "write not applied within the timeout; it may still apply")
+        return self._forward_write(ForwardKind.CLIENT_REQUEST, payload, remaining, indexed)
 
-    def send_client_request_async(self, payload: bytes, timeout: float) -> Future[Any]:
+    def send_client_request_async(self, payload: bytes, timeout: float, indexed: bool = False) -> Future[Any]:
         self._check_running()
         if self.consensus.is_leader:
-            return self.submitter.submit(EntryKind.CLIENT_REQUEST, payload, timeout)
-        return self.in_background(self.send_client_request, payload, timeout)
+            return self.submitter.submit(EntryKind.CLIENT_REQUEST, payload, timeout, indexed)
+        return self.in_background(self.send_client_request, payload, timeout, indexed)
 
     def in_background(self, call: Callable[..., Any], *args: Any) -> Future[Any]:
         """``call(*args)`` on the member's forwarding pool: a future at once for a blocking call."""
@@ -349,12 +362,25 @@ class RaftNode:
         """A new leader may be being elected: back off briefly before the next attempt."""
         time.sleep(RETRY_PAUSE)
 
-    def _write_here(self, kind: EntryKind, data: bytes, timeout: float) -> Any:
+    def _answer_write(self, kind: EntryKind, request: ForwardRequest, timeout: float, indexed: bool) -> ForwardResponse:
         """A forwarded write (its encoded command or client request, checked): only the leader
-        accepts it (no second hop, so no forwarding loops)."""
-        future = self.submitter.propose_now(kind, data, timeout)
-        return self._wait(future, timeout, WriteTimeoutError,
-                          "forwarded write not applied within the timeout; it may still apply")
+        accepts it (no second hop, so no forwarding loops). An indexed one is answered
+        ``[result, index, term]``."""
+        future = self.submitter.propose_now(kind, request.payload, timeout, indexed)
+        answer = self._wait(future, timeout, WriteTimeoutError,
+                            "forwarded write not applied within the timeout; it may still apply")
+        if indexed:
+            answer = [answer.result, answer.index, answer.term]
+        return ForwardResponse(encode_value(answer))
+
+    def _forward_write(self, kind: ForwardKind, payload: bytes, remaining: float, indexed: bool) -> Any:
+        """A write through the leader: its result, or with ``indexed`` its WriteResult."""
+        leader = self._known_leader(remaining)
+        if not indexed:
+            return self._forward(leader, kind, payload, remaining)
+        kind = ForwardKind.WRITE_INDEXED if kind is ForwardKind.WRITE else ForwardKind.CLIENT_REQUEST_INDEXED
+        result, index, term = self._forward(leader, kind, payload, remaining)
+        return WriteResult(result, index, term)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -370,13 +396,25 @@ class RaftNode:
                                     ReadTimeoutError, _CERTAINLY_NOT_APPLIED + (LostLeadershipError, RpcError))
 
     def _read_once(self, command: ReadCommand, deadline: float) -> Any:
+        self._caught_up(deadline)
+        return self.read_local(command)
+
+    def _caught_up(self, deadline: float) -> int:
+        """Wait until this member's state machine has applied everything committed before the
+        call (a read index: the leader's own, or one it gave this follower); that index."""
         if self.consensus.is_leader:
             index = self._read_index_here(deadline)
         else:
             index = self._read_rounds.read_index(deadline)
         if not self.applier.wait_applied(index, max(deadline - self.clock(), 0)):
             raise ReadTimeoutError(f"state machine did not reach index {index} within the timeout")
-        return self.read_local(command)
+        return index
+
+    def barrier(self, timeout: float | None = None) -> int:
+        """Return once every write committed before the call is applied here; the index reached."""
+        deadline = self.clock() + (self.read_timeout if timeout is None else timeout)
+        return self._until_deadline(deadline, lambda remaining: self._caught_up(deadline),
+                                    ReadTimeoutError, _CERTAINLY_NOT_APPLIED + (LostLeadershipError, RpcError))
 
     def _fetch_read_index(self, timeout: float) -> int:
         """A read index from the leader, for a round of this follower's reads."""
@@ -407,17 +445,36 @@ class RaftNode:
         """Wait for a leader to be known; True only if this member leads and a quorum confirms it."""
         remaining = self.leader_timeout if timeout is None else timeout
         deadline = self.clock() + remaining
-        self._known_leader(remaining)
-        if not self.consensus.is_leader:
-            return False
-        if self.consensus.lease_read_index() is not None:   # a lease is a quorum's confirmation too
-            return True
+        self._known_leader(remaining)   # LeaderTimeoutError when none is known, as always
         try:
-            self._wait(self.consensus.request_read(), deadline - self.clock(), LeaderTimeoutError,
-                       "leadership not confirmed")
-        except (LostLeadershipError, NotLeaderError, LeaderTimeoutError):
+            self.verify_leader(deadline - self.clock())
+        except (NotLeaderError, LeaderTimeoutError):
             return False
         return True
+
+    def verify_leader(self, timeout: float | None = None) -> None:
+        """Return only if this member leads and a quorum confirms it now (a ReadIndex round, or a
+        valid lease); NotLeaderError (with the leader it knows) or LeaderTimeoutError otherwise."""
+        remaining = self.leader_timeout if timeout is None else timeout
+        deadline = self.clock() + remaining
+        leader = self._known_leader(remaining)
+        if not self.consensus.is_leader:
+            raise NotLeaderError(f"{self.id} is not the leader", leader)
+        if self.consensus.lease_read_index() is not None:   # a lease is a quorum's confirmation too
+            return
+        try:
+            self._wait(self.consensus.request_read(), deadline - self.clock(), LeaderTimeoutError,
+                       f"{self.id}: leadership not confirmed by a quorum within the timeout")
+        except LostLeadershipError as exc:
+            raise NotLeaderError(f"{self.id} lost leadership while confirming it", self.consensus.leader_id) from exc
+
+    def wait_for_leader(self, timeout: float | None = None) -> str:
+        """The leader's binding, once one is known (LeaderTimeoutError when none within ``timeout``)."""
+        return self._known_leader(self.leader_timeout if timeout is None else timeout)
+
+    def on_leader_change(self, callback: LeaderCallback) -> Callable[[], None]:
+        """``callback(leader)`` on the leader-watch thread at each change; returns its unsubscriber."""
+        return self.leader_watch.subscribe(callback)
 
     def _known_leader(self, timeout: float) -> str:
         with self._leader_signal:
@@ -472,6 +529,13 @@ class RaftNode:
         if self.consensus.failure is not None:
             failure = self.consensus.failure
             raise MemberFailedError(f"{self.id} is out of service: {failure}") from failure
+
+    def snapshot_now(self, timeout: float | None = None) -> int:
+        """Snapshot the state machine now and compact the log; the snapshot's index."""
+        self._check_running()
+        return self._wait(self.applier.snapshot_now(), SNAPSHOT_TIMEOUT if timeout is None else timeout,
+                          SnapshotTimeoutError, f"{self.id}: the snapshot was not stored within the timeout; "
+                          "it goes on")
 
     def status(self) -> dict[str, Any]:
         return self.consensus.status()

@@ -19,6 +19,7 @@ from prometheus_client import Histogram
 from ckite.errors import CKiteError, EntryOverwrittenError, WriteTimeoutError
 from ckite.log.entry import LogEntry
 from ckite.sessions.table import Outcome
+from ckite.write_result import WriteResult
 
 
 class PendingWrites:
@@ -26,19 +27,25 @@ class PendingWrites:
 
     Each write also has a deadline, so that a future handed out by ``write_async`` fails with
     WriteTimeoutError instead of waiting forever on a leader that lost its quorum.
+
+    A future registered ``indexed`` completes with a :class:`~ckite.write_result.WriteResult`
+    (``CKite.apply``); the others with the command's result alone, as they always did, so the
+    writes that do not ask for the index pay nothing for it.
     """
 
     def __init__(self, commit_latency: Histogram | None = None) -> None:
         self._lock = threading.Lock()
         self._commit_latency = commit_latency
-        self._by_index: dict[int, tuple[int, Future[Any], float]] = {}
+        self._by_index: dict[int, tuple[int, Future[Any], float, bool]] = {}
         self._deadlines: deque[tuple[float, Future[Any]]] = deque()   # in registration order
 
-    def register(self, first_index: int, term: int, futures: Iterable[Future[Any]], deadline: float) -> None:
+    def register(self, first_index: int, term: int, futures: Iterable[tuple[Future[Any], bool]],
+                 deadline: float) -> None:
+        """``futures``: (future, indexed) of the entries appended from ``first_index`` on."""
         now = time.monotonic()
         with self._lock:
-            for offset, future in enumerate(futures):
-                self._by_index[first_index + offset] = (term, future, now)
+            for offset, (future, indexed) in enumerate(futures):
+                self._by_index[first_index + offset] = (term, future, now, indexed)
                 self._deadlines.append((deadline, future))
 
     def expire(self, now: float) -> None:
@@ -69,18 +76,19 @@ class PendingWrites:
             return
         if self._commit_latency is not None:
             self._commit_latency.observe(time.monotonic() - waiting[0][2][2])   # the batch's longest wait
-        for entry, outcome, (term, future, _) in waiting:
+        for entry, outcome, (term, future, _, indexed) in waiting:
             if term != entry.term:
                 _fail(future, EntryOverwrittenError(f"entry {entry.index} of term {term} was overwritten by term "
                                                     f"{entry.term}; it was not applied"))
             elif outcome.error is not None:
                 _fail(future, outcome.error)
             elif not future.done():
-                future.set_result(outcome.result)
+                future.set_result(WriteResult(outcome.result, outcome.index or entry.index, outcome.term or entry.term)
+                                  if indexed else outcome.result)
 
     def fail_all(self, error: CKiteError) -> None:
         with self._lock:
-            futures = [future for _, future, _ in self._by_index.values()]
+            futures = [future for _, future, _, _ in self._by_index.values()]
             self._by_index.clear()
         for future in futures:
             _fail(future, error)

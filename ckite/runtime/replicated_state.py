@@ -54,6 +54,7 @@ class ReplicatedState:
             else:
                 continue
             if command is not None:
+                outcomes[position].applied_at(entry.index, entry.term)
                 commands.append(command)
                 applied.append((entry, command, outcomes[position]))
         for (entry, command, outcome), result in zip(applied, self._apply_batch(commands), strict=True):

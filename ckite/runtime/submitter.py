@@ -36,20 +36,21 @@ class Submitter:
         self.pending = pending
         self.clock = clock
         self.wall_clock = wall_clock
-        self._queue: deque[tuple[EntryKind, bytes, Future[Any], float]] = deque()
+        self._queue: deque[tuple[EntryKind, bytes, Future[Any], float, bool]] = deque()
         self._ready = threading.Event()
         self._appending = threading.Lock()   # held by whoever proposes a batch: batches stay in order
         self.worker: Worker | None = None
 
-    def submit(self, kind: EntryKind, data: bytes, timeout: float) -> Future[Any]:
-        """Queue one entry; the future completes with its result once applied on this leader."""
+    def submit(self, kind: EntryKind, data: bytes, timeout: float, indexed: bool = False) -> Future[Any]:
+        """Queue one entry; the future completes with its result once applied on this leader
+        (``indexed``: with a :class:`~ckite.write_result.WriteResult`, the result and its index)."""
         future: Future[Any] = WriteFuture()
-        self._queue.append((kind, data, future, self.clock() + timeout))
+        self._queue.append((kind, data, future, self.clock() + timeout, indexed))
         if not self._ready.is_set():   # once per batch, not per write: setting it costs a lock and a notify
             self._ready.set()
         return future
 
-    def propose_now(self, kind: EntryKind, data: bytes, timeout: float) -> Future[Any]:
+    def propose_now(self, kind: EntryKind, data: bytes, timeout: float, indexed: bool = False) -> Future[Any]:
         """For a caller that waits for its result anyway (``write``): when nothing is queued and no
         batch is being appended, propose on the caller's own thread, saving the hand-off to the
         submitter thread (tens of microseconds of a lone client's latency); else queue it."""
@@ -57,11 +58,11 @@ class Submitter:
             try:
                 if not self._queue:
                     future = WriteFuture()
-                    self._append([(kind, data, future, self.clock() + timeout)])
+                    self._append([(kind, data, future, self.clock() + timeout, indexed)])
                     return future
             finally:
                 self._appending.release()
-        return self.submit(kind, data, timeout)
+        return self.submit(kind, data, timeout, indexed)
 
     def step(self, worker: Worker) -> None:
         if not self._ready.wait(IDLE_WAIT):
@@ -74,9 +75,9 @@ class Submitter:
             if batch:
                 self._append(batch)
 
-    def _append(self, batch: list[tuple[EntryKind, bytes, Future[Any], float]]) -> None:
-        futures = [future for _, _, future, _ in batch]
-        deadline = max(d for _, _, _, d in batch)   # one for the batch: no write fails before its own timeout
+    def _append(self, batch: list[tuple[EntryKind, bytes, Future[Any], float, bool]]) -> None:
+        futures = [(future, indexed) for _, _, future, _, indexed in batch]
+        deadline = max(item[3] for item in batch)   # one for the batch: no write fails before its own timeout
         stamp = int(self.wall_clock() * 1000)   # the log's time for client sessions: this leader's clock
         appended = False
 
@@ -85,14 +86,14 @@ class Submitter:
             appended = True
             self.pending.register(first, term, futures, deadline)
         items = [(kind, stamped(stamp, data) if kind == EntryKind.CLIENT_REQUEST else data)
-                 for kind, data, _, _ in batch]
+                 for kind, data, _, _, _ in batch]
         try:
             self.consensus.propose(items, appended=register)
         except CKiteError as exc:
             if appended:   # the entries were in the log, perhaps sent: the failure of the leader's own write
                 exc = WriteInterruptedError(f"the leader's disk failed while the write was in flight; it may still "
                                             f"apply: {exc}")
-            for future in futures:
+            for future, _ in futures:
                 if not future.done():
                     future.set_exception(exc)
 

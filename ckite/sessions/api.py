@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from ckite.codec import encode_command
 from ckite.commands import WriteCommand
 from ckite.sessions.client import Session
+from ckite.write_result import WriteResult
 
 if TYPE_CHECKING:
     from ckite.runtime.node import RaftNode
@@ -44,6 +45,16 @@ class ClientSession:
     def write_async(self, command: WriteCommand, timeout: float | None = None) -> Future[Any]:
         """One attempt, its future at once; an unknown outcome's error has ``retry()`` too."""
         return self._session.write_async(encode_command(command), self._timeout(timeout))
+
+    def apply(self, command: WriteCommand, timeout: float | None = None) -> WriteResult:
+        """As :meth:`write`, with the index and term of the entry the command was applied at: the
+        first apply's, also when a retry is answered from the cluster's client table."""
+        result: WriteResult = self._session.write(encode_command(command), self._timeout(timeout), indexed=True)
+        return result
+
+    def apply_async(self, command: WriteCommand, timeout: float | None = None) -> Future[WriteResult]:
+        """As :meth:`write_async`, its future completing with a :class:`~ckite.write_result.WriteResult`."""
+        return self._session.write_async(encode_command(command), self._timeout(timeout), indexed=True)
 
     def _timeout(self, timeout: float | None) -> float:
         return self._node.write_timeout if timeout is None else timeout

@@ -76,25 +76,27 @@ class Session:
         """Every request below this number is settled: the members may forget their outcomes."""
         return self._lowest_open
 
-    def write(self, data: bytes, timeout: float, key: str | None = None, fingerprint: str | None = None) -> Any:
-        """Send the encoded command until it is applied (its result) or ``timeout`` passes."""
-        return self._run(self._new_call(data, key, fingerprint), self._node.clock() + timeout)
+    def write(self, data: bytes, timeout: float, key: str | None = None, fingerprint: str | None = None,
+              indexed: bool = False) -> Any:
+        """Send the encoded command until it is applied (its result, or with ``indexed`` a
+        WriteResult whose index is that of the first apply) or ``timeout`` passes."""
+        return self._run(self._new_call(data, key, fingerprint), self._node.clock() + timeout, indexed)
 
     def write_async(self, data: bytes, timeout: float, key: str | None = None,
-                    fingerprint: str | None = None) -> Future[Any]:
+                    fingerprint: str | None = None, indexed: bool = False) -> Future[Any]:
         """One attempt, its future at once: for many writes in flight. A failure says whether it
         applied; ``retry()`` on an unknown outcome sends it again, as :meth:`write` would. The
         first write of a session (which opens it) runs as :meth:`write` does, on a pool thread."""
         if self.id is None:
-            return self._node.in_background(self.write, data, timeout, key, fingerprint)
+            return self._node.in_background(self.write, data, timeout, key, fingerprint, indexed)
         call = self._new_call(data, key, fingerprint)
-        future = self._node.send_client_request_async(call.payload(), timeout)
-        future.add_done_callback(lambda done: self._after_async(call, done))
+        future = self._node.send_client_request_async(call.payload(), timeout, indexed)
+        future.add_done_callback(lambda done: self._after_async(call, done, indexed))
         return future
 
-    def _after_async(self, call: Call, done: Future[Any]) -> None:
+    def _after_async(self, call: Call, done: Future[Any], indexed: bool) -> None:
         error = done.exception()
-        if error is None or not self._prepare_retry(call, error):
+        if error is None or not self._prepare_retry(call, error, indexed):
             self._settle(call)
 
     def _new_call(self, data: bytes, key: str | None, fingerprint: str | None) -> Call:
@@ -110,7 +112,7 @@ class Session:
                 self._settled.discard(self._lowest_open)
                 self._lowest_open += 1
 
-    def _run(self, call: Call, deadline: float) -> Any:
+    def _run(self, call: Call, deadline: float, indexed: bool = False) -> Any:
         uncertain = False
         last: CKiteError | None = None
         while True:
@@ -119,17 +121,17 @@ class Session:
                 error: CKiteError = (WriteTimeoutError(f"{self._node.id}: the write was not applied within its "
                                                        f"timeout; it may still apply (last: {last})")
                                      if uncertain or last is None else last)
-                if not isinstance(error, NotAppliedError) and self._prepare_retry(call, error):
+                if not isinstance(error, NotAppliedError) and self._prepare_retry(call, error, indexed):
                     raise error
                 self._settle(call)
                 raise error
             try:
                 self._ensure_open(deadline)
-                result = self._node.send_client_request(call.payload(), remaining)
+                result = self._node.send_client_request(call.payload(), remaining, indexed)
             except FINAL as exc:
                 if isinstance(exc, SessionExpiredError) and uncertain:
                     raise self._unknown(
-                        call, f"the session expired while the write's outcome was unknown: {exc}") from exc
+                        call, f"the session expired while the write's outcome was unknown: {exc}", indexed) from exc
                 self._settle(call)
                 raise
             except CKiteError as exc:   # not applied, or not known: the same request again is safe
@@ -140,18 +142,19 @@ class Session:
             self._settle(call)
             return result
 
-    def _unknown(self, call: Call, message: str) -> OutcomeUnknownError:
+    def _unknown(self, call: Call, message: str, indexed: bool) -> OutcomeUnknownError:
         error = WriteTimeoutError(message)
-        if not self._prepare_retry(call, error):
+        if not self._prepare_retry(call, error, indexed):
             self._settle(call)
         return error
 
-    def _prepare_retry(self, call: Call, error: BaseException) -> bool:
-        """Give an unknown outcome its ``retry``; False when this session forgets failed requests."""
+    def _prepare_retry(self, call: Call, error: BaseException, indexed: bool) -> bool:
+        """Give an unknown outcome its ``retry`` (which answers as the first attempt would have:
+        a WriteResult for an indexed one); False when this session forgets failed requests."""
         if not (self._keep_failed and isinstance(error, OutcomeUnknownError)):
             return False
         error.retry = lambda timeout=None: self._run(   # type: ignore[attr-defined]
-            call, self._node.clock() + (self._node.write_timeout if timeout is None else timeout))
+            call, self._node.clock() + (self._node.write_timeout if timeout is None else timeout), indexed)
         return True
 
     def _ensure_open(self, deadline: float) -> None:

@@ -30,27 +30,42 @@ DEFAULT_KEY_TTL_MS = 24 * 60 * 60 * 1000
 
 class Outcome:
     """What a request came to; filled once the state machine applied it (a retry in the same
-    batch of entries shares the object, so it learns the outcome with the first)."""
+    batch of entries shares the object, so it learns the outcome with the first).
 
-    __slots__ = ("result", "error")
+    ``index`` and ``term`` are those of the entry at which the request was applied the first
+    time (0 until then): a retry answered from the table reports where its command took effect,
+    not where the retry landed, so ``CKite.apply`` gives the same answer however often it is sent.
+    """
 
-    def __init__(self, result: Any = None, error: CKiteError | None = None) -> None:
+    __slots__ = ("result", "error", "index", "term")
+
+    def __init__(self, result: Any = None, error: CKiteError | None = None, index: int = 0, term: int = 0) -> None:
         self.result = result
         self.error = error
+        self.index = index
+        self.term = term
 
     def encode(self) -> list[Any]:
+        """``[result, index, term]`` or ``[None, kind, message, error_type, index, term]``. Snapshots
+        written before the index was recorded hold ``[result]`` or the four-item error: still read
+        (with index 0: unknown)."""
         if self.error is None:
-            return [self.result]
-        return [None, type(self.error).__name__, str(self.error), getattr(self.error, "error_type", "")]
+            return [self.result, self.index, self.term]
+        return [None, type(self.error).__name__, str(self.error), getattr(self.error, "error_type", ""),
+                self.index, self.term]
 
     @classmethod
     def decode(cls, data: list[Any]) -> Outcome:
-        if len(data) == 1:
-            return cls(data[0])
-        _, kind, message, error_type = data
+        if len(data) in (1, 3):
+            return cls(data[0], None, *data[1:])
+        _, kind, message, error_type, *position = data
         if kind == CommandError.__name__:
-            return cls(None, CommandError(message.partition(": ")[2], error_type))
-        return cls(None, CKiteError(message))
+            return cls(None, CommandError(message.partition(": ")[2], error_type), *position)
+        return cls(None, CKiteError(message), *position)
+
+    def applied_at(self, index: int, term: int) -> None:
+        """The state machine applied the request at entry ``index`` of ``term`` (the first time)."""
+        self.index, self.term = index, term
 
 
 class Decision:
