@@ -8,6 +8,7 @@ tested on the storage itself (tests/test_log_storage.py); lost chunks in the sim
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,39 @@ def _size(path: Path) -> int:
         return path.stat().st_size if path.is_file() else 0
     except FileNotFoundError:
         return 0
+
+
+class GatedKVStore(KVStore):
+    """Its snapshots wait for ``gate``: the compactor stays busy while writes go on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def prepare_snapshot(self):
+        data = self.serialize()
+
+        def produce() -> bytes:
+            self.gate.wait(10)
+            return data
+        return produce
+
+
+def test_a_snapshot_skipped_while_the_compactor_was_busy_is_taken_once_writes_stop(tmp_path):
+    """The applier prepares a snapshot only when the compactor is free; one that came due while
+    the previous was still being written must not wait for a write that may never come."""
+    store = GatedKVStore()
+    member = (CKiteBuilder().with_local_binding("localhost:9191").with_data_dir(tmp_path)
+              .with_compaction_threshold(THRESHOLD).with_transport(LocalNetwork().transport("localhost:9191"))
+              .with_state_machine(store).without_admin().build())
+    member.start()
+    try:
+        wait_for(member.is_leader, 10, "the member to lead")
+        for i in range(4 * THRESHOLD):   # the first snapshot blocks; the others come due meanwhile
+            member.write(Put(f"key{i}", "v"))
+        store.gate.set()
+        applied = member.status()["log"]["lastApplied"]
+        wait_for(lambda: applied - snapshot_index(member) < THRESHOLD + THRESHOLD // 4 + 1, 10,
+                 "a snapshot within one threshold (and its jitter) of the last write")
+    finally:
+        member.stop()

@@ -114,7 +114,7 @@ def append_st(**fields):
     (T.RequestVoteST(memberId="c", term=1, lastLogIndex=None, lastLogTerm=0), "lastLogIndex is missing"),
     (T.RequestVoteST(memberId="c", term=1, lastLogIndex=0, lastLogTerm=0, preVote=None), "preVote is missing"),
     (T.ForwardRequestST(kind="delete", payload=b"", timeoutMs=1),
-     "'delete' is not one of write, client_request, read_index"),
+     "'delete' is not one of write, client_request, write_indexed"),
     (T.ForwardRequestST(kind="write", payload=b"", timeoutMs=-1), "timeoutMs is negative"),
     (T.InstallSnapshotST(term=1, leaderId="l", lastIndex=1, lastTerm=1, configuration=b"", offset=0, data=None,
                          done=True), "InstallSnapshotST.data is missing"),

@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from typing import BinaryIO
 
 from ckite.consensus.consensus import Consensus
 from ckite.errors import CKiteError, StorageError
@@ -71,6 +72,8 @@ class Applier:
             worker.wait(IDLE_WAIT)
         if worker.stopping or not self._has_work():
             self.pending.expire(self.clock())
+            if not worker.stopping and self.consensus.failure is None:   # a failed member's state is suspect
+                self._snapshot_if_due()
             return
         with self.consensus.lock:
             snapshot = self.consensus.snapshot_to_restore(self.applied_index)
@@ -92,13 +95,28 @@ class Applier:
                 return
             last = self._state_index = entries[-1].index
             # Captured here, with the state at exactly `last`; submitted once `last` is published.
-            snapshot_job = (self.state.begin_snapshot()
-                            if self.consensus.compaction_due(last) and not self.compactor.busy else None)
+            snapshot_job = self._begin_snapshot_if_due(last)
         self.pending.complete(entries, outcomes)
         self.pending.expire(self.clock())
         self._publish_applied(last)
         if snapshot_job is not None:
             self.compactor.submit(last, snapshot_job)
+
+    def _begin_snapshot_if_due(self, index: int) -> Callable[[BinaryIO], None] | None:
+        """With applying paused at ``index``: the snapshot's writer, when one is due and the
+        compactor is free (else the next batch, or the next idle moment, asks again)."""
+        if self.consensus.compaction_due(index) and not self.compactor.busy:
+            return self.state.begin_snapshot()
+        return None
+
+    def _snapshot_if_due(self) -> None:
+        """Nothing to apply: take the snapshot that was skipped while the compactor was busy (or
+        waiting after a failure), so a member whose writes stopped still compacts its log."""
+        with self.state_machine_lock:
+            index = self._state_index   # == applied_index: this thread publishes every batch it applies
+            job = self._begin_snapshot_if_due(index)
+        if job is not None:
+            self.compactor.submit(index, job)
 
     def _restore(self, snapshot: Snapshot) -> None:
         """Replace the state machine's state with the snapshot's (exactly once per snapshot)."""
