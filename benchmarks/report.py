@@ -273,7 +273,7 @@ def table(document: dict[str, Any], options: Any, runs: int) -> str:
     if document.get("targets"):
         out.append("")
         out.append("targets of issues 13 and 15 (medians; issue 13 against the best PySyncObj column, "
-                   "issue 15 against ckite-nosessions; informational):")
+                   "issue 15 against plain writes and ckite-nosessions; informational):")
         for g in document["targets"]:
             mark = {True: "met", False: "NOT met", None: "?"}[g["met"]]
             out.append(f"  {mark:8} {g['goal']}: {g['detail']}")

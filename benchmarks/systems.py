@@ -43,6 +43,7 @@ class SystemSpec:
     lease_reads: bool = False             # ckite: CKiteBuilder.with_lease_reads()
     tls: bool = False                     # ckite: mutual TLS between members (certificates in CERTS_DIR)
     client_sessions: bool = True          # ckite: False is CKiteBuilder.without_client_sessions()
+    session_writes: bool = False          # ckite: asynchronous writes through one CKite.session()
 
 
 #: Issue 14's large-state scenario compacts the log every this many entries: kvstore's
@@ -77,6 +78,9 @@ SYSTEMS: dict[str, SystemSpec] = {spec.name: spec for spec in (
                True, "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
                "read(): ReadIndex, as above", rows=("sequential_write", "concurrent_write_16B"),
                client_sessions=False),
+    SystemSpec("ckite-session", "ckite", "default, writes through a client session (exactly-once retries)",
+               True, "entries fsynced (SQLite WAL, synchronous=FULL) before a member acknowledges them",
+               "read(): ReadIndex, as above", rows=("concurrent_write_16B",), session_writes=True),
     SystemSpec("pysyncobj", "pysyncobj", "default SyncObjConf (in-memory journal, 100 ms batching)", False,
                "nothing on disk: MemoryJournal; PySyncObj never fsyncs in any configuration",
                "@replicated get(sync=True): the read goes through the log (no ReadIndex in PySyncObj)"),
@@ -99,7 +103,7 @@ def create(name: str, binding: str, peers: list[str], data_dir: Path) -> CKiteSy
     if spec.family == "ckite":
         return CKiteSystem(binding, peers, data_dir, fsync=spec.fsync, lease_reads=spec.lease_reads,
                            tls_dir=data_dir.parent / CERTS_DIR if spec.tls else None,
-                           client_sessions=spec.client_sessions)
+                           client_sessions=spec.client_sessions, session_writes=spec.session_writes)
     conf: dict[str, Any] = {}
     if name in ("pysyncobj-nobatch", "pysyncobj-journal", "pysyncobj-compaction"):
         conf["appendEntriesUseBatch"] = False
@@ -116,7 +120,8 @@ class CKiteSystem:
     """ckite-py with the kvstore state machine, library defaults (timeouts, heartbeats), no admin."""
 
     def __init__(self, binding: str, peers: list[str], data_dir: Path, *, fsync: bool,
-                 lease_reads: bool = False, tls_dir: Path | None = None, client_sessions: bool = True) -> None:
+                 lease_reads: bool = False, tls_dir: Path | None = None, client_sessions: bool = True,
+                 session_writes: bool = False) -> None:
         from ckite import CKiteBuilder
         from ckite.errors import CKiteError
         from kvstore.store import Get, KVStore, Put
@@ -135,6 +140,8 @@ class CKiteSystem:
         else:
             builder.with_storage(_sqlite_without_fsync(data_dir))
         self.member = builder.build()
+        # write_async on the leader is one attempt (a plain entry); a client session's is retryable.
+        self._writer = self.member.session() if session_writes else self.member
 
     def start(self) -> None:
         self.member.start()
@@ -149,7 +156,7 @@ class CKiteSystem:
         self.member.write(self._put(key, value), timeout=timeout)
 
     def write_async(self, key: str, value: bytes, done: Done, timeout: float) -> None:
-        future = self.member.write_async(self._put(key, value), timeout=timeout)
+        future = self._writer.write_async(self._put(key, value), timeout=timeout)
         future.add_done_callback(lambda f: done(*_outcome(f)))
 
     def read(self, key: str, timeout: float) -> Any:

@@ -29,6 +29,8 @@ RSS_MARGIN_MIB = 20.0
 SESSION_COST = 0.10
 #: The system that measures ckite with sessions off, for issue 15's target.
 WITHOUT_SESSIONS = "ckite-nosessions"
+#: The system whose asynchronous writes go through a client session, for issue 15's target.
+SESSION_WRITES = "ckite-session"
 #: Our read rows; the read target takes the better of the two.
 READ_ROWS = {"read_ops_per_s": "leader only", "read_all_ops_per_s": "every member"}
 
@@ -92,12 +94,20 @@ def issue_13(summary: dict[str, dict[str, Any]], best: dict[str, dict[str, Any] 
 
 
 def issue_15(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Sessions on (``ckite``: every ``CKite.write`` through the member's own session) against
-    sessions off, same run, same load: the throughput given up for exactly-once retries."""
-    on = summary.get("ckite", {}).get("w16_ops_per_s")
-    off = summary.get(WITHOUT_SESSIONS, {}).get("w16_ops_per_s")
-    text = f"client sessions cost <= {SESSION_COST:.0%} of concurrent 16 B writes"
-    if not on or not off:
-        return [{"goal": text, "met": None, "detail": "no data (run ckite and ckite-nosessions)"}]
-    return [{"goal": text, "met": on >= (1 - SESSION_COST) * off,
-             "detail": f"{on:,.0f}/s with sessions vs {off:,.0f}/s without: {1 - on / off:+.1%} cost"}]
+    """What exactly-once costs, same run, same load: writes through a client session
+    (``ckite-session``) against plain ones (``ckite``), and the default member with sessions on
+    (``ckite``, its blocking writes through its own session) against sessions off."""
+    plain = summary.get("ckite", {}).get("w16_ops_per_s")
+    goals = []
+    for name, baseline, other, what in (
+            (SESSION_WRITES, "ckite", plain, "writes through a client session"),
+            ("ckite", WITHOUT_SESSIONS, summary.get(WITHOUT_SESSIONS, {}).get("w16_ops_per_s"),
+             "client sessions on (the default)")):
+        ours = summary.get(name, {}).get("w16_ops_per_s")
+        text = f"{what} cost <= {SESSION_COST:.0%} of concurrent 16 B writes"
+        if not ours or not other:
+            goals.append({"goal": text, "met": None, "detail": f"no data (run {name} and {baseline})"})
+            continue
+        goals.append({"goal": text, "met": ours >= (1 - SESSION_COST) * other,
+                      "detail": f"{ours:,.0f}/s vs {other:,.0f}/s ({baseline}): {1 - ours / other:+.1%} cost"})
+    return goals

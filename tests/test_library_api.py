@@ -10,6 +10,7 @@ import pytest
 from ckite import MemberStatus, WriteResult
 from ckite.codec import encode_command
 from ckite.errors import LeaderTimeoutError, NotLeaderError
+from ckite.sessions.client import Call
 from ckite.sessions.table import Outcome
 from tests.cluster_fixture import TestCluster
 from tests.kv_example import Get, Put
@@ -44,9 +45,9 @@ def test_a_retried_session_write_reports_the_index_of_its_first_apply(cluster):
     session = leader.session()
     first = session.apply(Put("retry", "1"))
     # Send the very same request twice, as a retry after a lost reply would.
-    call = session._session._new_call(encode_command(Put("retry", "2")), None, None)
-    once = leader._node.send_client_request(call.payload(), 5, True)
-    again = leader._node.send_client_request(call.payload(), 5, True)
+    call = Call(session._session._current, encode_command(Put("retry", "2")), None, None)
+    once = leader._node.send_client_request(call.payload(0.0), 5, True)
+    again = leader._node.send_client_request(call.payload(0.0), 5, True)
     assert once == again and once.index > first.index
     assert leader.status().commit_index > once.index   # the retry did take an entry of its own
 

@@ -5,9 +5,11 @@ expiry; real members where a reply is lost or the member stops with writes in fl
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 
 import pytest
 
+from ckite.codec import encode_command
 from ckite.errors import (
     IdempotencyKeyReusedError,
     NotAppliedError,
@@ -15,7 +17,9 @@ from ckite.errors import (
     SessionExpiredError,
     StoppedError,
     WriteInterruptedError,
+    WriteTimeoutError,
 )
+from ckite.sessions.client import RETRY_WINDOW, Call, Session
 from ckite.sessions.request import ClientRequest
 from ckite.sessions.table import ClientTable
 from kvstore.store import Get, Increment, KVStore
@@ -177,3 +181,72 @@ def test_a_stopped_member_says_which_writes_did_not_apply_and_which_may_have(clu
     with pytest.raises(StoppedError) as refused:
         leader.write(Increment("counter", 1))
     assert isinstance(refused.value, NotAppliedError) and refused.value.outcome == "not-applied"
+
+
+def test_writes_issued_before_the_session_opened_open_it_once_and_results_received_are_forgotten(cluster):
+    """The first writes of a fresh member all wait for its session to open: one opening entry,
+    not one per write (each extra session would be held by every member until it expired)."""
+    leader = cluster.leader()
+    session = leader.session()
+    futures = [session.write_async(Increment("counter", 1)) for _ in range(20)]
+    for future in futures:
+        future.result(timeout=10)
+    assert leader.read(Get("counter")) == "20"
+    table = leader._node.applier.state.table
+    assert len(table) == 1, f"{len(table)} sessions opened"
+    for future in [session.write_async(Increment("counter", 1)) for _ in range(20)]:   # the session is open now
+        future.result(timeout=10)
+    session.write(Increment("counter", 1))   # tells the members every earlier result arrived
+    assert list(table._sessions[session.id].outcomes) == [41]   # so they keep only this one's
+
+
+def test_a_request_of_an_expired_session_keeps_its_id_after_the_session_is_reopened(cluster):
+    """After an expiry the next write opens a new session numbered from 1 again; a request made
+    in the old one must still name the old one, or its retry would be answered with the new
+    session's outcome of the same number."""
+    session = cluster.leader().session()
+    session.write(Increment("counter", 1))
+    old = session._session._current
+    late = Call(old, encode_command(Increment("counter", 1)), None, None)
+    session._session.reopen()                     # what an expiry leads to
+    session.write(Increment("counter", 1))        # opens the new session
+    assert session.id is not None and session.id != old.id
+    assert ClientRequest.decode(late.payload(0.0)).session == old.id
+
+
+class _UnansweringNode:
+    """What a Session sends through, answering every request with an unknown outcome."""
+
+    id = "fake"
+    write_timeout = 1.0
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sent: list[ClientRequest] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def send_client_request_async(self, payload: bytes, timeout: float, indexed: bool = False,
+                                  future: Future | None = None) -> Future:
+        self.sent.append(ClientRequest.decode(payload))
+        future = future if future is not None else Future()   # as the leader: the session's own future
+        future.set_exception(WriteTimeoutError("no answer"))
+        return future
+
+
+def test_an_unknown_outcome_stays_open_for_its_retry_only_within_the_retry_window():
+    """The members keep a request's outcome while its client may still retry it; a request whose
+    retry never comes must not make them keep every later outcome of the session for ever."""
+    node = _UnansweringNode()
+    session = Session(node)   # type: ignore[arg-type]
+    session._current.id = 7   # opened
+    unknown = session.write_async(b"cmd", 1.0).exception()
+    session.write_async(b"cmd", 1.0)
+    assert [request.acked for request in node.sent] == [1, 1]   # request 1 is still open
+    node.now += RETRY_WINDOW + 1
+    session.write_async(b"cmd", 1.0)
+    assert node.sent[-1].acked == 3   # both given up: the members may forget them
+    with pytest.raises(OutcomeUnknownError, match="not retried within"):
+        unknown.retry()
+    assert len(node.sent) == 3   # the late retry sent nothing

@@ -53,6 +53,7 @@ from ckite.runtime.pending import PendingWrites
 from ckite.runtime.replicator import Replicator
 from ckite.runtime.submitter import Submitter
 from ckite.runtime.worker import Worker
+from ckite.runtime.write_future import WriteFuture
 from ckite.sessions.client import Session, retry_expired
 from ckite.sessions.request import ClientRequest
 from ckite.sessions.table import ClientTable
@@ -325,14 +326,16 @@ class RaftNode:
 
         The future fails with WriteTimeoutError once ``timeout`` passes without the write applied.
         With ``indexed`` it completes with a :class:`~ckite.write_result.WriteResult`.
+
+        On the leader the write is a plain entry even with client sessions on: it is proposed
+        once and never retried, and a log entry applies once, so the member's session would add
+        only its cost. A write that must survive retries goes through ``CKite.session()``.
         """
         self._check_running()
         timeout = self.write_timeout if timeout is None else timeout
         if not self.consensus.is_leader:
             return self.in_background(self.write, command, timeout, None, None, indexed)
-        if self._own_session is None:
-            return self.submitter.submit(EntryKind.COMMAND, encode_command(command), timeout, indexed)
-        return self._own_session.write_async(encode_command(command), timeout, indexed=indexed)
+        return self.submitter.submit(EntryKind.COMMAND, encode_command(command), timeout, indexed)
 
     def _write_plain(self, data: bytes, remaining: float, indexed: bool = False) -> Any:
         if self.consensus.is_leader:
@@ -348,10 +351,13 @@ class RaftNode:
                               remaining, WriteTimeoutError, "write not applied within the timeout; it may still apply")
         return self._forward_write(ForwardKind.CLIENT_REQUEST, payload, remaining, indexed)
 
-    def send_client_request_async(self, payload: bytes, timeout: float, indexed: bool = False) -> Future[Any]:
+    def send_client_request_async(self, payload: bytes, timeout: float, indexed: bool = False,
+                                  future: WriteFuture | None = None) -> Future[Any]:
+        """One attempt, its future at once: ``future`` itself on the leader (when given), else a
+        pool thread's, forwarding."""
         self._check_running()
         if self.consensus.is_leader:
-            return self.submitter.submit(EntryKind.CLIENT_REQUEST, payload, timeout, indexed)
+            return self.submitter.submit(EntryKind.CLIENT_REQUEST, payload, timeout, indexed, future)
         return self.in_background(self.send_client_request, payload, timeout, indexed)
 
     def in_background(self, call: Callable[..., Any], *args: Any) -> Future[Any]:

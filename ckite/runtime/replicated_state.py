@@ -43,20 +43,24 @@ class ReplicatedState:
 
     def apply(self, entries: Sequence[LogEntry]) -> list[Outcome]:
         """One outcome per entry (a no-op or a configuration: an empty one). Raises BatchFailed."""
-        outcomes = [Outcome() for _ in entries]
+        outcomes: list[Outcome] = []
         commands: list[Command] = []
         applied: list[tuple[LogEntry, Command, Outcome]] = []
-        for position, entry in enumerate(entries):
-            if entry.kind == EntryKind.COMMAND:
-                command = self._decode(entry, entry.data, outcomes[position])
-            elif entry.kind == EntryKind.CLIENT_REQUEST:
-                outcomes[position], command = self._admit(entry)
+        for entry in entries:
+            kind = entry.kind
+            if kind == EntryKind.CLIENT_REQUEST:
+                outcome, command = self._admit(entry)
             else:
-                continue
+                outcome = Outcome()
+                if kind != EntryKind.COMMAND:
+                    outcomes.append(outcome)
+                    continue
+                command = self._decode(entry, entry.data, outcome)
+            outcomes.append(outcome)
             if command is not None:
-                outcomes[position].applied_at(entry.index, entry.term)
+                outcome.applied_at(entry.index, entry.term)
                 commands.append(command)
-                applied.append((entry, command, outcomes[position]))
+                applied.append((entry, command, outcome))
         for (entry, command, outcome), result in zip(applied, self._apply_batch(commands), strict=True):
             if isinstance(result, Failure):   # the user's code raised: this command fails, the next ones apply
                 logger.warning("state machine raised on entry %d (%s): %r", entry.index, type(command).__name__,

@@ -41,10 +41,12 @@ class Submitter:
         self._appending = threading.Lock()   # held by whoever proposes a batch: batches stay in order
         self.worker: Worker | None = None
 
-    def submit(self, kind: EntryKind, data: bytes, timeout: float, indexed: bool = False) -> Future[Any]:
-        """Queue one entry; the future completes with its result once applied on this leader
-        (``indexed``: with a :class:`~ckite.write_result.WriteResult`, the result and its index)."""
-        future: Future[Any] = WriteFuture()
+    def submit(self, kind: EntryKind, data: bytes, timeout: float, indexed: bool = False,
+               future: WriteFuture | None = None) -> Future[Any]:
+        """Queue one entry; the future (``future``, or a new one) completes with its result once
+        applied on this leader (``indexed``: with a :class:`~ckite.write_result.WriteResult`)."""
+        if future is None:
+            future = WriteFuture()
         self._queue.append((kind, data, future, self.clock() + timeout, indexed))
         if not self._ready.is_set():   # once per batch, not per write: setting it costs a lock and a notify
             self._ready.set()
@@ -78,14 +80,14 @@ class Submitter:
     def _append(self, batch: list[tuple[EntryKind, bytes, Future[Any], float, bool]]) -> None:
         futures = [(future, indexed) for _, _, future, _, indexed in batch]
         deadline = max(item[3] for item in batch)   # one for the batch: no write fails before its own timeout
-        stamp = int(self.wall_clock() * 1000)   # the log's time for client sessions: this leader's clock
+        stamp = stamped(int(self.wall_clock() * 1000), b"")   # the log's time for client sessions: this leader's clock
         appended = False
 
         def register(first: int, term: int) -> None:
             nonlocal appended
             appended = True
             self.pending.register(first, term, futures, deadline)
-        items = [(kind, stamped(stamp, data) if kind == EntryKind.CLIENT_REQUEST else data)
+        items = [(kind, stamp + data if kind == EntryKind.CLIENT_REQUEST else data)
                  for kind, data, _, _, _ in batch]
         try:
             self.consensus.propose(items, appended=register)

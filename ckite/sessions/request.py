@@ -23,6 +23,7 @@ _STAMP = struct.Struct(">Q")
 #: present string as a 2-byte length and its UTF-8 bytes; then the command, to the end. A fixed
 #: header rather than msgpack: it is built and read once per write on the hot path.
 _HEAD = struct.Struct(">BQQQ")
+_STAMPED_HEAD = struct.Struct(">Q" + _HEAD.format[1:])   # the stamp and the header, read at once
 _LENGTH = struct.Struct(">H")
 _HAS_KEY, _HAS_FINGERPRINT = 1, 2
 
@@ -92,7 +93,13 @@ def stamped(milliseconds: int, request: bytes) -> bytes:
 
 
 def unstamped(data: bytes) -> tuple[int, ClientRequest]:
-    """(the leader's clock when it appended the entry, the request)."""
-    if len(data) < _STAMP.size:
-        raise EncodingError("malformed client request entry: no time stamp")
-    return _STAMP.unpack_from(data)[0], ClientRequest.decode(memoryview(data)[_STAMP.size:])
+    """(the leader's clock when it appended the entry, the request). Run for every session entry
+    on every member: a request with neither key nor fingerprint (nearly all) is read with one
+    unpack, the others by :meth:`ClientRequest.decode`."""
+    try:
+        stamp, flags, session, seq, acked = _STAMPED_HEAD.unpack_from(data)
+    except struct.error:
+        raise EncodingError("malformed client request entry: shorter than its time stamp and header") from None
+    if not flags:
+        return stamp, ClientRequest(session, seq, acked, data[_STAMPED_HEAD.size:])
+    return stamp, ClientRequest.decode(memoryview(data)[_STAMP.size:])
