@@ -241,13 +241,38 @@ class CKite:
         configuration is committed. Raises MembershipChangeError as :meth:`add_member` does."""
         return self._finished(self.change_membership(remove=[binding], wait=timeout), binding)
 
+    def add_learner(self, binding: str, timeout: float | None = None) -> bool:
+        """Add ``binding`` as a *learner*: it receives the log (or a snapshot) and serves
+        ``read_local`` and linearizable reads, but never votes, never counts toward a commit and
+        never campaigns, so a slow or far-away one cannot slow the cluster down. True once the
+        configuration naming it is committed (it need not have started yet); MembershipChangeError
+        as :meth:`add_member`. ``promote`` makes it a voter, ``remove_member`` removes it. ::
+
+            member.add_learner("10.0.0.9:9091")      # a read replica, or a warm spare
+            member.promote("10.0.0.9:9091")          # later: a voter, once it has caught up
+        """
+        return self._finished(self.change_membership(learners=[binding], wait=timeout), binding)
+
+    def promote(self, binding: str, timeout: float | None = None) -> bool:
+        """Make the learner ``binding`` a voter: True once it is one. It becomes one only once it
+        is within a batch of the leader's log, so promoting cannot stall commits. Raises
+        MembershipChangeError when this member's configuration has no such learner, or as
+        :meth:`add_member` when ``timeout`` passes first (the promotion goes on)."""
+        binding = parse_binding(binding)
+        configuration = self._node.consensus.configuration
+        if binding not in configuration.learners:
+            raise MembershipChangeError(f"{binding} is not a learner of this cluster (learners: "
+                                        f"{', '.join(sorted(configuration.learners)) or 'none'})")
+        return self._finished(self.change_membership(add=[binding], wait=timeout), binding)
+
     def change_membership(self, add: Iterable[str] = (), remove: Iterable[str] = (),
-                          wait: float | None = None) -> MembershipChange:
-        """Add and remove several members in one change (one joint configuration, Raft §6); waits up
-        to ``wait`` seconds (default: the builder's membership timeout) and returns how far the
-        change got: ``state`` DONE, or CATCHING_UP / JOINT when the wait ended first (it goes on)."""
+                          wait: float | None = None, learners: Iterable[str] = ()) -> MembershipChange:
+        """Add and remove several members in one change (one joint configuration, Raft §6), and add
+        ``learners`` that stay learners; waits up to ``wait`` seconds (default: the builder's
+        membership timeout) and returns how far the change got: ``state`` DONE, or CATCHING_UP /
+        JOINT when the wait ended first (it goes on)."""
         return self._node.change_membership([parse_binding(b) for b in add], [parse_binding(b) for b in remove],
-                                            wait)
+                                            wait, [parse_binding(b) for b in learners])
 
     @property
     def membership_change(self) -> MembershipChange | None:

@@ -496,7 +496,7 @@ def test_one_change_at_a_time_an_added_member_waits_as_a_learner_until_cancelled
         h.pump(["n1", "n2", "n3"])
     assert n1.is_leader and not add.done()
     assert n1.membership_change().to_json() == {"members": ["n1", "n2", "n3", "n4"], "added": ["n4"], "removed": [],
-                                                "state": "catching-up", "cancelled": []}
+                                                "state": "catching-up", "cancelled": [], "learners": []}
 
     assert n1.request_membership_change(remove=["n4"]) is add   # cancels the addition
     assert n1.configuration == C("n1 n2 n3") and n1.configuration_index == 3

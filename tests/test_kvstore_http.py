@@ -301,7 +301,8 @@ def test_membership_changes_call_the_library_and_report_its_refusal(client):
 def test_changecluster_with_the_current_members_changes_nothing(client):
     answer = client.get(f"/changecluster/{BINDING}")
     assert answer.status_code == 200
-    assert answer.get_json() == {"members": [BINDING], "added": [], "removed": [], "state": "done", "cancelled": []}
+    assert answer.get_json() == {"members": [BINDING], "added": [], "removed": [], "state": "done", "cancelled": [],
+                                 "learners": []}
 
 
 @pytest.mark.parametrize("path", ["/changecluster/nonsense", "/changecluster/,", "/changecluster/host:99999"])

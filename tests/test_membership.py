@@ -112,7 +112,7 @@ def test_a_member_added_before_it_starts_waits_as_a_learner_past_the_call_and_it
     follower = next(m for b, m in members.members.items() if m is not leader)
     wait_for(lambda: follower.membership_change is not None, 10, "the follower to see the change")
     assert follower.membership_change.to_json() == {"members": sorted(BINDINGS[:4]), "added": [NEW], "removed": [],
-                                                    "state": "catching-up", "cancelled": []}
+                                                    "state": "catching-up", "cancelled": [], "learners": []}
     assert leader.membership_change.state is ChangeState.CATCHING_UP
     change = follower.change_membership(remove=[NEW], wait=5)   # cancels (forwarded to the leader)
     assert change.state is ChangeState.DONE and change.cancelled == (NEW,)
@@ -317,3 +317,44 @@ def test_a_joiner_the_seeds_already_added_asks_again_only_after_a_pause(members)
     threading.Event().wait(1.0)       # a measurement window: how often it asks in one second
     assert rejoined.status()["state"] == "Joiner"
     assert counting.joins <= 1 + 1.0 / RETRY_PAUSE + 1, f"{counting.joins} JoinMember requests in 1 s"
+
+
+def _configuration(member: CKite) -> dict:
+    return member.status()["configuration"]
+
+
+def test_a_learner_added_through_a_follower_gets_the_log_but_never_votes_or_counts(members):
+    members.start_cluster(BINDINGS[:3])
+    leader = members.leader()
+    follower = next(m for b, m in members.members.items() if m is not leader)
+    leader.write(Put("before", "learner"))
+    assert follower.add_learner(NEW, timeout=10) is True   # forwarded to the leader; NEW not started yet
+    configuration = _configuration(leader)
+    assert NEW in configuration["learners"] and NEW not in configuration["promoting"]
+    assert configuration["voters"] == sorted(BINDINGS[:3])
+    learner = members.start(NEW, BINDINGS[:3])
+    wait_for(lambda: learner.read_local(Get("before")) == "learner", 10, "the learner to catch up")
+    assert learner.read(Get("before")) == "learner"        # a linearizable read on the learner too
+    assert NEW in _configuration(leader)["learners"]        # caught up, and still a learner
+    for binding in BINDINGS[:3]:
+        if members.members[binding] is not leader:
+            members.stop(binding)                         # the leader and the learner: no majority of voters
+    with pytest.raises(Exception) as refused:
+        leader.write(Put("without", "quorum"), timeout=1.0)
+    assert refused.value.outcome in ("unknown", "not-applied")
+    assert learner.status()["term"] == leader.status()["term"]   # it never stood for election
+
+
+def test_a_learner_is_promoted_to_voter_and_a_learner_can_be_removed(members):
+    members.start_cluster(BINDINGS[:3])
+    leader = members.leader()
+    assert leader.add_learner(NEW, timeout=10) and leader.add_learner(BINDINGS[4], timeout=10)
+    members.start(NEW, BINDINGS[:3])
+    with pytest.raises(MembershipChangeError, match="not a learner"):
+        leader.promote(BINDINGS[0])
+    assert leader.promote(NEW, timeout=10) is True
+    configuration = _configuration(leader)
+    assert NEW in configuration["voters"] and NEW not in configuration["learners"]
+    assert leader.remove_member(BINDINGS[4], timeout=10) is True   # a learner that never started
+    assert BINDINGS[4] not in leader.members
+    assert _configuration(leader)["learners"] == []

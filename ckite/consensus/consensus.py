@@ -462,16 +462,16 @@ class Consensus:
         logger.info("%s: appending configuration %s", self.member_id, configuration.describe())
         self._append_as_leader([(EntryKind.CONFIGURATION, configuration.encode())])
 
-    def request_membership_change(self, add: Iterable[str] = (),
-                                  remove: Iterable[str] = ()) -> Future[MembershipChange]:
-        """Add and remove members (leader only): the future yields the
+    def request_membership_change(self, add: Iterable[str] = (), remove: Iterable[str] = (),
+                                  learners: Iterable[str] = ()) -> Future[MembershipChange]:
+        """Add and remove members, add learners (leader only): the future yields the
         :class:`~ckite.consensus.reconfiguration.MembershipChange` once the configuration asked
         for is committed. Raises NotLeaderError, or MembershipChangeInProgressError while
         another change is in progress (the same change again joins it)."""
         with self._step():
             if not isinstance(self.role, Leader):
                 raise NotLeaderError(leader=self.leader_id)
-            return self.role.request_change(add, remove)
+            return self.role.request_change(add, remove, learners)
 
     def membership_change(self) -> MembershipChange | None:
         """The membership change in progress, as this member knows it (None: none)."""

@@ -110,8 +110,8 @@ class Leader(Role):
 
     # --- membership changes and leadership transfer ---------------------------------------------
 
-    def request_change(self, add: Iterable[str], remove: Iterable[str]) -> Future[Any]:
-        return self.reconfiguration.request(add, remove)
+    def request_change(self, add: Iterable[str], remove: Iterable[str], learners: Iterable[str] = ()) -> Future[Any]:
+        return self.reconfiguration.request(add, remove, learners)
 
     def request_transfer(self, requested: str | None, now: float) -> Future[bool]:
         if self.transfer is not None:

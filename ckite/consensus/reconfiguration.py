@@ -15,6 +15,10 @@ itself says how far a change got (promoting learners, a joint configuration), so
 leader comes next finishes it, even if an earlier leader started it. A change is identified
 by what it asks for: asking again for the same change (a retry, on this or a new leader)
 joins it instead of failing, which is what makes retrying a membership call safe.
+
+A change may also add *learners that stay learners* (``CKite.add_learner``): non-voting members
+that receive the log, for a read replica or a warm spare, until a later change promotes one
+(``CKite.promote``: an addition of a member that is a learner already) or removes it.
 """
 from __future__ import annotations
 
@@ -53,15 +57,17 @@ class MembershipChange:
     removed: tuple[str, ...]
     state: ChangeState
     cancelled: tuple[str, ...] = ()   #: members whose addition was cancelled before they became voters
+    learners: tuple[str, ...] = ()    #: members added as learners that stay learners
 
     def to_json(self) -> dict[str, Any]:
         return {"members": list(self.members), "added": list(self.added), "removed": list(self.removed),
-                "state": self.state.value, "cancelled": list(self.cancelled)}
+                "state": self.state.value, "cancelled": list(self.cancelled), "learners": list(self.learners)}
 
     @classmethod
     def from_json(cls, document: dict[str, Any]) -> MembershipChange:
         return cls(tuple(document["members"]), tuple(document["added"]), tuple(document["removed"]),
-                   ChangeState(document["state"]), tuple(document.get("cancelled", ())))
+                   ChangeState(document["state"]), tuple(document.get("cancelled", ())),
+                   tuple(document.get("learners", ())))
 
 
 @dataclass
@@ -73,10 +79,16 @@ class PendingChange:
     removed: frozenset[str]
     future: Future[MembershipChange] = field(default_factory=Future)
     cancelled: frozenset[str] = frozenset()
+    learners: frozenset[str] = frozenset()   #: to add as learners that stay learners
 
     def describe(self, state: ChangeState) -> MembershipChange:
         return MembershipChange(tuple(sorted(self.target)), tuple(sorted(self.added)), tuple(sorted(self.removed)),
-                                state, tuple(sorted(self.cancelled)))
+                                state, tuple(sorted(self.cancelled)), tuple(sorted(self.learners)))
+
+    def done(self, configuration: Configuration) -> bool:
+        """The committed ``configuration`` is what this change asks for."""
+        return (configuration.voters == self.target and self.learners <= configuration.learners
+                and not (self.cancelled & configuration.learners) and not (self.removed & configuration.members))
 
 
 def derived_change(configuration: Configuration) -> MembershipChange | None:
@@ -100,18 +112,25 @@ class Reconfiguration:
         self._driving = False
         self._again = False
 
-    def request(self, add: Iterable[str], remove: Iterable[str]) -> Future[MembershipChange]:
-        """Start a change (a future of its :class:`MembershipChange` once done). The same change
-        again joins the one in progress; removing members whose addition is still catching up
-        cancels their addition; any other change while one is in progress fails at once
-        (MembershipChangeInProgressError); removing every voter fails (MembershipChangeError)."""
-        add, remove = frozenset(add), frozenset(remove)
+    def request(self, add: Iterable[str], remove: Iterable[str],
+                learners: Iterable[str] = ()) -> Future[MembershipChange]:
+        """Start a change (a future of its :class:`MembershipChange` once done): ``add`` voters
+        (through the learner stage), ``remove`` members, add ``learners`` that stay learners.
+        The same change again joins the one in progress; removing members whose addition is
+        still catching up cancels their addition; any other change while one is in progress
+        fails at once (MembershipChangeInProgressError); removing every voter, or a learner that
+        is also to be a voter, fails (MembershipChangeError)."""
+        add, remove, learners = frozenset(add), frozenset(remove), frozenset(learners)
         configuration = self.leader.consensus.configuration
+        if learners & (add | configuration.voters):
+            raise MembershipChangeError(f"{', '.join(sorted(learners & (add | configuration.voters)))}: a voter "
+                                        "(or one asked for) cannot also be added as a learner")
         pending = self.pending
         if pending is not None:
-            if not (add - pending.added) and not (remove - pending.removed):
+            if not (add - pending.added) and not (remove - pending.removed) and not (learners - pending.learners):
                 return pending.future   # the change in progress, asked for again
-            if not add and remove <= pending.added and not configuration.is_joint and not remove & configuration.voters:
+            if (not add and not learners and remove <= pending.added and not configuration.is_joint
+                    and not remove & configuration.voters):
                 pending.target -= remove
                 pending.added -= remove
                 pending.cancelled |= remove
@@ -122,7 +141,8 @@ class Reconfiguration:
         target = (configuration.voters | configuration.promoting | add) - remove
         if not target:
             raise MembershipChangeError("cannot remove the last voter: a cluster cannot remove all its voters")
-        self.pending = pending = PendingChange(target, add - configuration.voters, remove & configuration.members)
+        self.pending = pending = PendingChange(target, add - configuration.voters, remove & configuration.members,
+                                               learners=learners - configuration.learners)
         self.drive()   # may complete it at once (nothing to change, or a one-voter cluster)
         return pending.future
 
@@ -165,7 +185,7 @@ class Reconfiguration:
         pending = self.pending
         if pending is None:
             self._promote_caught_up(configuration)
-        elif configuration.voters == pending.target and not (pending.cancelled & configuration.learners):
+        elif pending.done(configuration):
             self.pending = None
             self.leader.consensus.effects.complete(pending.future, pending.describe(ChangeState.DONE))
         else:
@@ -182,7 +202,8 @@ class Reconfiguration:
     def _advance(self, pending: PendingChange, configuration: Configuration) -> None:
         """The next configuration toward ``pending.target``: learners first, then the joint step."""
         joining = pending.target - configuration.voters
-        learners = (configuration.learners | joining) - pending.cancelled - (pending.removed - configuration.voters)
+        learners = ((configuration.learners | joining | pending.learners) - pending.cancelled
+                    - (pending.removed - configuration.voters))
         promoting = (configuration.promoting | joining) & learners
         if learners != configuration.learners or promoting != configuration.promoting:
             self._append(Configuration(configuration.voters, None, learners, promoting))

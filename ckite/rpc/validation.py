@@ -176,15 +176,17 @@ def _forward_request(request: ForwardRequest, limits: RequestLimits) -> None:
 
 
 def _membership_change(request: ForwardRequest) -> None:
-    """``{"add": [ids], "remove": [ids]}``, at most MAX_CHANGE_MEMBERS ids in all."""
+    """``{"add": [ids], "remove": [ids]}`` and optionally ``"learners": [ids]``, at most
+    MAX_CHANGE_MEMBERS ids in all."""
     try:
         change = decode_value(request.payload)
     except EncodingError as exc:
         raise _invalid(request, f"the change_members payload: {exc}") from None
-    if not (isinstance(change, dict) and change.keys() == {"add", "remove"}
+    if not (isinstance(change, dict) and change.keys() in ({"add", "remove"}, {"add", "remove", "learners"})
             and all(isinstance(change[key], list) for key in change)):
-        raise _invalid(request, 'the change_members payload must be {"add": [ids], "remove": [ids]}')
-    members = change["add"] + change["remove"]
+        raise _invalid(request, 'the change_members payload must be {"add": [ids], "remove": [ids]} '
+                                'and optionally "learners": [ids]')
+    members = change["add"] + change["remove"] + change.get("learners", [])
     if len(members) > MAX_CHANGE_MEMBERS:
         raise _invalid(request, f"the change_members payload names more than {MAX_CHANGE_MEMBERS} members")
     for member in members:

@@ -229,8 +229,8 @@ class RaftNode:
             return ForwardResponse(encode_value(self._read_index_here(self.clock() + timeout)))
         if request.kind is ForwardKind.CHANGE_MEMBERS:
             change = decode_value(request.payload)   # its shape was checked on receipt (rpc.validation)
-            return ForwardResponse(encode_value(self._change_membership_here(change["add"], change["remove"],
-                                                                              timeout).to_json()))
+            return ForwardResponse(encode_value(self._change_membership_here(
+                change["add"], change["remove"], timeout, change.get("learners", ())).to_json()))
         if request.kind is ForwardKind.TRANSFER_LEADERSHIP:
             return ForwardResponse(encode_value(self._transfer_here(request.payload.decode() or None, timeout)))
         raise CommandError(f"{request.kind.value} is not supported by this member", "NotImplementedError")
@@ -238,19 +238,23 @@ class RaftNode:
     # --- membership and leadership ----------------------------------------------------------------
 
     def change_membership(self, add: Collection[str] = (), remove: Collection[str] = (),
-                          wait: float | None = None) -> MembershipChange:
-        """Add and remove members (forwarded to the leader); waits up to ``wait`` seconds (default:
+                          wait: float | None = None, learners: Collection[str] = ()) -> MembershipChange:
+        """Add and remove members, add ``learners`` that stay learners (forwarded to the leader);
+        waits up to ``wait`` seconds (default:
         the membership timeout) for the change to finish and returns how far it got: DONE, or the
         state it is in when the wait ends (it goes on: a member being added stays a learner until
         it has started and caught up; removing it again cancels its addition). Another change in
         progress makes this one retry until the wait ends (then MembershipChangeError)."""
         done_by = self.clock() + (self.membership_timeout if wait is None else wait)
-        payload = encode_value({"add": sorted(add), "remove": sorted(remove)})
+        request = {"add": sorted(add), "remove": sorted(remove)}
+        if learners:   # only then: a member from before learners reads exactly add and remove
+            request["learners"] = sorted(learners)
+        payload = encode_value(request)
 
         def attempt(remaining: float) -> MembershipChange:
             leader_wait = max(done_by - self.clock(), 0)
             if self.consensus.is_leader:
-                return self._change_membership_here(add, remove, leader_wait)
+                return self._change_membership_here(add, remove, leader_wait, learners)
             answer = self._forward(self._known_leader(remaining), ForwardKind.CHANGE_MEMBERS, payload,
                                    min(remaining, leader_wait + FORWARD_MARGIN))
             return MembershipChange.from_json(answer)
@@ -260,10 +264,11 @@ class RaftNode:
         return self._until_deadline(deadline, attempt, MembershipChangeError,
                                     _CERTAINLY_NOT_APPLIED + (MembershipChangeInProgressError, LostLeadershipError))
 
-    def _change_membership_here(self, add: Collection[str], remove: Collection[str], wait: float) -> MembershipChange:
-        for binding in add:
+    def _change_membership_here(self, add: Collection[str], remove: Collection[str], wait: float,
+                                learners: Collection[str] = ()) -> MembershipChange:
+        for binding in (*add, *learners):
             self._check_new_name(binding)
-        future = self.consensus.request_membership_change(add, remove)
+        future = self.consensus.request_membership_change(add, remove, learners)
         try:
             return future.result(max(wait, 0))
         except FutureTimeout:
