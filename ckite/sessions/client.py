@@ -100,7 +100,8 @@ class _Numbering:
             with self._lock:
                 while in_flight and in_flight[0][1].done():
                     seq, future = in_flight.popleft()
-                    if not hasattr(future.exception(), "retry"):   # else held: see below
+                    error = future.exception()
+                    if error is None or not hasattr(error, "retry"):   # else held: see below
                         self._settled.add(seq)
                 while held and held[0][0] <= now:
                     seq = held.popleft()[1]
