@@ -11,9 +11,13 @@ Schema (created and migrated with sqlite-utils, so an operator can read the log 
 
 Compaction records the new snapshot's metadata and deletes the log prefix it covers in one
 transaction, so a crash at any moment leaves the old snapshots and log or the new ones. The
-database uses incremental auto-vacuum: after a compaction the deleted pages go back to the
-file system, so the file follows the state, not the history; the WAL is truncated back to
-``journal_size_limit`` after checkpoints.
+database uses incremental auto-vacuum: after a compaction, the free pages beyond as many as
+the file still uses go back to the file system, a few MiB per transaction, so the file follows
+the retained log, not the history. The pages kept free are taken by the entries that come
+before the next compaction: giving them back would mean moving the newest entries, which sit
+at the end of the file, into the holes (writing the retained log through the WAL again, for
+nothing: it grows back to the same size). The WAL is truncated back to ``journal_size_limit``
+after checkpoints.
 
 Durability: WAL journal with ``synchronous=FULL``, so each commit fsyncs the WAL and a
 method returns only once its transaction survives a crash or a power cut (Figure 2: term,
@@ -91,6 +95,10 @@ SNAPSHOT_DIRECTORY = "snapshots"
 #: Bytes the WAL file is cut back to after a checkpoint (a big snapshot grows it for a moment).
 #: SQLite checkpoints every 1000 pages (~4 MiB), so in steady state the WAL stays near this.
 WAL_SIZE_LIMIT = 4 * 1024 * 1024
+#: At most this many bytes of pages are given back per transaction after a compaction, so
+#: moving pages grows the WAL by about as much as a checkpoint interval, and a write waiting
+#: for the storage lock waits for one such step, not for the whole file to shrink.
+VACUUM_STEP_BYTES = WAL_SIZE_LIMIT
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -140,10 +148,21 @@ def _first_within(rows: Sequence[tuple[int, int, int, int]], data_bytes: int | N
     return rows[0][0]
 
 
-def _vacuum(conn: sqlite3.Connection) -> None:
-    """Give the free pages back to the file system (incremental auto-vacuum). Through
-    ``executescript``: a plain ``execute`` of the pragma frees one page per step, and stops."""
-    conn.executescript("PRAGMA incremental_vacuum;")
+def _vacuum(conn: sqlite3.Connection, pages: int | None = None) -> None:
+    """Give ``pages`` free pages (all of them: None) back to the file system (incremental
+    auto-vacuum: pages in use beyond the new end of the file are moved into free ones, through
+    the WAL). Through ``executescript``: a plain ``execute`` of the pragma frees one page per
+    step, and stops."""
+    if pages is not None and pages <= 0:
+        return   # incremental_vacuum(0) would give back every free page
+    conn.executescript("PRAGMA incremental_vacuum;" if pages is None else f"PRAGMA incremental_vacuum({int(pages)});")
+
+
+def _surplus_pages(conn: sqlite3.Connection) -> int:
+    """Free pages beyond as many as the file uses: what a compaction gives back."""
+    pages: int = conn.execute("PRAGMA page_count").fetchone()[0]
+    free: int = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return max(0, free - (pages - free))
 
 
 def _store_snapshot(conn: sqlite3.Connection, snapshot: Snapshot, discard_through: int) -> int:
@@ -192,6 +211,10 @@ class SQLiteStorage(LogStorage):
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA fullfsync=ON")   # macOS: fsync alone does not reach the platter
                 db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+                # Debian's and Ubuntu's SQLite are built with secure_delete on: every page a
+                # compaction frees would be zeroed through the WAL (the whole deleted prefix
+                # written again). FAST zeroes only within pages it writes anyway.
+                db.execute("PRAGMA secure_delete=FAST")
                 self._migrate(db)
                 row = conn.execute("SELECT max(coalesce(max(idx), 0), "
                                    "coalesce((SELECT max(last_index) FROM snapshots), 0)) FROM log").fetchone()
@@ -269,9 +292,8 @@ class SQLiteStorage(LogStorage):
                         last = _store_snapshot(conn, write.snapshot, write.discard_through)
                         compacted = True
             self._last_index = last
-            if compacted:   # the deleted prefix's pages go back to the file system, not only to SQLite's free list
-                with self._errors("give space back"):
-                    _vacuum(self._connection())
+        if compacted:
+            self._give_surplus_back()
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL into the file); idempotent."""
@@ -305,6 +327,23 @@ class SQLiteStorage(LogStorage):
         """A write transaction for ``action``; the caller holds ``self._lock``."""
         with self._errors(action), _write_transaction(self._connection()) as conn:
             yield conn
+
+    def _give_surplus_back(self) -> None:
+        """After a compaction: the free pages beyond as many as the file uses go back to the file
+        system, one transaction of VACUUM_STEP_BYTES at a time, the lock released in between
+        (appends go on)."""
+        before = None
+        while True:
+            with self._lock, self._errors("give space back"):
+                if self._db is None:
+                    return   # closed meanwhile
+                conn = self._connection()
+                surplus = _surplus_pages(conn)
+                if surplus == 0 or (before is not None and surplus >= before):
+                    return   # done (or a step that gave nothing back: never loop on it)
+                step = max(1, VACUUM_STEP_BYTES // conn.execute("PRAGMA page_size").fetchone()[0])
+                _vacuum(conn, min(surplus, step))
+                before = surplus
 
     def _give_space_back(self, db: Database) -> None:
         """Incremental auto-vacuum, so that compaction shrinks the file. A new database gets it at
