@@ -382,6 +382,18 @@ def test_a_compaction_that_leaves_more_pages_free_than_used_gives_the_surplus_ba
     assert db_path.stat().st_size <= 2.1 * 100 * BIG   # as many pages free as used, no more
 
 
+def test_a_compaction_leaves_the_wal_empty(open_sqlite, db_path):
+    """The data dir peaks right after a compaction (two snapshots and the log between them): the
+    WAL is checkpointed and truncated then, not left at up to a checkpoint interval beside them."""
+    storage = open_sqlite()
+    storage.append([LogEntry(index, 1, bytes(BIG)) for index in range(1, 41)])
+    assert _wal_bytes(db_path) > 0
+    storage.save_snapshot(Snapshot(40, 1, b"cfg", 1, 1), discard_through=20)
+    assert _wal_bytes(db_path) == 0
+    storage.append([LogEntry(41, 1, b"after")])   # and it goes on
+    assert storage.load().entries[-1].index == 41
+
+
 def test_a_full_disk_fails_the_append_and_leaves_log_and_storage_usable(open_sqlite):
     storage = open_sqlite()
     storage.append(entries(1, 10))

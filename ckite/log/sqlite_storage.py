@@ -331,7 +331,9 @@ class SQLiteStorage(LogStorage):
     def _give_surplus_back(self) -> None:
         """After a compaction: the free pages beyond as many as the file uses go back to the file
         system, one transaction of VACUUM_STEP_BYTES at a time, the lock released in between
-        (appends go on)."""
+        (appends go on); then the WAL is checkpointed and emptied, so that the moment the data
+        dir holds two snapshots and the log between them it does not also hold a WAL of up to
+        a checkpoint interval (WAL_SIZE_LIMIT)."""
         before = None
         while True:
             with self._lock, self._errors("give space back"):
@@ -340,6 +342,7 @@ class SQLiteStorage(LogStorage):
                 conn = self._connection()
                 surplus = _surplus_pages(conn)
                 if surplus == 0 or (before is not None and surplus >= before):
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                     return   # done (or a step that gave nothing back: never loop on it)
                 step = max(1, VACUUM_STEP_BYTES // conn.execute("PRAGMA page_size").fetchone()[0])
                 _vacuum(conn, min(surplus, step))
