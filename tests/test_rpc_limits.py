@@ -91,6 +91,10 @@ def entries(first: int, terms: list[int], size: int = 1) -> list[LogEntry]:
      "change_members id must be"),
     (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": [], "remove": [7]}), 10),
      "change_members id must be"),
+    (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": [], "remove": [], "learners": [7]}), 10),
+     "change_members id must be"),
+    (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": [], "remove": [], "voters": []}), 10),
+     "must be {"),
     (ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": [f"m:{i}" for i in range(101)], "remove": []}),
                     10), "more than 100 members"),
 ], ids=lambda value: value if isinstance(value, str) else type(value).__name__)
@@ -112,6 +116,7 @@ def test_requests_that_break_raft_invariants_or_limits_are_invalid(request_, com
     ForwardRequest(ForwardKind.WRITE, b"\xff\xfe", 10),   # commands are checked by the command codec
     ForwardRequest(ForwardKind.TRANSFER_LEADERSHIP, b"", 10),
     ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": ["m\u00e9:1"], "remove": ["n:2"]}), 10),
+    ForwardRequest(ForwardKind.CHANGE_MEMBERS, msgpack.packb({"add": [], "remove": [], "learners": ["l:3"]}), 10),
     JoinMember("new:9095", 0),
 ], ids=lambda value: type(value).__name__)
 def test_requests_a_healthy_leader_sends_are_valid(request_):
