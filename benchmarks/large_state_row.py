@@ -82,6 +82,19 @@ def disk_usage_mib(path: Path) -> float:
     return round(total / MIB, 1)
 
 
+def disk_usage_by_file_mib(path: Path) -> dict[str, float]:
+    """What each file below ``path`` takes (blocks allocated), in MiB: where a data dir's size goes."""
+    sizes: dict[str, float] = {}
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            try:
+                sizes[os.path.relpath(full, path)] = round(os.lstat(full).st_blocks * 512 / MIB, 1)
+            except FileNotFoundError:
+                pass
+    return sizes
+
+
 def run(system: Any, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
     """Run the row on ``system``; errors are recorded in the result (``error``), not raised."""
     outcome: dict[str, Any] = {"system": system.name, "plan": asdict(plan), "keys": plan.keys,
@@ -100,6 +113,7 @@ def run(system: Any, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:
             outcome["incomplete"] = writes.get("gave_up") or f"{writes['acknowledged']} writes acknowledged"
         outcome["peak_rss_mib"] = [guard.peak(pid) for pid in system.pids()]
         outcome["data_dir_mib"] = [disk_usage_mib(d) for d in system.data_dirs()]
+        outcome["data_dir_files_mib"] = [disk_usage_by_file_mib(d) for d in system.data_dirs()]
         say(f"  {system.name}: {writes['acknowledged']} of {plan.writes} written in {writes['elapsed_s']} s, "
             f"{writes['failed']} failed; peak RSS {outcome['peak_rss_mib']} MiB")
         if guard.tripped is None and "incomplete" not in outcome:

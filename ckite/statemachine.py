@@ -30,8 +30,10 @@ class StateMachine(ABC):
         """Apply a committed :class:`~ckite.WriteCommand`, or run a :class:`~ckite.ReadCommand`.
 
         The return value is handed to the caller of ``write``/``read`` (and must be
-        msgpack-native to cross the wire when the caller is on another member). An
-        exception fails only that command: its caller gets :class:`~ckite.errors.CommandError`.
+        msgpack-native to cross the wire when the caller is on another member). A write's
+        result is also kept for retries (every member's client table, every snapshot) until
+        the client has it, so keep it small: not the value just written. An exception fails
+        only that command: its caller gets :class:`~ckite.errors.CommandError`.
         """
 
     def apply_batch(self, commands: Sequence[Command]) -> list[Any]:

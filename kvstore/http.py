@@ -95,8 +95,8 @@ def kv_blueprint(member: CKite, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES) 
     @bp.get("/put/<kvseg:key>/<kvseg:value>")
     @mutating   # a GET that writes (CKite's): it needs the admin token when one is set
     def put_get_style(key: str, value: str) -> ResponseReturnValue:
-        result = write(Put(_checked_key(key), checked_value(value)))
-        return jsonify({"key": key, "value": json_value(result)})
+        write(Put(_checked_key(key), checked_value(value)))
+        return jsonify({"key": key, "value": json_value(value)})
 
     @bp.get("/get/<kvseg:key>")
     def get_get_style(key: str) -> ResponseReturnValue:

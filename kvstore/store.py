@@ -26,7 +26,9 @@ Value = str | bytes
 
 @dataclass
 class Put(WriteCommand, type_name="kvstore.put"):
-    """Set ``key`` to ``value``; the result is the value."""
+    """Set ``key`` to ``value``; the result is None. The caller holds the value already, and a
+    result is kept for retries (in the client table, in every snapshot, for an Idempotency-Key
+    up to a day): returning the value kept a second reference to each value written that way."""
 
     key: str
     value: Value
@@ -79,7 +81,7 @@ class KVStore(StateMachine):
     def apply(self, command: Command) -> Any:
         if isinstance(command, Put):
             self.data[command.key] = _checked(command.value)
-            return command.value
+            return None
         if isinstance(command, Get):
             return self.data.get(command.key)
         if isinstance(command, Delete):
