@@ -5,12 +5,10 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry
-
 from ckite.bindings import parse_binding
 from ckite.commands import ReadCommand, WriteCommand
 from ckite.consensus.reconfiguration import ChangeState, MembershipChange
-from ckite.errors import MembershipChangeError
+from ckite.errors import CKiteError, MembershipChangeError
 from ckite.log.data_dir import DataDir
 from ckite.log.storage import LogStorage
 from ckite.member_status import MemberStatus
@@ -19,6 +17,8 @@ from ckite.sessions.api import ClientSession
 from ckite.write_result import WriteResult
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from ckite.admin import AdminServer
 
 
@@ -50,8 +50,14 @@ class CKite:
         """The Prometheus registry holding this member's metrics (``ckite_*``; see
         :mod:`ckite.metrics`), served by the admin console on ``/metrics``; the application's own
         when it gave one to ``CKiteBuilder.with_metrics_registry``. Serve it yourself with
-        ``prometheus_client.generate_latest(member.metrics_registry)``."""
-        return self._node.consensus.metrics.registry
+        ``prometheus_client.generate_latest(member.metrics_registry)``. Raises CKiteError for a
+        member whose metrics are off (no admin console, no registry given, no
+        ``CKiteBuilder.with_metrics()``)."""
+        registry = self._node.consensus.metrics.registry
+        if registry is None:
+            raise CKiteError(f"{self.id}: Prometheus metrics are off for this member (built without the admin "
+                             "console and without a registry): build it with CKiteBuilder.with_metrics()")
+        return registry
 
     @property
     def id(self) -> str:

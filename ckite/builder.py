@@ -7,9 +7,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING, Any
 
 from ckite.api import CKite
 from ckite.bindings import parse_binding
@@ -28,11 +26,14 @@ from ckite.identity import MemberIdentity, check_reachable_id
 from ckite.log.data_dir import DataDir
 from ckite.log.memory_storage import MemoryStorage
 from ckite.log.storage import LogStorage
-from ckite.metrics import MemberMetrics
+from ckite.metrics.counts import MemberCounts
 from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import Transport
 from ckite.runtime.node import RaftNode
 from ckite.statemachine import StateMachine
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 
 class CKiteBuilder:
@@ -208,6 +209,15 @@ class CKiteBuilder:
         self._overrides["metrics_registry"] = registry
         return self
 
+    def with_metrics(self) -> CKiteBuilder:
+        """Keep Prometheus metrics (``CKite.metrics_registry``) for a member without the admin
+        console. They are on by default only where someone can read them: with the console
+        (``/metrics``) or a registry of the application's (:meth:`with_metrics_registry`).
+        Without either, the member does not import prometheus_client (about 12 MiB of RSS) and
+        only counts what ``status()["metrics"]`` shows."""
+        self._overrides["metrics"] = True
+        return self
+
     def without_admin(self) -> CKiteBuilder:
         """Do not serve the admin console at all."""
         self._overrides["admin_enabled"] = False
@@ -288,7 +298,12 @@ def _assemble(config: MemberConfig, storage: LogStorage, data_dir: DataDir | Non
         transport = ThriftTransport(tls=config.tls)
     # A joining member knows no configuration until the cluster's log gives it one.
     initial = Configuration.of([] if config.join_seeds else [config.local_binding, *config.members_bindings])
-    metrics = MemberMetrics(config.metrics_registry)
+    metrics: MemberCounts
+    if config.metrics or config.admin_enabled or config.metrics_registry is not None:
+        from ckite.metrics.member import MemberMetrics  # prometheus_client only for members that export it
+        metrics = MemberMetrics(config.metrics_registry)
+    else:
+        metrics = MemberCounts()
     try:
         consensus = Consensus(config.local_binding, storage, initial, config.settings, clock=time.monotonic,
                               rng=random.Random(), join=bool(config.join_seeds), metrics=metrics)

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from prometheus_client import CollectorRegistry
+from typing import TYPE_CHECKING
 
 from ckite.consensus.settings import RaftSettings
 from ckite.log.storage import LogStorage
 from ckite.rpc.tls import TlsConfig
 from ckite.rpc.transport import Transport
 from ckite.statemachine import StateMachine
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
 
 #: Defaults, in the units the builder takes (milliseconds). CKite's were 1000-2000 ms / 200 ms;
 #: the seed's README example uses 1000-1500 ms / 250 ms, which we adopt.
@@ -52,3 +54,6 @@ class MemberConfig:
     admin_token: str | None = None  # when set, the admin server's mutating routes require it (bearer token)
     tls: TlsConfig | None = None    # mutual TLS between members (the default Thrift transport); None: plain TCP
     metrics_registry: CollectorRegistry | None = None   # the application's; None: one of the member's own
+    # Prometheus metrics: on with the admin console or a registry of the application's, or when
+    # asked for (with_metrics); off, the member only counts (no prometheus_client import).
+    metrics: bool = False

@@ -31,6 +31,7 @@ class TestCluster:
     network: LocalNetwork = field(default_factory=LocalNetwork)
     compaction_threshold: int = DEFAULT_COMPACTION_THRESHOLD
     lease_reads: bool = False
+    metrics: bool = False   # Prometheus metrics (with_metrics); off, as for any member without its console
     tls: TlsConfig | None = None   # with "thrift": every member presents the same certificate
     new_state_machine: Callable[[], StateMachine] = KVStore   # the tests' own map by default
 
@@ -60,6 +61,8 @@ class TestCluster:
                    .with_leader_timeout(5000).with_compaction_threshold(self.compaction_threshold).without_admin())
         if self.lease_reads:
             builder.with_lease_reads()
+        if self.metrics:
+            builder.with_metrics()
         member = builder.build()
         member.start()
         self.members[binding] = member

@@ -44,7 +44,7 @@ def member():
     member = (CKiteBuilder().with_local_binding(BINDING).with_min_election_timeout(150)
               .with_max_election_timeout(300).with_heartbeats_interval(50).with_in_memory_storage()
               .with_transport(LocalNetwork().transport(BINDING)).with_state_machine(KVStore())
-              .with_write_timeout(3000).with_leader_timeout(3000).without_admin().build())
+              .with_write_timeout(3000).with_leader_timeout(3000).without_admin().with_metrics().build())
     member.start()
     wait_for(lambda: member.status()["state"] == "Leader", 10, "the single member to lead")
     yield member

@@ -43,7 +43,7 @@ def build_member(binding: str, others: list[str], network: LocalNetwork, timeout
             .with_min_election_timeout(150).with_max_election_timeout(300).with_heartbeats_interval(50)
             .with_leader_timeout(timeout_ms).with_write_timeout(timeout_ms).with_read_timeout(timeout_ms)
             .with_in_memory_storage().with_transport(network.transport(binding))
-            .with_state_machine(KVStore()).without_admin().build())
+            .with_state_machine(KVStore()).without_admin().with_metrics().build())
 
 
 def admin_for(member: CKite, **options) -> AdminServer:

@@ -2,12 +2,18 @@
 application's own registry, the /metrics route, and several members in one process."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from ckite import CKiteBuilder
+from ckite.admin import build_admin
+from ckite.errors import CKiteError
 from ckite.log.memory_storage import MemoryStorage
 from ckite.metrics import MemberMetrics
 from ckite.rpc.local import LocalNetwork
@@ -16,6 +22,7 @@ from tests.kv_example import Get, KVStore, Put
 from tests.waiting import wait_for
 
 THRESHOLD = 20
+REPO = Path(__file__).resolve().parent.parent
 
 #: Every metric a member's registry holds (families, as the text format names them).
 MEMBER_FAMILIES = {
@@ -42,12 +49,12 @@ def single(binding: str = "localhost:9191", network: LocalNetwork | None = None,
     registry = options.get("registry")
     if registry is not None:
         builder.with_metrics_registry(registry)
-    return builder if options.get("admin") else builder.without_admin()
+    return builder if options.get("admin") else builder.without_admin().with_metrics()
 
 
 @pytest.fixture()
 def cluster():
-    built = TestCluster("local", 3, compaction_threshold=THRESHOLD).start_all()
+    built = TestCluster("local", 3, compaction_threshold=THRESHOLD, metrics=True).start_all()
     yield built
     built.stop_all()
 
@@ -190,3 +197,49 @@ def test_the_status_summary_reads_the_instruments():
     assert (commit["count"], commit["sum"]) == (1, pytest.approx(0.003))
     assert [0.0025, 0] in commit["buckets"] and [0.005, 1] in commit["buckets"] and commit["buckets"][-1] == ["+Inf", 1]
     assert summary["appendLatency"]["buckets"][0] == [0.0001, 0]
+
+
+# --- metrics off: a member without its console and without a registry ---------------------------
+
+OFF_PROGRAM = """
+import sys
+from ckite import CKiteBuilder
+from ckite.rpc.local import LocalNetwork
+from tests.kv_example import KVStore, Put
+member = (CKiteBuilder().with_local_binding("localhost:9191").with_in_memory_storage()
+          .with_state_machine(KVStore()).with_transport(LocalNetwork().transport("localhost:9191"))
+          .with_min_election_timeout(150).with_max_election_timeout(300).with_heartbeats_interval(50)
+          .without_admin().build())
+member.start()
+member.wait_for_leader(timeout=10)
+member.write(Put("k", "v"), timeout=10)
+counts = member.status()["metrics"]
+member.stop()
+loaded = sorted({m.split(".")[0] for m in sys.modules} & {"prometheus_client", "flask", "waitress"})
+print(counts["elections"], counts["leaderChanges"], loaded)
+"""
+
+
+def test_a_member_without_its_console_imports_no_prometheus_flask_or_waitress_and_still_counts():
+    """Issue 13's memory item: nobody can read the Prometheus registry of a member without its
+    console and without a registry of the application's, so prometheus_client (about 12 MiB of
+    RSS) is never imported; status()["metrics"] still has the counts."""
+    done = subprocess.run([sys.executable, "-c", OFF_PROGRAM], cwd=REPO, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "1", "[]"]
+
+
+def test_with_metrics_off_the_registry_is_refused_with_the_builder_call_that_turns_them_on():
+    member = single().build()   # with_metrics(): on
+    quiet = (CKiteBuilder().with_local_binding("localhost:9192").with_in_memory_storage().with_state_machine(KVStore())
+             .with_transport(LocalNetwork().transport("localhost:9192")).without_admin().build())
+    try:
+        assert isinstance(member.metrics_registry, CollectorRegistry)
+        with pytest.raises(CKiteError, match="with_metrics"):
+            _ = quiet.metrics_registry
+        answer = build_admin(quiet, "127.0.0.1", 0).app.test_client().get("/metrics")   # a console added afterwards
+        assert answer.status_code == 404 and "with_metrics" in answer.get_json()["error"]
+    finally:
+        member.stop()
+        quiet.stop()

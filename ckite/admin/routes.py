@@ -19,7 +19,7 @@ from ckite.admin.errors import json_error
 from ckite.admin.status_view import render_status
 from ckite.bindings import parse_binding
 from ckite.consensus.reconfiguration import ChangeState
-from ckite.errors import LeaderTimeoutError
+from ckite.errors import CKiteError, LeaderTimeoutError
 
 if TYPE_CHECKING:
     from ckite.api import CKite
@@ -62,12 +62,17 @@ def admin_blueprint(ckite: CKite, fetcher: ClusterStatusFetcher, *,
         return jsonify(fetcher.cluster_status())
 
     @bp.get("/metrics")
-    def metrics() -> Response:
+    def metrics() -> ResponseReturnValue:
         """The member's metrics registry (``CKite.metrics_registry``: the application's, if it gave
         one), in the format the scraper asks for (prometheus_client's own negotiation: the text
-        format, ``generate_latest``, unless OpenMetrics is accepted)."""
+        format, ``generate_latest``, unless OpenMetrics is accepted). 404 for a member whose
+        metrics are off (built without the console, its console attached afterwards)."""
+        try:
+            registry = ckite.metrics_registry
+        except CKiteError as exc:
+            return json_error(404, str(exc))
         encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encode(ckite.metrics_registry), content_type=content_type)
+        return Response(encode(registry), content_type=content_type)
 
     @bp.get("/changecluster/<bindings>")
     @mutating

@@ -53,7 +53,7 @@ from ckite.messages import (
     TimeoutNow,
     TimeoutNowResponse,
 )
-from ckite.metrics import MemberMetrics
+from ckite.metrics.counts import MemberCounts
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Consensus:
     def __init__(self, member_id: str, storage: LogStorage, initial_configuration: Configuration,
                  settings: RaftSettings = RaftSettings(), *, clock: Callable[[], float],
                  rng: random.Random | None = None, runtime: Runtime | None = None, join: bool = False,
-                 metrics: MemberMetrics | None = None) -> None:
+                 metrics: MemberCounts | None = None) -> None:
         self.lock = threading.RLock()
         self.member_id = member_id
         self.settings = settings
@@ -78,7 +78,7 @@ class Consensus:
         self.join = join
         #: The error that took this member out of service (None while healthy).
         self.failure: CKiteError | None = None
-        self.metrics = metrics if metrics is not None else MemberMetrics()
+        self.metrics = metrics if metrics is not None else MemberCounts()
         self.writer = LogWriter(storage, self._on_durable, self.fail)
         #: The effects of the step in progress; None between steps, when only _step looks at it
         #: (every role runs inside a step), so it is typed as always there.

@@ -1,5 +1,6 @@
 """What the runtime counts and times about one member: prometheus_client Counters and Histograms
 in a registry of the member's own (or one the application gives, ``with_metrics_registry``).
+Built only for a member whose metrics are on (``ckite.metrics.counts`` says when).
 
 Observed where the event happens, never waiting on anything: a Histogram observation is a
 bisect and two additions under prometheus_client's own lock (about 1.4 µs here), a Counter
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.registry import Collector
 
+from ckite.metrics.counts import MemberCounts
 from ckite.metrics.gauges import StatusGauges
 
 C = TypeVar("C", bound=Collector)
@@ -40,45 +42,43 @@ SNAPSHOT_DURATION_BUCKETS = (0.001, 0.01, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 SNAPSHOT_ORIGINS = ("taken", "received")
 
 
-class MemberMetrics:
+class MemberMetrics(MemberCounts):
     """One member's instruments, registered in ``registry`` (default: a new one of its own)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__()
         self._own_registry = registry is None
-        self.registry = CollectorRegistry() if registry is None else registry
+        self.registry: CollectorRegistry = CollectorRegistry() if registry is None else registry
         self._registered: list[Collector] = []
-        #: A write, from its append to its result on the leader (once per applied batch: its longest wait).
-        self.commit_latency = self._add(Histogram(
+        self._commit = self.commit_latency = self._add(Histogram(
             "ckite_commit_latency_seconds", "Time from a write's append to its result on the leader (the longest "
             "wait of each applied batch).", buckets=LATENCY_BUCKETS, registry=None))
-        #: One durable write of the log (a batch: one transaction, one fsync).
-        self.append_latency = self._add(Histogram(
+        self._append = self.append_latency = self._add(Histogram(
             "ckite_append_latency_seconds", "Time to make one batch of log writes durable.",
             buckets=LATENCY_BUCKETS, registry=None))
-        self.elections = self._add(Counter("ckite_elections", "Elections this member started (not pre-votes).",
-                                           registry=None))
-        self.leader_changes = self._add(Counter(
+        self._elections = self.elections = self._add(Counter(
+            "ckite_elections", "Elections this member started (not pre-votes).", registry=None))
+        self._leader_changes = self.leader_changes = self._add(Counter(
             "ckite_leader_changes", "Leaderships this member learned of: a new leader, or the same one in a new "
             "term (its own included).", registry=None))
-        self.snapshots_taken = self._add(Counter("ckite_snapshots_taken",
-                                                 "Snapshots this member took to compact its log.", registry=None))
-        self.snapshots_installed = self._add(Counter("ckite_snapshots_installed",
-                                                     "Snapshots this member received from a leader and installed.",
-                                                     registry=None))
-        self.snapshot_size = self._add(Histogram(
+        self._taken = self.snapshots_taken = self._add(Counter(
+            "ckite_snapshots_taken", "Snapshots this member took to compact its log.", registry=None))
+        self._installed = self.snapshots_installed = self._add(Counter(
+            "ckite_snapshots_installed", "Snapshots this member received from a leader and installed.",
+            registry=None))
+        size = self.snapshot_size = self._add(Histogram(
             "ckite_snapshot_size_bytes", "Size of the snapshots' state, by origin (taken here, or received).",
             ["origin"], buckets=SIZE_BUCKETS, registry=None))
-        self.snapshot_duration = self._add(Histogram(
+        duration = self.snapshot_duration = self._add(Histogram(
             "ckite_snapshot_duration_seconds", "Time to write a snapshot's state durably (taken), or from its "
             "first chunk to the whole of it durable (received).", ["origin"], buckets=SNAPSHOT_DURATION_BUCKETS,
             registry=None))
         for origin in SNAPSHOT_ORIGINS:   # exported at 0 before the first snapshot
-            self.snapshot_size.labels(origin)
-            self.snapshot_duration.labels(origin)
+            size.labels(origin)
+            duration.labels(origin)
         self.rpc_errors = self._add(Counter(
             "ckite_rpc_errors", "Calls to other members that failed (no answer, or a transport error), by peer "
             "and request.", ["peer", "kind"], registry=None))
-        self._leadership: tuple[str, int] | None = None   # the last one counted (the consensus lock guards it)
 
     def _add(self, collector: C) -> C:
         try:
@@ -103,23 +103,8 @@ class MemberMetrics:
             self.registry.unregister(collector)
         self._registered.clear()
 
-    # --- observations -------------------------------------------------------------------------
-
-    def leader_seen(self, leader: str | None, term: int) -> None:
-        """The member's leader is now ``leader`` (None: none known) in ``term``; under the consensus lock."""
-        if leader is not None and (leader, term) != self._leadership:
-            self._leadership = (leader, term)
-            self.leader_changes.inc()
-
-    def snapshot_written(self, origin: str, size: int, seconds: float) -> None:
-        """A snapshot's state is whole and durable: ``taken`` here, or ``received`` from a leader."""
-        self.snapshot_size.labels(origin).observe(size)
-        self.snapshot_duration.labels(origin).observe(seconds)
-
     def rpc_failed(self, peer: str, kind: str) -> None:
         self.rpc_errors.labels(peer, kind).inc()
-
-    # --- the status document ------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
         """``status()["metrics"]``, read from the instruments: counts, ``rpcErrors`` by peer (every
@@ -128,10 +113,10 @@ class MemberMetrics:
         errors: dict[str, int] = {}
         for sample in _samples(self.rpc_errors, "_total"):
             errors[sample.labels["peer"]] = errors.get(sample.labels["peer"], 0) + int(sample.value)
-        return {"elections": _count(self.elections), "leaderChanges": _count(self.leader_changes),
-                "snapshotsTaken": _count(self.snapshots_taken),
-                "snapshotsInstalled": _count(self.snapshots_installed), "rpcErrors": errors,
-                "appendLatency": _histogram(self.append_latency), "commitLatency": _histogram(self.commit_latency)}
+        return {"elections": _count(self._elections), "leaderChanges": _count(self._leader_changes),
+                "snapshotsTaken": _count(self._taken), "snapshotsInstalled": _count(self._installed),
+                "rpcErrors": errors, "appendLatency": _histogram(self._append),
+                "commitLatency": _histogram(self._commit)}
 
 
 def _samples(collector: Collector, suffix: str) -> Iterable[Any]:

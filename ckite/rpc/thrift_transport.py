@@ -213,11 +213,16 @@ class _FrameServer:
 
     def _handshake(self, conn: socket.socket, peer: str) -> ssl.SSLSocket | None:
         """The TLS connection once the peer proved a certificate of the cluster's CA; None (logged)
-        when it could not within the handshake timeout. close() can interrupt it: the TLS socket
-        replaces the plain one in ``_connections`` before the handshake starts."""
+        when it could not within the handshake timeout, or close() came first. close() can
+        interrupt it: the TLS socket replaces the plain one in ``_connections`` before the
+        handshake starts, in one hold of the lock with the wrapping (wrapping detaches the plain
+        socket: a close() that shut that one down in between reached nothing, and the handshake
+        waited for its timeout)."""
         assert self._ssl_context is not None
-        tls = self._ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         with self._lock:
+            if self._stopping.is_set():
+                return None   # close() shut the connections down already: the finally closes this one
+            tls = self._ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
             self._connections[threading.current_thread()] = tls
         try:
             tls.settimeout(self._handshake_timeout)

@@ -14,10 +14,9 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from prometheus_client import Histogram
-
 from ckite.errors import CKiteError, EntryOverwrittenError, WriteTimeoutError
 from ckite.log.entry import LogEntry
+from ckite.metrics.counts import Observer
 from ckite.sessions.table import Outcome
 from ckite.write_result import WriteResult
 
@@ -33,7 +32,7 @@ class PendingWrites:
     writes that do not ask for the index pay nothing for it.
     """
 
-    def __init__(self, commit_latency: Histogram | None = None) -> None:
+    def __init__(self, commit_latency: Observer | None = None) -> None:
         self._lock = threading.Lock()
         self._commit_latency = commit_latency
         self._by_index: dict[int, tuple[int, Future[Any], float, bool]] = {}
