@@ -213,8 +213,8 @@ class CKiteBuilder:
         """Keep Prometheus metrics (``CKite.metrics_registry``) for a member without the admin
         console. They are on by default only where someone can read them: with the console
         (``/metrics``) or a registry of the application's (:meth:`with_metrics_registry`).
-        Without either, the member does not import prometheus_client (about 12 MiB of RSS) and
-        only counts what ``status()["metrics"]`` shows."""
+        Without either, the member does not import prometheus_client (its start-up, its RSS, an
+        observation per batch) and only counts what ``status()["metrics"]`` shows."""
         self._overrides["metrics"] = True
         return self
 

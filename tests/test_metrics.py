@@ -222,8 +222,8 @@ print(counts["elections"], counts["leaderChanges"], loaded)
 
 def test_a_member_without_its_console_imports_no_prometheus_flask_or_waitress_and_still_counts():
     """Issue 13's memory item: nobody can read the Prometheus registry of a member without its
-    console and without a registry of the application's, so prometheus_client (about 12 MiB of
-    RSS) is never imported; status()["metrics"] still has the counts."""
+    console and without a registry of the application's, so prometheus_client is never
+    imported; status()["metrics"] still has the counts."""
     done = subprocess.run([sys.executable, "-c", OFF_PROGRAM], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -2,11 +2,12 @@
 
 A member built without the admin console and without a registry of the application's
 (``CKiteBuilder.without_admin()``, no ``with_metrics()``) has no one to serve Prometheus
-metrics to, so it does not import prometheus_client at all (about 12 MiB of a process's RSS
-and 40 ms of its start). It still counts what ``status()["metrics"]`` reports (elections,
-leader changes, snapshots, RPC errors by peer) in plain integers; latencies and snapshot sizes
-are not observed. :class:`~ckite.metrics.member.MemberMetrics` is the Prometheus form: the same
-attributes, as prometheus_client instruments in a registry.
+metrics to, so it does not import prometheus_client at all (measured here: 15 ms of start-up
+and 1.4 MiB of RSS beyond ckite's own imports) and observes no instrument on the hot path. It
+still counts what ``status()["metrics"]`` reports (elections, leader changes, snapshots, RPC
+errors by peer) in plain integers; latencies and snapshot sizes are not observed.
+:class:`~ckite.metrics.member.MemberMetrics` is the Prometheus form: the same attributes, as
+prometheus_client instruments in a registry.
 """
 from __future__ import annotations
 
