@@ -70,29 +70,27 @@ class Plan:
         return f"{self.prefix}{i % self.keys}"
 
 
-def disk_usage_mib(path: Path) -> float:
-    """What ``du -s`` says of ``path``: blocks allocated to every file below it, in MiB."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_blocks * 512
-            except FileNotFoundError:
-                pass   # deleted while we walked (a snapshot being replaced)
-    return round(total / MIB, 1)
-
-
-def disk_usage_by_file_mib(path: Path) -> dict[str, float]:
-    """What each file below ``path`` takes (blocks allocated), in MiB: where a data dir's size goes."""
-    sizes: dict[str, float] = {}
+def _allocated_bytes(path: Path) -> dict[str, int]:
+    """Blocks allocated to each file below ``path``, in bytes, by path relative to it."""
+    sizes: dict[str, int] = {}
     for root, _dirs, files in os.walk(path):
         for name in files:
             full = os.path.join(root, name)
             try:
-                sizes[os.path.relpath(full, path)] = round(os.lstat(full).st_blocks * 512 / MIB, 1)
+                sizes[os.path.relpath(full, path)] = os.lstat(full).st_blocks * 512
             except FileNotFoundError:
-                pass
+                pass   # deleted while we walked (a snapshot being replaced)
     return sizes
+
+
+def disk_usage_mib(path: Path) -> float:
+    """What ``du -s`` says of ``path``: blocks allocated to every file below it, in MiB."""
+    return round(sum(_allocated_bytes(path).values()) / MIB, 1)
+
+
+def disk_usage_by_file_mib(path: Path) -> dict[str, float]:
+    """What each file below ``path`` takes, in MiB: where a data dir's size goes."""
+    return {name: round(size / MIB, 1) for name, size in _allocated_bytes(path).items()}
 
 
 def run(system: Any, plan: Plan, say: Callable[[str], None]) -> dict[str, Any]:

@@ -74,10 +74,12 @@ class MemberCounts:
         self.append_latency: Observer = UNOBSERVED
         self.snapshot_size: LabelledObserver = UNOBSERVED
         self.snapshot_duration: LabelledObserver = UNOBSERVED
-        self.elections: Increment = _Count()
-        self.leader_changes: Increment = _Count()
-        self.snapshots_taken: Increment = _Count()
-        self.snapshots_installed: Increment = _Count()
+        self._counts = {"elections": _Count(), "leaderChanges": _Count(), "snapshotsTaken": _Count(),
+                        "snapshotsInstalled": _Count()}   # status()["metrics"]'s names
+        self.elections: Increment = self._counts["elections"]
+        self.leader_changes: Increment = self._counts["leaderChanges"]
+        self.snapshots_taken: Increment = self._counts["snapshotsTaken"]
+        self.snapshots_installed: Increment = self._counts["snapshotsInstalled"]
         self._rpc_errors: dict[str, int] = {}
         self._rpc_lock = threading.Lock()   # counted before the consensus lock, on each peer's threads
         self._leadership: tuple[str, int] | None = None   # the last one counted (the consensus lock guards it)
@@ -107,10 +109,4 @@ class MemberCounts:
         """``status()["metrics"]``: the counts, ``rpcErrors`` by peer (latencies only with Prometheus on)."""
         with self._rpc_lock:
             errors = dict(self._rpc_errors)
-        return {"elections": _value(self.elections), "leaderChanges": _value(self.leader_changes),
-                "snapshotsTaken": _value(self.snapshots_taken),
-                "snapshotsInstalled": _value(self.snapshots_installed), "rpcErrors": errors}
-
-
-def _value(count: Increment) -> int:
-    return count.value if isinstance(count, _Count) else 0
+        return {**{name: count.value for name, count in self._counts.items()}, "rpcErrors": errors}
